@@ -1,0 +1,169 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, for a caller to match on.
+///
+/// Returned by [`Error::kind`]. New kinds may be added; match with a
+/// wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The mapped file became shorter than the range being sent. The body
+    /// stopped instead of touching pages past the new end of the file
+    /// (which would kill the process with `SIGBUS`).
+    Truncated,
+    /// The mapped file's size or modification time changed since it was
+    /// mapped, so the bytes a retry would send may differ from the first
+    /// attempt's.
+    Modified,
+    /// A replay was asked of a [`ReplayBody`](crate::ReplayBody) whose
+    /// recording passed its `max_replay_bytes` cap.
+    ReplayBufferExceeded,
+    /// A request's `Content-Length` disagrees with its body: the header and
+    /// the body's exact size differ, the header is malformed or repeated with
+    /// different values, or the body produced more or fewer bytes than
+    /// declared.
+    ContentLengthMismatch,
+    /// A [`MmapBody::slice`](crate::MmapBody::slice) range lies outside the
+    /// body or is inverted.
+    OutOfRange,
+    /// An operating-system I/O error (for example `fstat` failed).
+    Io,
+    /// The wrapped request body of a [`ReplayBody`](crate::ReplayBody)
+    /// failed; [`std::error::Error::source`] is that body's error.
+    Body,
+}
+
+impl ErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Truncated => "file truncated while mapped",
+            ErrorKind::Modified => "file modified while mapped",
+            ErrorKind::ReplayBufferExceeded => "replay buffer exceeded",
+            ErrorKind::ContentLengthMismatch => "content-length mismatch",
+            ErrorKind::OutOfRange => "range out of bounds",
+            ErrorKind::Io => "i/o error",
+            ErrorKind::Body => "request body failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every fallible operation in this crate.
+///
+/// It is `Send + Sync + 'static`, so it converts into hyper's and tower's
+/// boxed errors; find it again with `downcast_ref::<mmap_body::Error>()` on
+/// the boxed error or anywhere in its [`source`](std::error::Error::source)
+/// chain. Its message says what happened and what to do about it.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Error {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn io(context: impl Into<String>, err: io::Error) -> Error {
+        Error::new(ErrorKind::Io, context).with_source(err)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// `true` for errors that retrying the same request cannot fix: the
+    /// body itself is wrong or can no longer be sent as it was.
+    ///
+    /// [`RetryPolicy`](crate::retry::RetryPolicy) never retries these.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self.kind, ErrorKind::Io)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("mmap_body::Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| &**e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind {
+            ErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
+            ErrorKind::OutOfRange | ErrorKind::ContentLengthMismatch => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn assert_bounds<T: std::error::Error + Send + Sync + 'static>() {}
+        assert_bounds::<Error>();
+    }
+
+    #[test]
+    fn display_names_kind_and_advice() {
+        let err = Error::new(ErrorKind::Truncated, "re-open the file and send again");
+        assert_eq!(
+            err.to_string(),
+            "file truncated while mapped: re-open the file and send again"
+        );
+        assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn source_chain_reaches_io_error() {
+        let err = Error::io("fstat failed", io::Error::other("boom"));
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(!err.is_permanent());
+        let source = std::error::Error::source(&err).expect("source");
+        assert_eq!(source.to_string(), "boom");
+    }
+}

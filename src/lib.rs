@@ -1,0 +1,53 @@
+//! Send and serve large HTTP bodies without copying them, with an exact
+//! `Content-Length`, and retry them safely.
+//!
+//! ```no_run
+//! use http_body_util::BodyExt;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use mmap_body::MmapBody;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // SAFETY: nothing truncates or rewrites the file while it is being sent.
+//! let body = unsafe { MmapBody::open("big.iso")? };
+//!
+//! let client = Client::builder(TokioExecutor::new()).build_http();
+//! let request = http::Request::put("http://127.0.0.1:3000/upload").body(body)?;
+//! // hyper sends `Content-Length` from the body's exact size, then the file's
+//! // pages straight from the page cache, one 1 MiB `Bytes` at a time.
+//! let response = client.request(request).await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is here
+//!
+//! - [`MmapBody`]: an [`http_body::Body`] over a memory-mapped file. Its
+//!   frames are [`bytes::Bytes`] slices of one shared mapping: no byte is
+//!   copied in user space, the heap it uses does not grow with the file, the
+//!   pages it sent are given back to the kernel, and a clone (for a retry)
+//!   costs one reference count.
+//! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match.
+//!
+//! # Safety
+//!
+//! Mapping a file is `unsafe`, as in [`memmap2`]: another process may
+//! truncate or rewrite the file while it is mapped, and reading a page past
+//! the new end of a file kills the process with `SIGBUS`.
+//! [`MmapBody::open`] and [`MmapBody::from_file`] are therefore `unsafe fn`s
+//! whose callers promise the file stays as it is while mapped. The body
+//! checks the file before every frame and stops with an
+//! [`ErrorKind::Truncated`] or [`ErrorKind::Modified`] error when it sees a
+//! change; that narrows the window but does not close it.
+//! [`MmapBody::from_mmap`] is safe: its caller already vouched for the
+//! mapping.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod mmap;
+
+pub use error::{Error, ErrorKind};
+pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};

@@ -1,0 +1,417 @@
+//! `MmapBody` through a real hyper-util client and hyper server on
+//! 127.0.0.1, and its edge cases.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use mmap_body::{ErrorKind, MmapBody};
+use proptest::prelude::*;
+use support::{client, find_mmap_error, hashing_server, received, sha256, test_file};
+
+fn open(path: &std::path::Path) -> MmapBody {
+    // SAFETY: every file these tests map is a temp file of their own; the
+    // tests that change one under a mapping do so to test the checks.
+    unsafe { MmapBody::open(path) }.expect("open")
+}
+
+/// Polls a body that never waits (an `MmapBody` is always ready).
+fn poll_now<B: Body + Unpin>(body: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
+    match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(frame) => frame,
+        Poll::Pending => panic!("an MmapBody never returns Pending"),
+    }
+}
+
+async fn upload(http2: bool, body: MmapBody) -> support::Received {
+    let addr = hashing_server().await;
+    let req = http::Request::put(format!("http://{addr}/upload"))
+        .body(body)
+        .unwrap();
+    let res = client(http2).request(req).await.expect("upload");
+    received(&res)
+}
+
+async fn upload_file(http2: bool) {
+    let file = test_file(24 * 1024 * 1024 + 123);
+    let seen = upload(http2, open(&file.path)).await;
+    assert_eq!(seen.version, if http2 { "HTTP/2.0" } else { "HTTP/1.1" });
+    assert_eq!(seen.content_length, Some(file.len));
+    assert_eq!(seen.transfer_encoding, None);
+    assert_eq!(seen.len, file.len);
+    assert_eq!(seen.sha256, file.sha256);
+}
+
+#[tokio::test]
+async fn uploads_over_http1_with_content_length() {
+    upload_file(false).await;
+}
+
+#[tokio::test]
+async fn uploads_over_http2_with_content_length() {
+    upload_file(true).await;
+}
+
+#[tokio::test]
+async fn uploads_a_slice_and_an_empty_file() {
+    let file = test_file(3 * 1024 * 1024);
+    let bytes = std::fs::read(&file.path).unwrap();
+    let body = open(&file.path).chunk_size(64 * 1024);
+    let seen = upload(false, body.slice(1000..2_000_000).unwrap()).await;
+    assert_eq!(seen.content_length, Some(1_999_000));
+    assert_eq!(seen.sha256, sha256(&bytes[1000..2_000_000]));
+
+    let empty = test_file(0);
+    for http2 in [false, true] {
+        let seen = upload(http2, open(&empty.path)).await;
+        assert_eq!(seen.len, 0);
+        // No chunked framing. hyper itself writes no `Content-Length: 0`
+        // for a body that is already at its end (a request without either
+        // header has an empty body); `ReplayLayer` adds it for PUT and POST.
+        assert_eq!(seen.transfer_encoding, None);
+        assert!(matches!(seen.content_length, None | Some(0)));
+    }
+}
+
+#[test]
+fn frames_point_into_the_mapping() {
+    let file = test_file(5 * 1024 * 1024 + 7);
+    let mut body = open(&file.path).chunk_size(1024 * 1024);
+    let whole = Bytes::from(body.clone());
+    let range = whole.as_ptr_range();
+    let mut frames = 0;
+    while let Some(frame) = poll_now(&mut body) {
+        let data = frame.unwrap().into_data().unwrap();
+        let ptrs = data.as_ptr_range();
+        assert!(range.start <= ptrs.start && ptrs.end <= range.end);
+        frames += 1;
+    }
+    assert_eq!(frames, 6);
+    // `Bytes::from` is the mapping itself: the pointer stays the same.
+    assert_eq!(Bytes::from(open(&file.path)).len() as u64, file.len);
+    assert_eq!(sha256(&whole), file.sha256);
+}
+
+#[test]
+fn size_hint_and_end_stream_follow_each_frame() {
+    let file = test_file(10 * 1024);
+    let mut body = open(&file.path).chunk_size(4096);
+    let mut expected = [4096u64, 4096, 2048].into_iter();
+    assert_eq!(body.size_hint().exact(), Some(10 * 1024));
+    while let Some(frame) = poll_now(&mut body) {
+        let len = frame.unwrap().into_data().unwrap().len() as u64;
+        assert_eq!(Some(len), expected.next());
+        assert_eq!(body.is_end_stream(), body.size_hint().exact() == Some(0));
+    }
+    assert!(body.is_end_stream());
+    assert_eq!(expected.next(), None);
+}
+
+#[test]
+fn sizes_around_chunk_boundaries() {
+    let chunk = 4096usize;
+    for len in [1, chunk - 1, chunk, chunk + 1, 2 * chunk, 2 * chunk + 1] {
+        let file = test_file(len as u64);
+        let bytes = std::fs::read(&file.path).unwrap();
+        let mut body = open(&file.path).chunk_size(chunk);
+        let mut got = Vec::new();
+        let mut frames = 0;
+        while let Some(frame) = poll_now(&mut body) {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            frames += 1;
+        }
+        assert_eq!(got, bytes, "len {len}");
+        assert_eq!(frames, len.div_ceil(chunk), "len {len}");
+        for (range, want) in [
+            (0..1, &bytes[..1]),
+            (len as u64 - 1..len as u64, &bytes[len - 1..]),
+            (len as u64..len as u64, &[][..]),
+        ] {
+            assert_eq!(&Bytes::from(body.slice(range).unwrap())[..], want);
+        }
+    }
+}
+
+#[test]
+fn clone_after_partial_consumption_starts_again() {
+    let file = test_file(100_000);
+    let bytes = std::fs::read(&file.path).unwrap();
+    let mut body = open(&file.path)
+        .slice(10..90_010)
+        .unwrap()
+        .chunk_size(30_000);
+    let first = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], &bytes[10..30_010]);
+    assert_eq!(body.size_hint().exact(), Some(60_000));
+
+    let mut clone = body.clone();
+    assert_eq!(clone.size_hint().exact(), Some(90_000));
+    let mut got = Vec::new();
+    while let Some(frame) = poll_now(&mut clone) {
+        got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(&got[..], &bytes[10..90_010]);
+    // The original goes on where it was.
+    let second = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&second[..], &bytes[30_010..60_010]);
+}
+
+#[test]
+fn truncation_mid_body_is_an_error_not_sigbus() {
+    let file = test_file(8 * 1024 * 1024);
+    let mut body = open(&file.path).chunk_size(1024 * 1024);
+    assert!(poll_now(&mut body).unwrap().is_ok());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.path)
+        .unwrap()
+        .set_len(1024 * 1024)
+        .unwrap();
+    let err = poll_now(&mut body).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+    assert!(err.to_string().contains("body.bin"), "{err}");
+    assert!(err.to_string().contains("shrank"), "{err}");
+    // The body is over: no frame from past the end is ever produced.
+    assert!(poll_now(&mut body).is_none());
+    assert!(body.is_end_stream());
+}
+
+#[tokio::test]
+async fn truncation_during_an_upload_fails_the_request() {
+    let file = test_file(64 * 1024 * 1024);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((tx, go_rx))));
+    // A server that reads 4 MiB, lets the test truncate the file, then reads on.
+    let addr = support::serve(move |req: http::Request<hyper::body::Incoming>| {
+        let slot = slot.clone();
+        async move {
+            let mut body = req.into_body();
+            let mut read = 0usize;
+            let mut waiting = slot.lock().unwrap().take();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read >= 4 << 20 {
+                    if let Some((tx, go)) = waiting.take() {
+                        tx.send(()).unwrap();
+                        go.await.unwrap();
+                    }
+                }
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                Bytes::from(read.to_string()),
+            )))
+        }
+    })
+    .await;
+    let req = http::Request::put(format!("http://{addr}/"))
+        .body(open(&file.path))
+        .unwrap();
+    let upload = tokio::spawn(client(false).request(req));
+    rx.await.unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.path)
+        .unwrap()
+        .set_len(1024 * 1024)
+        .unwrap();
+    go_tx.send(()).unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), upload)
+        .await
+        .expect("the upload ended")
+        .unwrap();
+    // The request fails: either our check stopped the body, or the kernel
+    // refused to read a frame already queued from past the new end (EFAULT).
+    // Either way the process is still here and no full upload is reported.
+    let err = outcome.expect_err("a truncated upload must not succeed");
+    if let Some(ours) = find_mmap_error(&err) {
+        assert_eq!(ours.kind(), ErrorKind::Truncated);
+    }
+}
+
+#[test]
+fn changed_file_is_refused_before_replay() {
+    let file = test_file(256 * 1024);
+    let body = open(&file.path).chunk_size(64 * 1024);
+    let mut first = body.clone();
+    while let Some(frame) = poll_now(&mut first) {
+        frame.unwrap();
+    }
+    // Rewrite the file in place, same length, later modification time.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.path)
+        .unwrap();
+    f.write_all(b"changed").unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(1))
+        .unwrap();
+    drop(f);
+
+    let mut retry = body.clone();
+    let err = poll_now(&mut retry).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Modified);
+    assert!(err.to_string().contains("Open the file again"), "{err}");
+}
+
+#[test]
+fn growing_file_is_a_change_too() {
+    let file = test_file(4096);
+    let mut body = open(&file.path);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file.path)
+        .unwrap();
+    f.write_all(b"more").unwrap();
+    let err = poll_now(&mut body).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Modified);
+}
+
+#[test]
+fn from_mmap_and_from_file_send_the_same_bytes() {
+    let file = test_file(300_000);
+    let f = std::fs::File::open(&file.path).unwrap();
+    // SAFETY: the temp file is private to this test and left unchanged.
+    let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    let a = Bytes::from(MmapBody::from_mmap(map));
+    // SAFETY: as above.
+    let b = Bytes::from(unsafe { MmapBody::from_file(f) }.unwrap());
+    assert_eq!(sha256(&a), file.sha256);
+    assert_eq!(a, b);
+}
+
+fn invalid_input(path: &std::path::Path, why: &str) {
+    // SAFETY: nothing is mapped: the open must fail.
+    let err = unsafe { MmapBody::open(path) }.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains(why), "{msg}");
+}
+
+#[test]
+fn non_regular_files_are_rejected_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    invalid_input(dir.path(), "directory");
+
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Must not block waiting for a writer.
+    invalid_input(&fifo, "FIFO");
+
+    let sock = dir.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    invalid_input(&sock, "socket");
+
+    invalid_input(std::path::Path::new("/dev/null"), "character device");
+    invalid_input(std::path::Path::new("/proc/self/status"), "/proc-style");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.bin");
+    // SAFETY: nothing is mapped: the open must fail.
+    let err = unsafe { MmapBody::open(&path) }.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("missing.bin"), "{err}");
+}
+
+/// Run by `permission_denied_names_the_path` as an unprivileged user.
+#[test]
+#[ignore = "run as a child process by permission_denied_names_the_path"]
+fn permission_denied_child() {
+    let path = std::env::var("MMAP_BODY_PERMISSION_TEST_PATH").expect("path");
+    // SAFETY: nothing is mapped: the open must fail.
+    let err = unsafe { MmapBody::open(&path) }.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("secret.bin"), "{err}");
+}
+
+#[test]
+fn permission_denied_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("secret.bin");
+    std::fs::write(&path, b"secret").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    // Root reads any file, so the check runs as `nobody` when we are root.
+    let mut cmd = if running_as_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    let out = cmd
+        .args(["--exact", "permission_denied_child", "--include-ignored"])
+        .env("MMAP_BODY_PERMISSION_TEST_PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn frames_concatenate_to_the_range(
+        len in 0usize..70_000,
+        a in 0usize..70_000,
+        b in 0usize..70_000,
+        chunk in 1usize..20_000,
+    ) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = vec![0u8; len];
+        support::pattern(len as u64 + 1, &mut bytes);
+        file.write_all(&bytes).unwrap();
+        let body = open(file.path()).chunk_size(chunk);
+        let (from, to) = (a.min(b).min(len), a.max(b).min(len));
+        let mut body = body.slice(from as u64..to as u64).unwrap();
+        let mut got = Vec::new();
+        let mut left = (to - from) as u64;
+        prop_assert_eq!(body.size_hint().exact(), Some(left));
+        while let Some(frame) = poll_now(&mut body) {
+            let data = frame.unwrap().into_data().unwrap();
+            prop_assert!(!data.is_empty() && data.len() <= chunk);
+            left -= data.len() as u64;
+            prop_assert_eq!(body.size_hint().exact(), Some(left));
+            prop_assert_eq!(body.is_end_stream(), left == 0);
+            got.extend_from_slice(&data);
+        }
+        prop_assert_eq!(left, 0);
+        prop_assert_eq!(&got[..], &bytes[from..to]);
+    }
+}
+
+#[tokio::test]
+async fn collect_matches_the_file() {
+    let file = test_file(2 * 1024 * 1024 + 5);
+    let got = open(&file.path).collect().await.unwrap().to_bytes();
+    assert_eq!(sha256(&got), file.sha256);
+}
