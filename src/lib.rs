@@ -29,6 +29,12 @@
 //!   copied in user space, the heap it uses does not grow with the file, the
 //!   pages it sent are given back to the kernel, and a clone (for a retry)
 //!   costs one reference count.
+//! - [`ReplayLayer`] / [`ReplayBody`] (feature `replay`, on by default): a
+//!   Tower layer that sets `Content-Length` from a body's exact size, refuses
+//!   requests whose `Content-Length` lies, and makes any request body
+//!   replayable so a retry can send it again (see [`replay`]).
+//! - [`retry::RetryPolicy`] (feature `retry`, on by default): a
+//!   `tower::retry::Policy` that retries these requests safely.
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match.
 //!
 //! # Safety
@@ -48,6 +54,14 @@
 
 mod error;
 mod mmap;
+#[cfg(feature = "replay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
+pub mod replay;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
 
 pub use error::{Error, ErrorKind};
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
+#[cfg(feature = "replay")]
+pub use replay::{Replay, ReplayBody, ReplayLayer};

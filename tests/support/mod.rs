@@ -236,3 +236,193 @@ pub fn find_mmap_error<'a>(
         err = err.source()?;
     }
 }
+
+// ---------------------------------------------------------------- flaky server
+
+/// What the flaky server does with one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Read the whole body, hash it, answer 200 (as [`hash_request`]).
+    Succeed,
+    /// Read this many body bytes (or all, if fewer), then drop the connection.
+    DropAfter(u64),
+    /// Read this many body bytes (or all, if fewer), then answer this status
+    /// with `Connection: close` and, if given, `Retry-After`.
+    StatusAfter(u16, u64, Option<&'static str>),
+}
+
+/// One request the flaky server saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub content_length: Option<String>,
+    pub fault: Fault,
+}
+
+/// A hyper server on 127.0.0.1 that misbehaves on purpose, following a
+/// script (then succeeding), and logs every request it sees.
+#[derive(Clone)]
+pub struct Flaky {
+    pub addr: SocketAddr,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Fault>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl Flaky {
+    pub async fn start(script: impl IntoIterator<Item = Fault>) -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let flaky = Flaky {
+            addr: listener.local_addr().expect("addr"),
+            script: std::sync::Arc::new(std::sync::Mutex::new(script.into_iter().collect())),
+            seen: Default::default(),
+        };
+        let server = flaky.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let kill = std::sync::Arc::new(tokio::sync::Notify::new());
+                    let killer = kill.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        server.clone().handle(req, killer.clone())
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    // Dropping the connection future closes the socket.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = kill.notified() => {}
+                    }
+                });
+            }
+        });
+        flaky
+    }
+
+    pub fn uri(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    async fn handle(
+        self,
+        req: Request<Incoming>,
+        kill: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let fault = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Fault::Succeed);
+        self.seen.lock().unwrap().push(Seen {
+            method: req.method().to_string(),
+            content_length: req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            fault: fault.clone(),
+        });
+        let read_some = |limit: u64, mut body: Incoming| async move {
+            let mut read = 0u64;
+            while read < limit {
+                match body.frame().await {
+                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                    _ => break,
+                }
+            }
+            read
+        };
+        match fault {
+            Fault::Succeed => Ok(hash_request(req).await),
+            Fault::DropAfter(limit) => {
+                read_some(limit, req.into_body()).await;
+                kill.notify_one();
+                std::future::pending().await
+            }
+            Fault::StatusAfter(status, limit, retry_after) => {
+                read_some(limit, req.into_body()).await;
+                let mut res = Response::builder()
+                    .status(status)
+                    .header(http::header::CONNECTION, "close");
+                if let Some(after) = retry_after {
+                    res = res.header(http::header::RETRY_AFTER, after);
+                }
+                Ok(res
+                    .body(Full::new(Bytes::from_static(b"try again")))
+                    .unwrap())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// A streamed body that cannot be cloned and does not know its size: its
+/// frames come one at a time, each after a `Pending`, then optional
+/// trailers.
+pub struct Streamed {
+    frames: std::collections::VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    ready: bool,
+}
+
+impl Streamed {
+    pub fn new(frames: impl IntoIterator<Item = Bytes>, trailers: Option<http::HeaderMap>) -> Self {
+        Streamed {
+            frames: frames.into_iter().collect(),
+            trailers,
+            ready: false,
+        }
+    }
+
+    /// `len` pseudo-random bytes in frames of `frame` bytes, and their hash.
+    pub fn random(len: usize, frame: usize) -> (Streamed, String) {
+        let mut bytes = vec![0u8; len];
+        pattern(len as u64 + 7, &mut bytes);
+        let hash = sha256(&bytes);
+        let bytes = Bytes::from(bytes);
+        let frames = (0..len)
+            .step_by(frame.max(1))
+            .map(|at| bytes.slice(at..(at + frame).min(len)));
+        (Streamed::new(frames, None), hash)
+    }
+
+    pub fn with_trailers(mut self, trailers: http::HeaderMap) -> Self {
+        self.trailers = Some(trailers);
+        self
+    }
+}
+
+impl Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if !self.ready {
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.ready = false;
+        if let Some(data) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+        }
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|t| Ok(hyper::body::Frame::trailers(t))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.trailers.is_none()
+    }
+}

@@ -1,0 +1,78 @@
+//! `Content-Length` and replayable request bodies, as a Tower layer.
+//!
+//! [`ReplayLayer`] wraps a client service (a hyper-util `Client`, a
+//! `tower::retry::Retry` around one, anything that takes
+//! `http::Request<ReplayBody<B>>`). For every request it:
+//!
+//! 1. sets `Content-Length` from the body's exact size when the request has
+//!    neither `Content-Length` nor `Transfer-Encoding` (no
+//!    `Content-Length: 0` on GET, HEAD, DELETE, OPTIONS, TRACE or CONNECT,
+//!    whose semantics define no body — RFC 9110 §8.6);
+//! 2. refuses, before a byte is sent, a request whose `Content-Length`
+//!    disagrees with its body's exact size, is malformed, is repeated with
+//!    different values, or comes with `Transfer-Encoding`;
+//! 3. wraps the body in a [`ReplayBody`], which checks while streaming that
+//!    it sends exactly the declared length, and which any clone can send
+//!    again from the start.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use mmap_body::retry::RetryPolicy;
+//! use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+//! use tower::retry::RetryLayer;
+//! use tower::ServiceBuilder;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
+//! let service = ServiceBuilder::new()
+//!     .layer(ReplayLayer::new(64 * 1024))
+//!     .layer(RetryLayer::new(RetryPolicy::default()))
+//!     .service(client);
+//! // `service.oneshot(request)` now sends an `MmapBody` of any size, or up to
+//! // 64 KiB of any other body, again after a 503 or a dropped connection.
+//! # }
+//! ```
+//!
+//! # Why the layer sits outside the retry layer
+//!
+//! `tower::retry` clones each request before sending it, so the body must
+//! already be a cloneable [`ReplayBody`] when it reaches the retry layer:
+//! `ReplayLayer` goes first (outside), `RetryLayer` second (inside). The
+//! other way round, the request could not be cloned, and the
+//! `Content-Length` check would run once per attempt instead of once.
+//!
+//! # Hazards
+//!
+//! - **Length mismatches smuggle and truncate requests.** A
+//!   `Content-Length` that is shorter than the body makes a server read the
+//!   rest as the start of another request on the same connection; a longer
+//!   one leaves it waiting for bytes that never come, or glued to the next
+//!   request's. That is why a mismatch is refused before anything is sent,
+//!   and why a body that turns out shorter or longer than declared while
+//!   streaming fails with [`ErrorKind::ContentLengthMismatch`] instead of
+//!   sending a truncated or over-long request.
+//! - **Replaying a request that changes state can do it twice.** A POST
+//!   whose response was lost may have been applied. [`RetryPolicy`] retries
+//!   only idempotent methods (RFC 9110 §9.2.2) unless told otherwise.
+//! - **Replay needs the bytes.** A streamed body is recorded only up to the
+//!   cap; past it, [`ReplayBody::is_replayable`] turns false, the retry
+//!   policy gives up, and the caller gets the failed attempt's response or
+//!   error. Memory for the recording is shared with the frames hyper sends
+//!   (the `Bytes` are reference-counted, not copied), so the cap bounds what
+//!   is kept alive, not what is copied.
+//!
+//! [`ErrorKind::ContentLengthMismatch`]: crate::ErrorKind::ContentLengthMismatch
+//! [`RetryPolicy`]: crate::retry::RetryPolicy
+
+mod body;
+mod future;
+mod layer;
+mod service;
+
+pub use body::ReplayBody;
+pub use future::ResponseFuture;
+pub use layer::ReplayLayer;
+pub use service::Replay;

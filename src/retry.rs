@@ -1,0 +1,310 @@
+//! [`RetryPolicy`]: a `tower::retry::Policy` for requests whose bodies are
+//! [`ReplayBody`]s.
+//!
+//! Put it inside a [`ReplayLayer`](crate::ReplayLayer) (see
+//! [`replay`](crate::replay) for why):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use mmap_body::retry::RetryPolicy;
+//! use tower::retry::budget::TpsBudget;
+//!
+//! let policy = RetryPolicy::default()
+//!     .max_attempts(4)
+//!     .backoff(Duration::from_millis(50), Duration::from_secs(2))
+//!     .budget(Arc::new(TpsBudget::new(Duration::from_secs(10), 1, 0.2)));
+//! # let _ = policy;
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tokio::time::Sleep;
+use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::Policy;
+use tower::util::rng::HasherRng;
+
+use crate::ReplayBody;
+
+/// Retries requests that failed for reasons a retry can fix, when it is
+/// safe to send them again.
+///
+/// A request is retried when all of these hold:
+///
+/// - it has been tried fewer than [`max_attempts`](RetryPolicy::max_attempts)
+///   times (3 by default, counting the first);
+/// - the attempt got a response with a status to retry (502, 503, 504 and
+///   429 by default), or failed before any response (a refused or dropped
+///   connection), unless the failure came from the body itself (a truncated
+///   or changed file, a length mismatch: see
+///   [`Error::is_permanent`](crate::Error::is_permanent));
+/// - its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE —
+///   RFC 9110 §9.2.2), or [`retry_non_idempotent`] allows it;
+/// - its body can still be replayed ([`ReplayBody::is_replayable`]);
+/// - the retry budget, if any, has room;
+/// - a `Retry-After` on a 429 or 503 asks for no longer than
+///   [`max_retry_after`](RetryPolicy::max_retry_after) (30 s by default).
+///
+/// The wait before a retry is `Retry-After` when the response has one, and
+/// otherwise exponential backoff with jitter (tower's
+/// [`ExponentialBackoff`]): 100 ms, 200 ms, 400 ms ... up to 10 s by
+/// default, plus up to the same again at random.
+///
+/// When it does not retry, the caller gets the last attempt's response or
+/// error unchanged.
+///
+/// [`retry_non_idempotent`]: RetryPolicy::retry_non_idempotent
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    max_attempts: usize,
+    attempts: usize,
+    backoff: Option<ExponentialBackoff<HasherRng>>,
+    statuses: Vec<StatusCode>,
+    max_retry_after: Duration,
+    retry_errors: bool,
+    retry_non_idempotent: bool,
+    budget: Option<Arc<TpsBudget>>,
+}
+
+/// Tower's exponential backoff with a jitter of up to 100%. `None` only if
+/// tower refused the arguments, which the clamping here rules out.
+fn make_backoff(min: Duration, max: Duration) -> Option<ExponentialBackoff<HasherRng>> {
+    let min = min.max(Duration::from_millis(1));
+    let max = max.max(min);
+    ExponentialBackoffMaker::new(min, max, 1.0, HasherRng::default())
+        .ok()
+        .map(|mut maker| maker.make_backoff())
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            attempts: 0,
+            backoff: make_backoff(Duration::from_millis(100), Duration::from_secs(10)),
+            statuses: vec![
+                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::GATEWAY_TIMEOUT,
+                StatusCode::TOO_MANY_REQUESTS,
+            ],
+            max_retry_after: Duration::from_secs(30),
+            retry_errors: true,
+            retry_non_idempotent: false,
+            budget: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy; see the type's docs.
+    pub fn new() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// How many times a request is sent at most, the first included
+    /// (values below 1 count as 1, which never retries).
+    pub fn max_attempts(mut self, attempts: usize) -> RetryPolicy {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Exponential backoff from `min`, doubling up to `max`, each wait
+    /// plus a random jitter of up to the same again (capped at `max`).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> RetryPolicy {
+        self.backoff = make_backoff(min, max);
+        self
+    }
+
+    /// The response statuses to retry (default: 502, 503, 504, 429).
+    pub fn retry_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> RetryPolicy {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// The longest `Retry-After` honoured on a 429 or 503; a response asking
+    /// for longer is returned to the caller instead (default: 30 s).
+    pub fn max_retry_after(mut self, limit: Duration) -> RetryPolicy {
+        self.max_retry_after = limit;
+        self
+    }
+
+    /// Whether to retry attempts that failed without a response, such as a
+    /// refused or dropped connection (default: yes).
+    pub fn retry_connection_errors(mut self, retry: bool) -> RetryPolicy {
+        self.retry_errors = retry;
+        self
+    }
+
+    /// Whether to retry methods that are not idempotent, such as POST and
+    /// PATCH (default: no). Turn it on only when the server makes repeats
+    /// harmless, for example with an idempotency key.
+    pub fn retry_non_idempotent(mut self, retry: bool) -> RetryPolicy {
+        self.retry_non_idempotent = retry;
+        self
+    }
+
+    /// Limits retries across every request that shares `budget` (clones of
+    /// this policy share it), so that a failing server is not hit by a
+    /// storm of retries. Each first attempt deposits, each retry withdraws.
+    pub fn budget(mut self, budget: Arc<TpsBudget>) -> RetryPolicy {
+        self.budget = Some(budget);
+        self
+    }
+
+    fn method_allowed(&self, method: &Method) -> bool {
+        self.retry_non_idempotent || is_idempotent(method)
+    }
+
+    /// How long to wait before retrying this response, if it is to be
+    /// retried: `Some(None)` for the usual backoff.
+    fn response_delay<T>(&self, res: &Response<T>) -> Option<Option<Duration>> {
+        let status = res.status();
+        if !self.statuses.contains(&status) {
+            return None;
+        }
+        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+            return Some(None);
+        }
+        match retry_after(res.headers(), SystemTime::now()) {
+            Some(wait) if wait > self.max_retry_after => None,
+            wait => Some(wait),
+        }
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Whether an error anywhere in `err`'s source chain is one of this
+/// crate's errors that a retry cannot fix.
+fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<crate::Error>()
+            .is_some_and(crate::Error::is_permanent)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+impl<B, ResB, E> Policy<Request<ReplayBody<B>>, Response<ResB>, E> for RetryPolicy
+where
+    B: Body<Data = Bytes>,
+    E: std::error::Error + 'static,
+{
+    type Future = Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut Request<ReplayBody<B>>,
+        result: &mut Result<Response<ResB>, E>,
+    ) -> Option<Sleep> {
+        self.attempts += 1;
+        let delay = match result {
+            Ok(res) => self.response_delay(res),
+            Err(err) if self.retry_errors && !is_permanent(err) => Some(None),
+            Err(_) => None,
+        };
+        let Some(delay) = delay else {
+            if let (Some(budget), Ok(_)) = (&self.budget, &*result) {
+                // A response that needs no retry: the server is answering.
+                budget.deposit();
+            }
+            return None;
+        };
+        if self.attempts >= self.max_attempts
+            || !self.method_allowed(req.method())
+            || !req.body().is_replayable()
+        {
+            return None;
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.withdraw() {
+                return None;
+            }
+        }
+        Some(match delay {
+            Some(wait) => tokio::time::sleep(wait),
+            None => match &mut self.backoff {
+                Some(backoff) => backoff.next_backoff(),
+                None => tokio::time::sleep(Duration::from_millis(100)),
+            },
+        })
+    }
+
+    fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
+        // Requests that will never be retried are not cloned at all.
+        if self.max_attempts <= 1 || !self.method_allowed(req.method()) {
+            return None;
+        }
+        if !req.body().is_replayable() {
+            return None;
+        }
+        Some(req.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        h.insert("retry-after", later.parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(42)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
+        h.insert("retry-after", past.parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn idempotent_methods() {
+        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            assert!(is_idempotent(&m.parse().unwrap()), "{m}");
+        }
+        for m in ["POST", "PATCH", "CONNECT"] {
+            assert!(!is_idempotent(&m.parse().unwrap()), "{m}");
+        }
+    }
+}
