@@ -1,8 +1,32 @@
 //! Send and serve large HTTP bodies without copying them, with an exact
 //! `Content-Length`, and retry them safely.
 //!
-//! ```no_run
+//! ```
+//! use http_body::Body;
 //! use http_body_util::BodyExt;
+//! use mmap_body::MmapBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("report.csv");
+//! std::fs::write(&path, "id,total\n1,42\n")?;
+//!
+//! // SAFETY: nothing truncates or rewrites the file while it is mapped.
+//! let body = unsafe { MmapBody::open(&path)? };
+//! // An exact size: hyper sends `Content-Length: 14`, not chunked encoding.
+//! assert_eq!(body.size_hint().exact(), Some(14));
+//! // A clone for a retry costs a reference count and starts from the top.
+//! let retry = body.clone();
+//! assert_eq!(body.collect().await?.to_bytes(), "id,total\n1,42\n");
+//! assert_eq!(retry.collect().await?.to_bytes(), "id,total\n1,42\n");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Sending it with a hyper-util client:
+//!
+//! ```no_run
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use mmap_body::MmapBody;
