@@ -121,6 +121,24 @@ struct Recording<B> {
 }
 
 impl<B> Recording<B> {
+    /// A recording of `body` that keeps up to `cap` bytes, if `recording`.
+    fn source(body: B, cap: usize, recording: bool) -> Source<B> {
+        Source::Recorded {
+            shared: Arc::new(Mutex::new(Recording {
+                body: Box::pin(body),
+                frames: Vec::new(),
+                pulled: 0,
+                recording,
+                cap,
+                trailers: None,
+                ended: false,
+                failure: None,
+                waiters: Vec::new(),
+            })),
+            cursor: Cursor::default(),
+        }
+    }
+
     fn wake_all(&mut self) {
         for waker in self.waiters.drain(..) {
             waker.wake();
@@ -181,21 +199,7 @@ where
             .size_hint()
             .exact()
             .is_some_and(|len| len > max_replay_bytes as u64);
-        let recording = Recording {
-            body: Box::pin(body),
-            frames: Vec::new(),
-            pulled: 0,
-            recording: !too_big,
-            cap: max_replay_bytes,
-            trailers: None,
-            ended: false,
-            failure: None,
-            waiters: Vec::new(),
-        };
-        ReplayBody::with_source(Source::Recorded {
-            shared: Arc::new(Mutex::new(recording)),
-            cursor: Cursor::default(),
-        })
+        ReplayBody::with_source(Recording::source(body, max_replay_bytes, !too_big))
     }
 }
 
@@ -238,20 +242,7 @@ impl<B> ReplayBody<B> {
             }),
             // Unreachable for the clone functions above; without a copy the
             // body is still sent, just not replayable.
-            None => ReplayBody::with_source(Source::Recorded {
-                shared: Arc::new(Mutex::new(Recording {
-                    body: Box::pin(body),
-                    frames: Vec::new(),
-                    pulled: 0,
-                    recording: false,
-                    cap: 0,
-                    trailers: None,
-                    ended: false,
-                    failure: None,
-                    waiters: Vec::new(),
-                })),
-                cursor: Cursor::default(),
-            }),
+            None => ReplayBody::with_source(Recording::source(body, 0, false)),
         }
     }
 
