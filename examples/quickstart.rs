@@ -7,23 +7,18 @@
 
 #[path = "../tests/support/alloc.rs"]
 mod alloc;
+mod support;
 
-use std::convert::Infallible;
-use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use mmap_body::MmapBody;
+use support::{human, parse_size, status_kib, write_file, BoxError};
 
 #[global_allocator]
 static ALLOC: alloc::CountingAlloc = alloc::CountingAlloc;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let mut size: u64 = 512 << 20;
@@ -54,7 +49,7 @@ fn main() -> Result<(), BoxError> {
     // The server runs on its own runtime threads, so the allocator below
     // counts only the client.
     let server = tokio::runtime::Runtime::new()?;
-    let addr = server.block_on(start_server())?;
+    let addr = server.block_on(support::start_counting_server())?;
     println!("server    : hyper on http://{addr}");
 
     let (outcome, heap) = alloc::track_heap(async {
@@ -90,109 +85,11 @@ fn main() -> Result<(), BoxError> {
         heap.allocations,
         human(rss_growth_kib * 1024)
     );
-    let expected = format!("content-length={size} transfer-encoding=none received={size}");
+    let expected = format!("content-length={size} received={size}");
     if !String::from_utf8_lossy(&text).starts_with(&expected) {
         return Err(format!("the server did not see `{expected}`").into());
     }
     Ok(())
-}
-
-/// Accepts connections on 127.0.0.1 and answers each request with the
-/// framing headers it came with and the number of body bytes received.
-async fn start_server() -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(count_body);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn count_body(
-    req: http::Request<Incoming>,
-) -> Result<http::Response<Full<Bytes>>, Infallible> {
-    let header = |name| {
-        req.headers()
-            .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned()
-    };
-    let framing = format!(
-        "content-length={} transfer-encoding={}",
-        header(http::header::CONTENT_LENGTH),
-        header(http::header::TRANSFER_ENCODING)
-    );
-    let mut body = req.into_body();
-    let mut received = 0u64;
-    while let Some(Ok(frame)) = body.frame().await {
-        received += frame.data_ref().map_or(0, |d| d.len() as u64);
-    }
-    let text = format!("{framing} received={received}");
-    Ok(http::Response::new(Full::new(Bytes::from(text))))
-}
-
-fn write_file(path: &std::path::Path, size: u64) -> std::io::Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut block = vec![0u8; 1 << 20];
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut left = size;
-    while left > 0 {
-        for word in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            word.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(block.len() as u64) as usize;
-        file.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    file.flush()
-}
-
-fn parse_size(text: &str) -> Result<u64, BoxError> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("bad size `{text}`"))?;
-    let scale = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        _ => return Err(format!("bad size unit in `{text}`; use KiB, MiB or GiB").into()),
-    };
-    Ok(n * scale)
-}
-
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Resets the peak-RSS counter to the current RSS (Linux); elsewhere the

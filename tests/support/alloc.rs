@@ -5,7 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 thread_local! {
     static TRACKED: Cell<bool> = const { Cell::new(false) };
@@ -13,13 +13,15 @@ thread_local! {
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Set by [`track_all_threads`]: every thread counts.
+static ALL_THREADS: AtomicBool = AtomicBool::new(false);
 
 /// Counts the heap used by threads that opted in with [`track_heap`]; the
 /// rest of the process (the server, the test harness) is not counted.
 pub struct CountingAlloc;
 
 fn tracked() -> bool {
-    TRACKED.try_with(Cell::get).unwrap_or(false)
+    ALL_THREADS.load(Ordering::Relaxed) || TRACKED.try_with(Cell::get).unwrap_or(false)
 }
 
 unsafe impl GlobalAlloc for CountingAlloc {
@@ -62,9 +64,20 @@ pub fn start_tracking() {
     TRACKED.with(|t| t.set(true));
 }
 
-/// Stops counting and returns what the calling thread used since
-/// [`start_tracking`].
+/// Counts the allocations of every thread of the process from now on, from
+/// zero: for a process that is only the side being measured (the benchmark
+/// runs each sender in a process of its own).
+pub fn track_all_threads() {
+    CURRENT.store(0, Ordering::SeqCst);
+    PEAK.store(0, Ordering::SeqCst);
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ALL_THREADS.store(true, Ordering::SeqCst);
+}
+
+/// Stops counting and returns what the tracked thread (or, after
+/// [`track_all_threads`], the process) used since tracking started.
 pub fn stop_tracking() -> HeapUse {
+    ALL_THREADS.store(false, Ordering::SeqCst);
     TRACKED.with(|t| t.set(false));
     HeapUse {
         peak: PEAK.load(Ordering::SeqCst),
