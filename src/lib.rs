@@ -59,6 +59,9 @@
 //!   replayable so a retry can send it again (see [`replay`]).
 //! - [`retry::RetryPolicy`] (feature `retry`, on by default): a
 //!   `tower::retry::Policy` that retries these requests safely.
+//! - [`serve::respond`] (feature `serve`, on by default): the response to a
+//!   download of a file body, with `Range`, `If-Range`, `If-None-Match`,
+//!   `If-Modified-Since` and `HEAD`, for axum, hyper or any tower service.
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match.
 //!
 //! # Safety
@@ -84,6 +87,9 @@ pub mod replay;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
 
 pub use error::{Error, ErrorKind};
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};

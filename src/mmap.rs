@@ -276,6 +276,20 @@ impl MmapBody {
         self.start == self.end
     }
 
+    /// The modification time the file had when it was mapped; `None` for
+    /// [`from_mmap`](MmapBody::from_mmap) and where the platform keeps none.
+    /// [`serve::respond`](crate::serve::respond) builds `Last-Modified` and
+    /// `ETag` from it.
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.mapping.origin.as_ref()?.modified
+    }
+
+    /// Where this body's range starts in the file.
+    #[cfg(feature = "serve")]
+    pub(crate) fn offset(&self) -> u64 {
+        self.start as u64
+    }
+
     /// A zero-copy body for a sub-range of this one, relative to its start:
     /// for HTTP `Range` responses, multipart parts or resuming an upload.
     ///

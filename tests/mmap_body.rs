@@ -415,3 +415,30 @@ async fn collect_matches_the_file() {
     let got = open(&file.path).collect().await.unwrap().to_bytes();
     assert_eq!(sha256(&got), file.sha256);
 }
+
+/// reqwest sends `Bytes::from(MmapBody)` with its exact length, zero-copy,
+/// and can clone the request (`RequestBuilder::try_clone`, which reqwest
+/// refuses for streamed bodies) to send it again.
+#[tokio::test]
+async fn reqwest_uploads_an_mmap_body() {
+    const LEN: u64 = 3 * 1024 * 1024 + 123;
+    let file = test_file(LEN);
+    let addr = hashing_server().await;
+    // SAFETY: the test owns the file and leaves it unchanged while mapped.
+    let mapped = unsafe { MmapBody::open(&file.path) }.unwrap();
+    let bytes = Bytes::from(mapped);
+    assert_eq!(bytes.len() as u64, LEN);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let request = client
+        .put(format!("http://{addr}/upload"))
+        .body(reqwest::Body::from(bytes));
+    let again = request.try_clone().expect("a Bytes body can be sent again");
+    for request in [request, again] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        let get = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(get("x-content-length"), LEN.to_string());
+        assert!(response.headers().get("x-transfer-encoding").is_none());
+        assert_eq!(get("x-sha256"), file.sha256);
+    }
+}
