@@ -1,7 +1,8 @@
 //! A hyper-util client behind `ReplayLayer` + `tower::retry::RetryLayer` +
-//! `RetryPolicy`, uploading to a local server that drops the first
-//! connection mid-body and answers 503 to the second attempt. Prints each
-//! attempt as the client sends it and as the server sees it.
+//! `RetryPolicy` + `ProgressLayer`, uploading to a local server that drops
+//! the first connection mid-body and answers 503 to the second attempt.
+//! Prints each attempt as the client sends it and as the server sees it,
+//! and the upload progress, which starts again with each attempt.
 //!
 //! ```text
 //! cargo run --release --example retry_tower
@@ -18,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use tower::retry::RetryLayer;
@@ -40,7 +42,10 @@ async fn main() -> Result<(), BoxError> {
     let addr = flaky_server().await?;
     let attempt = Arc::new(AtomicUsize::new(0));
     let counter = attempt.clone();
-    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<MmapBody>>>();
+    let progress = Progress::new();
+    let watch = progress.clone();
     let service = ServiceBuilder::new()
         .layer(ReplayLayer::new(64 * 1024))
         .layer(RetryLayer::new(
@@ -48,6 +53,14 @@ async fn main() -> Result<(), BoxError> {
         ))
         .map_request(move |req: http::Request<ReplayBody<MmapBody>>| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > 1 {
+                println!(
+                    "client: progress: attempt {} had handed {} of {:?} bytes to hyper",
+                    watch.attempt(),
+                    watch.sent(),
+                    watch.total()
+                );
+            }
             println!(
                 "client: attempt {n}: {} {} content-length={:?}",
                 req.method(),
@@ -56,11 +69,13 @@ async fn main() -> Result<(), BoxError> {
             );
             req
         })
+        .layer(ProgressLayer::new())
         .service(client);
 
     // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
     let body = unsafe { MmapBody::open(&path)? };
-    let request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
+    let mut request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
+    request.extensions_mut().insert(progress.clone());
     let started = Instant::now();
     let response = service.oneshot(request).await?;
     let status = response.status();
@@ -70,6 +85,13 @@ async fn main() -> Result<(), BoxError> {
         attempt.load(Ordering::SeqCst),
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&text)
+    );
+    println!(
+        "client: progress: attempt {}, {} of {:?} bytes ({:.0}%)",
+        progress.attempt(),
+        progress.sent(),
+        progress.total(),
+        progress.fraction().unwrap_or(0.0) * 100.0
     );
     if !status.is_success() {
         return Err(format!("upload failed with {status}").into());

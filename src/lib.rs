@@ -59,6 +59,9 @@
 //!   replayable so a retry can send it again (see [`replay`]).
 //! - [`retry::RetryPolicy`] (feature `retry`, on by default): a
 //!   `tower::retry::Policy` that retries these requests safely.
+//! - [`progress`] (feature `progress`, on by default): upload progress
+//!   (bytes sent of the total, per attempt) that restarts from zero when a
+//!   retry sends the body again.
 //! - [`serve::respond`] (feature `serve`, on by default): the response to a
 //!   download of a file body, with `Range`, `If-Range`, `If-None-Match`,
 //!   `If-Modified-Since` and `HEAD`, for axum, hyper or any tower service.
@@ -81,6 +84,9 @@
 
 mod error;
 mod mmap;
+#[cfg(feature = "progress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+pub mod progress;
 #[cfg(feature = "replay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
 pub mod replay;

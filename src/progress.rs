@@ -1,0 +1,304 @@
+//! Upload progress a person can watch: bytes sent of the total, per attempt,
+//! starting again from zero when a retry sends the body again.
+//!
+//! A [`Progress`] is a cheap, shared handle. Give it to [`Progress::track`]
+//! to count one body's bytes, or put it in the request's extensions and let
+//! a [`ProgressLayer`] count each attempt. Placed inside `RetryLayer`, the
+//! layer sees every attempt, so the figures restart honestly on a retry:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
+//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayBody, ReplayLayer};
+//! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let client = Client::builder(TokioExecutor::new())
+//!     .build_http::<ProgressBody<ReplayBody<MmapBody>>>();
+//! let service = ServiceBuilder::new()
+//!     .layer(ReplayLayer::new(64 * 1024))
+//!     .layer(RetryLayer::new(RetryPolicy::default()))
+//!     .layer(ProgressLayer::new()) // inside the retries: sees each attempt
+//!     .service(client);
+//!
+//! // SAFETY: nothing truncates or rewrites the file while it is being sent.
+//! let body = unsafe { MmapBody::open("big.iso")? };
+//! let mut request = http::Request::put("http://127.0.0.1:3000/upload").body(body)?;
+//! let progress = Progress::new();
+//! request.extensions_mut().insert(progress.clone());
+//! let upload = tokio::spawn(service.oneshot(request));
+//!
+//! while !upload.is_finished() {
+//!     let percent = progress.fraction().unwrap_or(0.0) * 100.0;
+//!     println!("attempt {}: {percent:.0}%", progress.attempt());
+//!     tokio::time::sleep(Duration::from_millis(500)).await;
+//! }
+//! println!("{}", upload.await??.status());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The counts are of bytes handed to the HTTP client, which writes them to
+//! the socket next; what the server has read is only known when it answers.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// A shared view of one request's upload: which attempt is being sent, how
+/// many bytes of it have been handed to the client, and of how many.
+///
+/// Clones share the same figures. It is `Send + Sync`, and a read takes an
+/// uncontended lock, so a UI thread can poll it as often as it likes.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    state: Arc<Mutex<State>>,
+}
+
+/// One lock for the three figures, so that bytes of an earlier attempt can
+/// never be counted into a later one.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    attempt: u32,
+    sent: u64,
+    total: Option<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress::new()
+    }
+}
+
+impl Progress {
+    /// A handle for an upload that has not started: attempt 0, nothing sent.
+    pub fn new() -> Progress {
+        Progress {
+            state: Arc::new(Mutex::new(State {
+                attempt: 0,
+                sent: 0,
+                total: None,
+            })),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The figures are plain numbers: a panic elsewhere cannot leave them
+        // half-written, so a poisoned lock is still good to read.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attempt being sent: 1 for the first, 2 for the first retry...;
+    /// 0 before any started.
+    pub fn attempt(&self) -> u32 {
+        self.state().attempt
+    }
+
+    /// Bytes of the current attempt's body handed to the client so far.
+    pub fn sent(&self) -> u64 {
+        self.state().sent
+    }
+
+    /// The current attempt's body size, when the body knows it exactly (an
+    /// [`MmapBody`](crate::MmapBody), a `Full`, a body with a
+    /// `Content-Length`).
+    pub fn total(&self) -> Option<u64> {
+        self.state().total
+    }
+
+    /// `sent / total` between 0.0 and 1.0, when the total is known (an
+    /// empty body is complete: 1.0).
+    pub fn fraction(&self) -> Option<f64> {
+        let State { sent, total, .. } = *self.state();
+        match total? {
+            0 => Some(1.0),
+            total => Some(sent.min(total) as f64 / total as f64),
+        }
+    }
+
+    /// Starts a new attempt with `body`: the attempt number goes up by one,
+    /// `sent` goes back to 0 and `total` becomes the body's exact size (or
+    /// unknown). Bytes of an earlier attempt's body that is still being
+    /// polled are no longer counted.
+    pub fn track<B: Body>(&self, body: B) -> ProgressBody<B> {
+        let total = body.size_hint().exact();
+        let attempt = {
+            let mut state = self.state();
+            state.attempt = state.attempt.saturating_add(1);
+            state.sent = 0;
+            state.total = total;
+            state.attempt
+        };
+        ProgressBody {
+            body,
+            progress: Some((self.clone(), attempt)),
+        }
+    }
+
+    fn add(&self, attempt: u32, bytes: u64) {
+        let mut state = self.state();
+        if state.attempt == attempt {
+            state.sent = state.sent.saturating_add(bytes);
+        }
+    }
+}
+
+pin_project! {
+    /// A body that counts its data bytes into a [`Progress`] as they are
+    /// polled; everything else (frames, trailers, `size_hint`, errors) is
+    /// the inner body's.
+    #[derive(Debug)]
+    pub struct ProgressBody<B> {
+        #[pin]
+        body: B,
+        progress: Option<(Progress, u32)>,
+    }
+}
+
+impl<B> ProgressBody<B> {
+    /// Passes `body` through without counting (a request that carried no
+    /// [`Progress`] through a [`ProgressLayer`]).
+    pub fn untracked(body: B) -> ProgressBody<B> {
+        ProgressBody {
+            body,
+            progress: None,
+        }
+    }
+
+    /// The body inside.
+    pub fn into_inner(self) -> B {
+        self.body
+    }
+}
+
+impl<B: Body> Body for ProgressBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some((progress, attempt))) = (&polled, this.progress)
+        {
+            if let Some(data) = frame.data_ref() {
+                progress.add(*attempt, data.remaining() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A Tower layer that counts each request's upload into the [`Progress`]
+/// found in its extensions (and passes requests without one through).
+///
+/// Put it inside `RetryLayer`, so that it sees every attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressLayer {
+    _private: (),
+}
+
+impl ProgressLayer {
+    /// The layer.
+    pub fn new() -> ProgressLayer {
+        ProgressLayer { _private: () }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ProgressLayer {
+    type Service = TrackProgress<S>;
+
+    fn layer(&self, inner: S) -> TrackProgress<S> {
+        TrackProgress { inner }
+    }
+}
+
+/// The service made by [`ProgressLayer`]: wraps each request body in a
+/// [`ProgressBody`].
+#[derive(Debug, Clone)]
+pub struct TrackProgress<S> {
+    inner: S,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for TrackProgress<S>
+where
+    S: tower_service::Service<http::Request<ProgressBody<B>>>,
+    B: Body,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> S::Future {
+        let progress = request.extensions().get::<Progress>().cloned();
+        let request = request.map(|body| match &progress {
+            Some(progress) => progress.track(body),
+            None => ProgressBody::untracked(body),
+        });
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn assert_traits<T: Send + Sync + Unpin + Clone + 'static>() {}
+
+    #[test]
+    fn handle_and_body_are_send_sync() {
+        assert_traits::<Progress>();
+        fn body<T: Send + Sync + Unpin>() {}
+        body::<ProgressBody<Full<Bytes>>>();
+    }
+
+    #[tokio::test]
+    async fn counts_each_attempt_from_zero() {
+        let progress = Progress::new();
+        assert_eq!(
+            (progress.attempt(), progress.sent(), progress.total()),
+            (0, 0, None)
+        );
+
+        let first = progress.track(Full::new(Bytes::from_static(b"0123456789")));
+        assert_eq!((progress.attempt(), progress.total()), (1, Some(10)));
+        assert_eq!(progress.fraction(), Some(0.0));
+        first.collect().await.unwrap();
+        assert_eq!(progress.sent(), 10);
+        assert_eq!(progress.fraction(), Some(1.0));
+
+        // A stale body of attempt 2 still polled during attempt 3 is ignored.
+        let frames = [Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(
+            "abc",
+        )))];
+        let stale = progress.track(StreamBody::new(futures_util::stream::iter(frames)));
+        assert_eq!((progress.attempt(), progress.total()), (2, None));
+        let third = progress.track(Full::new(Bytes::from_static(b"xy")));
+        stale.collect().await.unwrap();
+        assert_eq!((progress.attempt(), progress.sent()), (3, 0));
+        third.collect().await.unwrap();
+        assert_eq!((progress.sent(), progress.total()), (2, Some(2)));
+    }
+}
