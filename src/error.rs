@@ -3,7 +3,9 @@
 use std::fmt;
 use std::io;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// The boxed error of tower and hyper, used wherever this crate takes or
+/// returns "any error".
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong, for a caller to match on.
 ///
@@ -86,6 +88,28 @@ impl Error {
 
     pub(crate) fn io(context: impl Into<String>, err: io::Error) -> Error {
         Error::new(ErrorKind::Io, context).with_source(err)
+    }
+
+    /// The first `mmap_body::Error` in `err`'s
+    /// [`source`](std::error::Error::source) chain, `err` itself included:
+    /// how to find this crate's error inside hyper's, reqwest's or tower's.
+    ///
+    /// ```
+    /// # fn check(err: &(dyn std::error::Error + 'static)) {
+    /// if let Some(ours) = mmap_body::Error::find_in(err) {
+    ///     eprintln!("the body failed: {ours} ({:?})", ours.kind());
+    /// }
+    /// # }
+    /// ```
+    pub fn find_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return Some(ours);
+            }
+            next = err.source();
+        }
+        None
     }
 
     /// What went wrong.

@@ -17,6 +17,7 @@
 //! # let _ = policy;
 //! ```
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -205,26 +206,39 @@ fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Whether an error anywhere in `err`'s source chain is one of this
-/// crate's errors that a retry cannot fix.
-fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if err
-            .downcast_ref::<crate::Error>()
-            .is_some_and(crate::Error::is_permanent)
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
+/// Whether `err` is, or carries in its source chain, one of this crate's
+/// errors that a retry cannot fix.
+///
+/// `E` is whatever the service below the retry layer fails with: a concrete
+/// error type (hyper-util's client), or a boxed one (tower's `timeout`,
+/// `buffer` and `limit` layers, or any `BoxError`). A chain is walked when
+/// `E` is one of the boxed forms or this crate's [`Error`](crate::Error);
+/// other types cannot be inspected here, which is safe because a body's
+/// permanent failure is also recorded in the body itself, where
+/// [`ReplayBody::is_replayable`] reports it.
+fn is_permanent<E: 'static>(err: &E) -> bool {
+    let any = err as &dyn Any;
+    let top: &(dyn std::error::Error + 'static) =
+        if let Some(boxed) = any.downcast_ref::<crate::error::BoxError>() {
+            &**boxed
+        } else if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + Send>>() {
+            &**boxed
+        } else if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+            &**boxed
+        } else if let Some(ours) = any.downcast_ref::<crate::Error>() {
+            ours
+        } else if let Some(io) = any.downcast_ref::<std::io::Error>() {
+            io
+        } else {
+            return false;
+        };
+    crate::Error::find_in(top).is_some_and(crate::Error::is_permanent)
 }
 
 impl<B, ResB, E> Policy<Request<ReplayBody<B>>, Response<ResB>, E> for RetryPolicy
 where
     B: Body<Data = Bytes>,
-    E: std::error::Error + 'static,
+    E: 'static,
 {
     type Future = Sleep;
 

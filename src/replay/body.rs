@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use http_body_util::{Empty, Full};
 use crate::error::{Error, ErrorKind};
 use crate::MmapBody;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::error::BoxError;
 
 /// A request body that can be sent again: every clone replays it from the
 /// start.
@@ -54,6 +54,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// [`is_replayable`]: ReplayBody::is_replayable
 pub struct ReplayBody<B> {
     source: Source<B>,
+    /// Shared by every clone: a failure that no replay can fix.
+    outcome: Arc<Outcome>,
     /// Bytes this attempt must send in all (from `Content-Length`).
     expected_len: Option<u64>,
     /// Bytes this attempt has yielded so far.
@@ -67,6 +69,36 @@ pub struct ReplayBody<B> {
     queued: Option<Frame<Bytes>>,
     /// The source returned `None`.
     source_done: bool,
+}
+
+/// What every clone of one request's body, and the response future of the
+/// request, know about it: the first failure that no replay can fix (a
+/// truncated or changed file, a length mismatch, a failed original body, a
+/// replay past the cap).
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    failure: OnceLock<(ErrorKind, String)>,
+}
+
+impl Outcome {
+    fn record(&self, err: &Error) {
+        if err.is_permanent() {
+            let _ = self.failure.set((err.kind(), err.to_string()));
+        }
+    }
+
+    /// The recorded failure as a new error, if any.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        let (kind, message) = self.failure.get()?;
+        Some(Error::new(
+            *kind,
+            format!("the request body failed, so the request was not completed: {message}"),
+        ))
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.get().is_some()
+    }
 }
 
 enum Source<B> {
@@ -222,6 +254,7 @@ impl<B> ReplayBody<B> {
     fn with_source(source: Source<B>) -> ReplayBody<B> {
         ReplayBody {
             source,
+            outcome: Arc::default(),
             expected_len: None,
             sent: 0,
             failed: false,
@@ -255,10 +288,16 @@ impl<B> ReplayBody<B> {
 
     /// `false` once a clone of this body can no longer be sent in full: its
     /// recording passed `max_replay_bytes` (or its size was known to exceed
-    /// it and bytes were already taken), or the original body failed.
+    /// it and bytes were already taken), or any clone of it failed for good
+    /// (the original body failed, a file behind it was truncated or
+    /// changed, it was longer or shorter than its `Content-Length`).
     ///
-    /// Always `true` for bodies that are cloned instead of recorded.
+    /// Otherwise always `true` for bodies that are cloned instead of
+    /// recorded.
     pub fn is_replayable(&self) -> bool {
+        if self.outcome.failed() {
+            return false;
+        }
         match &self.source {
             Source::Cloned { .. } => true,
             Source::Recorded { shared, .. } => {
@@ -266,6 +305,13 @@ impl<B> ReplayBody<B> {
                 rec.failure.is_none() && (rec.recording || rec.pulled == 0)
             }
         }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// The state shared by every clone, for the response future.
+    pub(crate) fn outcome(&self) -> Arc<Outcome> {
+        Arc::clone(&self.outcome)
     }
 }
 
@@ -287,6 +333,7 @@ impl<B> Clone for ReplayBody<B> {
         };
         ReplayBody {
             source,
+            outcome: Arc::clone(&self.outcome),
             expected_len: self.expected_len,
             sent: 0,
             failed: false,
@@ -323,6 +370,13 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
 }
 
 fn body_error(err: impl Into<BoxError>) -> Error {
+    let err = err.into();
+    // A body that already fails with this crate's error (an `MmapBody`
+    // whose file was truncated) is passed through as it is, kind and all.
+    let err = match err.downcast::<Error>() {
+        Ok(ours) => return *ours,
+        Err(other) => other,
+    };
     Error::new(
         ErrorKind::Body,
         "the request body failed while being sent; see the source error",
@@ -443,7 +497,8 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
         let out = this.poll_checked(cx);
-        if let Poll::Ready(Some(Err(_))) = out {
+        if let Poll::Ready(Some(Err(err))) = &out {
+            this.outcome.record(err);
             this.failed = true;
             this.held = None;
             this.queued = None;

@@ -2,13 +2,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use super::body::Outcome;
 use crate::Error;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::error::BoxError;
 
 pin_project! {
     /// The response future of [`Replay`](super::Replay): the inner service's
@@ -22,15 +24,15 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Called { #[pin] future: F },
+        Called { #[pin] future: F, outcome: Arc<Outcome> },
         Refused { error: Option<Error> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F) -> ResponseFuture<F> {
+    pub(crate) fn called(future: F, outcome: Arc<Outcome>) -> ResponseFuture<F> {
         ResponseFuture {
-            state: State::Called { future },
+            state: State::Called { future, outcome },
         }
     }
 
@@ -50,14 +52,22 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { future } => future.poll(cx).map_err(Into::into),
+            StateProj::Called { future, outcome } => match ready!(future.poll(cx)) {
+                Ok(response) => Poll::Ready(Ok(response)),
+                // The body failed for good: say so, whatever the client
+                // made of it. Over HTTP/2, hyper only logs a body's error
+                // and reports a reset stream; over HTTP/1.1 the body's
+                // error is somewhere in the client's chain. Either way the
+                // caller gets this crate's error first, the client's as
+                // its source.
+                Err(err) => Poll::Ready(Err(match outcome.failure() {
+                    Some(failure) => failure.with_source(err).into(),
+                    None => err.into(),
+                })),
+            },
             StateProj::Refused { error } => match error.take() {
                 Some(error) => Poll::Ready(Err(error.into())),
-                None => Poll::Ready(Err(Error::new(
-                    crate::ErrorKind::ContentLengthMismatch,
-                    "this refused request's future was polled again after it completed",
-                )
-                .into())),
+                None => panic!("`ResponseFuture` polled after it completed"),
             },
         }
     }

@@ -5,13 +5,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request};
-use http_body::Body;
+use http_body::{Body, SizeHint};
 use tower_service::Service;
 
 use super::{ReplayBody, ResponseFuture};
 use crate::error::{Error, ErrorKind};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::error::BoxError;
 
 /// Sets `Content-Length` from each request body's exact size, refuses
 /// requests whose `Content-Length` disagrees with their body, and wraps
@@ -67,10 +67,15 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        match frame_length(&mut parts.headers, &parts.method, body.size_hint().exact()) {
+        let size = BodySize {
+            hint: body.size_hint(),
+            ended: body.is_end_stream(),
+        };
+        match frame_length(&mut parts.headers, &parts.method, &size) {
             Ok(expected) => {
                 let body = ReplayBody::new(body, self.max_replay_bytes).expect_len(expected);
-                ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)))
+                let outcome = body.outcome();
+                ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)), outcome)
             }
             Err(err) => ResponseFuture::refused(err),
         }
@@ -95,12 +100,38 @@ fn mismatch(message: String) -> Error {
     Error::new(ErrorKind::ContentLengthMismatch, message)
 }
 
-/// Applies the `Content-Length` rules to a request's headers, given its
-/// body's exact size if known. Returns the length each attempt must send.
+/// What a request body says of its size before it is polled.
+#[derive(Debug, Clone)]
+struct BodySize {
+    hint: SizeHint,
+    /// `is_end_stream()`: the body is known to have no bytes at all.
+    ended: bool,
+}
+
+impl BodySize {
+    fn exact(&self) -> Option<u64> {
+        if self.ended {
+            Some(0)
+        } else {
+            self.hint.exact()
+        }
+    }
+}
+
+/// Applies the `Content-Length` rules to a request's headers, given what
+/// its body says of its size. Returns the length each attempt must send.
+///
+/// A declared length that the body's size hint contradicts is refused, and
+/// so is a declared `0` on a body that may have bytes: an HTTP/1.1 client
+/// never polls a body once it has written `Content-Length: 0`, so the
+/// streaming length check would never see those bytes, and the server would
+/// accept an empty request as complete. An accepted value is written back
+/// in its canonical form (one header, no leading zeros), so a peer that
+/// parses strictly (HTTP/2 servers do) reads the same number.
 fn frame_length(
     headers: &mut http::HeaderMap,
     method: &Method,
-    exact: Option<u64>,
+    size: &BodySize,
 ) -> Result<Option<u64>, Error> {
     let mut declared: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -125,27 +156,55 @@ fn frame_length(
         declared = Some(parsed);
     }
     let chunked = headers.contains_key(TRANSFER_ENCODING);
-    match (declared, exact) {
-        (Some(_), _) if chunked => Err(mismatch(
+    let Some(declared) = declared else {
+        return match size.exact() {
+            Some(exact) if !chunked => {
+                if exact > 0 || !defines_no_body(method) {
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(exact));
+                }
+                Ok(Some(exact))
+            }
+            _ => Ok(None),
+        };
+    };
+    if chunked {
+        return Err(mismatch(
             "the request has both Transfer-Encoding and Content-Length, which lets \
              servers disagree on where it ends (request smuggling); remove one. \
              The request was not sent"
                 .to_owned(),
-        )),
-        (Some(declared), Some(exact)) if declared != exact => Err(mismatch(format!(
-            "the Content-Length header says {declared} bytes but the body has exactly \
-             {exact}; the request was not sent. Remove the header to have it set from \
-             the body, or fix it"
-        ))),
-        (Some(declared), _) => Ok(Some(declared)),
-        (None, Some(exact)) if !chunked => {
-            if exact > 0 || !defines_no_body(method) {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(exact));
-            }
-            Ok(Some(exact))
-        }
-        (None, _) => Ok(None),
+        ));
     }
+    if let Some(exact) = size.exact() {
+        if declared != exact {
+            return Err(mismatch(format!(
+                "the Content-Length header says {declared} bytes but the body has exactly \
+                 {exact}; the request was not sent. Remove the header to have it set from \
+                 the body, or fix it"
+            )));
+        }
+    } else if declared < size.hint.lower() {
+        return Err(mismatch(format!(
+            "the Content-Length header says {declared} bytes but the body has at least \
+             {}; the request was not sent. Remove the header, or fix it",
+            size.hint.lower()
+        )));
+    } else if let Some(upper) = size.hint.upper().filter(|&upper| declared > upper) {
+        return Err(mismatch(format!(
+            "the Content-Length header says {declared} bytes but the body has at most \
+             {upper}; the request was not sent. Remove the header, or fix it"
+        )));
+    } else if declared == 0 {
+        return Err(mismatch(
+            "the Content-Length header says 0 bytes but the body's size is unknown and it \
+             may have bytes, which an HTTP/1.1 client would silently drop; the request was \
+             not sent. Remove the header to send the body as it is, or send an empty body"
+                .to_owned(),
+        ));
+    }
+    headers.remove(CONTENT_LENGTH);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(declared));
+    Ok(Some(declared))
 }
 
 #[cfg(test)]
@@ -157,6 +216,15 @@ mod tests {
         headers: &[(&str, &str)],
         exact: Option<u64>,
     ) -> (Result<Option<u64>, ErrorKind>, Vec<String>) {
+        let hint = exact.map_or_else(SizeHint::new, SizeHint::with_exact);
+        run_hint(method, headers, hint)
+    }
+
+    fn run_hint(
+        method: Method,
+        headers: &[(&str, &str)],
+        hint: SizeHint,
+    ) -> (Result<Option<u64>, ErrorKind>, Vec<String>) {
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
             map.append(
@@ -164,7 +232,11 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let out = frame_length(&mut map, &method, exact).map_err(|e| e.kind());
+        let size = BodySize {
+            ended: hint.exact() == Some(0),
+            hint,
+        };
+        let out = frame_length(&mut map, &method, &size).map_err(|e| e.kind());
         let cl = map
             .get_all(CONTENT_LENGTH)
             .iter()
@@ -239,5 +311,74 @@ mod tests {
             Some(5),
         );
         assert_eq!(repeated.0, Ok(Some(5)));
+    }
+
+    fn hint(lower: u64, upper: Option<u64>) -> SizeHint {
+        let mut hint = SizeHint::new();
+        hint.set_lower(lower);
+        if let Some(upper) = upper {
+            hint.set_upper(upper);
+        }
+        hint
+    }
+
+    #[test]
+    fn declared_length_must_fit_the_size_hint() {
+        let mismatched = Err(ErrorKind::ContentLengthMismatch);
+        let cl = |v| [("content-length", v)];
+        // Below the lower bound, above the upper bound.
+        assert_eq!(run_hint(Method::PUT, &cl("5"), hint(6, None)).0, mismatched);
+        assert_eq!(
+            run_hint(Method::PUT, &cl("9"), hint(0, Some(8))).0,
+            mismatched
+        );
+        // Inside the bounds: the streaming check takes over.
+        assert_eq!(
+            run_hint(Method::PUT, &cl("7"), hint(6, Some(8))).0,
+            Ok(Some(7))
+        );
+        assert_eq!(
+            run_hint(Method::PUT, &cl("6"), hint(6, None)).0,
+            Ok(Some(6))
+        );
+    }
+
+    #[test]
+    fn declared_zero_never_hides_a_body_with_bytes() {
+        let mismatched = Err(ErrorKind::ContentLengthMismatch);
+        let zero = [("content-length", "0")];
+        assert_eq!(run_hint(Method::PUT, &zero, SizeHint::new()).0, mismatched);
+        assert_eq!(
+            run_hint(Method::POST, &zero, hint(0, Some(10))).0,
+            mismatched
+        );
+        // A body known to be empty may say so.
+        assert_eq!(
+            run_hint(Method::PUT, &zero, hint(0, Some(0))).0,
+            Ok(Some(0))
+        );
+        assert_eq!(run(Method::PUT, &zero, Some(0)).0, Ok(Some(0)));
+    }
+
+    #[test]
+    fn accepted_lengths_are_written_back_canonical() {
+        let zeros = run(
+            Method::PUT,
+            &[("content-length", "0000000000000000000000005")],
+            None,
+        );
+        assert_eq!(zeros, (Ok(Some(5)), vec!["5".into()]));
+        let many_zeros = run(
+            Method::PUT,
+            &[("content-length", "000000000000000000000000")],
+            Some(0),
+        );
+        assert_eq!(many_zeros, (Ok(Some(0)), vec!["0".into()]));
+        let repeated = run(
+            Method::PUT,
+            &[("content-length", "5"), ("content-length", "05")],
+            Some(5),
+        );
+        assert_eq!(repeated, (Ok(Some(5)), vec!["5".into()]));
     }
 }
