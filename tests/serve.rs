@@ -147,6 +147,15 @@ async fn unsatisfiable_and_ignored_ranges() {
 #[tokio::test]
 async fn conditional_requests() {
     let file = support::test_file(LEN);
+    // An hour old: `Last-Modified` is then a strong validator (RFC 9110
+    // §8.8.2.2), which a date in `If-Range` needs.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&file.path)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
     let url = file_server(file.path.clone()).await;
     let first = reqwest_client().get(&url).send().await.unwrap();
     let etag = header_str(&first, header::ETAG).to_owned();
@@ -230,5 +239,197 @@ async fn head_and_other_methods_over_http1_and_http2() {
         let response = client.request(post).await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
+    }
+}
+
+/// RFC 9110 §13.1.1 and §13.1.4: a client that names a version the file no
+/// longer is gets `412`, before any `304` or range.
+#[tokio::test]
+async fn preconditions_fail_with_412() {
+    let file = support::test_file(LEN);
+    let url = file_server(file.path.clone()).await;
+    let client = reqwest_client();
+    let first = client.get(&url).send().await.unwrap();
+    let etag = header_str(&first, header::ETAG).to_owned();
+    drop(first);
+    let old = httpdate::fmt_http_date(std::time::UNIX_EPOCH);
+    for (name, value, status) in [
+        (header::IF_MATCH, etag.clone(), StatusCode::OK),
+        (header::IF_MATCH, "*".to_owned(), StatusCode::OK),
+        (
+            header::IF_MATCH,
+            "\"stale\"".to_owned(),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            header::IF_MATCH,
+            format!("W/{etag}"),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            header::IF_UNMODIFIED_SINCE,
+            old,
+            StatusCode::PRECONDITION_FAILED,
+        ),
+    ] {
+        let response = client
+            .get(&url)
+            .header(name.clone(), value.clone())
+            .header(header::RANGE, "bytes=0-9")
+            .send()
+            .await
+            .unwrap();
+        let want = if status == StatusCode::OK {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            status
+        };
+        assert_eq!(response.status(), want, "{name}: {value}");
+        let body = response.bytes().await.unwrap();
+        if want == StatusCode::PRECONDITION_FAILED {
+            assert!(body.is_empty());
+        }
+    }
+}
+
+/// A file modified before 1970 (an HTTP date cannot say so) is served
+/// whole, without `Last-Modified`; the server does not panic.
+#[tokio::test]
+async fn file_modified_before_1970_is_served() {
+    let file = support::test_file(LEN);
+    let before_epoch = std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400 * 365 * 5);
+    std::fs::File::options()
+        .write(true)
+        .open(&file.path)
+        .unwrap()
+        .set_modified(before_epoch)
+        .unwrap();
+    let url = file_server(file.path.clone()).await;
+    let epoch = httpdate::fmt_http_date(std::time::UNIX_EPOCH);
+    for condition in [
+        None,
+        Some(header::IF_MODIFIED_SINCE),
+        Some(header::IF_UNMODIFIED_SINCE),
+    ] {
+        let mut request = reqwest_client().get(&url);
+        if let Some(name) = &condition {
+            request = request.header(name, &epoch);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{condition:?}");
+        assert!(response.headers().get(header::LAST_MODIFIED).is_none());
+        assert!(header_str(&response, header::ETAG).starts_with('"'));
+        let body = response.bytes().await.unwrap();
+        assert_eq!(support::sha256(&body), file.sha256);
+    }
+}
+
+mod untrusted_headers {
+    //! `respond` against arbitrary header values: never a panic, and every
+    //! answer is one the RFC allows for what was asked.
+    use super::*;
+    use proptest::prelude::*;
+
+    const SIZE: u64 = 10_000;
+
+    fn file() -> &'static (tempfile::TempDir, MmapBody) {
+        static FILE: std::sync::OnceLock<(tempfile::TempDir, MmapBody)> =
+            std::sync::OnceLock::new();
+        FILE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            std::fs::write(&path, vec![7u8; SIZE as usize]).unwrap();
+            // SAFETY: the temp file is private to this test and never changed.
+            let body = unsafe { MmapBody::open(&path) }.unwrap();
+            (dir, body)
+        })
+    }
+
+    /// Values a client might send, valid or not, for any of the headers.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ -~]{0,40}",
+            "bytes=[0-9]{0,6}-[0-9]{0,6}",
+            "bytes=-[0-9]{0,6}",
+            "bytes=[0-9]{1,25}-",
+            "(W/)?\"[a-z0-9.+-]{0,12}\"( ?, ?(W/)?\"[a-z0-9]{0,4}\")?",
+            Just("*".to_owned()),
+            (0u64..4_000_000_000).prop_map(|s| httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
+            )),
+        ]
+    }
+
+    const NAMES: [header::HeaderName; 7] = [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+        header::CONTENT_LENGTH,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn answers_are_consistent(
+            head in any::<bool>(),
+            values in proptest::collection::vec(proptest::option::of(value()), 7),
+        ) {
+            let (_, body) = file();
+            let mut headers = HeaderMap::new();
+            for (name, value) in NAMES.iter().zip(&values) {
+                if let Some(value) = value.as_ref().and_then(|v| header::HeaderValue::from_str(v).ok()) {
+                    headers.insert(name.clone(), value);
+                }
+            }
+            let method = if head { Method::HEAD } else { Method::GET };
+            let response = mmap_body::serve::respond(&method, &headers, body.clone());
+            let status = response.status();
+            let sent = response.body().len();
+            let range = response.headers().get(header::CONTENT_RANGE).map(|v| v.to_str().unwrap().to_owned());
+            match status {
+                StatusCode::OK => {
+                    prop_assert!(range.is_none());
+                    prop_assert_eq!(sent, if head { 0 } else { SIZE });
+                }
+                StatusCode::PARTIAL_CONTENT => {
+                    prop_assert!(!head && headers.contains_key(header::RANGE));
+                    let range = range.unwrap();
+                    let spec = range.strip_prefix("bytes ").unwrap();
+                    let (span, total) = spec.split_once('/').unwrap();
+                    prop_assert_eq!(total, SIZE.to_string());
+                    let (first, last) = span.split_once('-').unwrap();
+                    let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+                    prop_assert!(first <= last && last < SIZE);
+                    prop_assert_eq!(sent, last - first + 1);
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => {
+                    prop_assert_eq!(range, Some(format!("bytes */{SIZE}")));
+                    prop_assert_eq!(sent, 0);
+                }
+                StatusCode::NOT_MODIFIED => {
+                    prop_assert!(headers.contains_key(header::IF_NONE_MATCH)
+                        || headers.contains_key(header::IF_MODIFIED_SINCE));
+                    prop_assert_eq!(sent, 0);
+                }
+                StatusCode::PRECONDITION_FAILED => {
+                    prop_assert!(headers.contains_key(header::IF_MATCH)
+                        || headers.contains_key(header::IF_UNMODIFIED_SINCE));
+                    prop_assert_eq!(sent, 0);
+                }
+                other => prop_assert!(false, "unexpected status {other}"),
+            }
+            // `*` and our own tag always pass If-Match.
+            let etag = mmap_body::serve::respond(&Method::GET, &HeaderMap::new(), body.clone())
+                .headers()[header::ETAG].clone();
+            if let Some(value) = headers.get(header::IF_MATCH) {
+                let ours = value == "*" || value.to_str().is_ok_and(|v| {
+                    v.split(',').any(|t| t.trim() == etag.to_str().unwrap())
+                });
+                prop_assert_eq!(status == StatusCode::PRECONDITION_FAILED, !ours);
+            }
+        }
     }
 }
