@@ -98,6 +98,7 @@ pub mod retry;
 pub mod serve;
 
 pub use error::{Error, ErrorKind};
+pub use mmap::guard;
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
 #[cfg(feature = "replay")]
 pub use replay::{Replay, ReplayBody, ReplayLayer};

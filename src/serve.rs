@@ -451,7 +451,8 @@ mod tests {
         let date = httpdate::fmt_http_date(t);
         let before = httpdate::fmt_http_date(t - Duration::from_secs(1));
         let weak = format!("W/{etag}");
-        let cases: &[(&[(&str, &str)], (u16, u64))] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], (u16, u64));
+        let cases: &[Case] = &[
             (&[("if-match", "*")], (200, 10)),
             (&[("if-match", &etag)], (200, 10)),
             (&[("if-match", "\"other\", \"x\"")], (412, 0)),

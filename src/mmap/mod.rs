@@ -1,13 +1,16 @@
 //! [`MmapBody`]: an HTTP body whose frames are slices of a memory-mapped file.
 
+pub mod guard;
+
 use std::fs::{File, Metadata};
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -57,6 +60,9 @@ impl Origin {
 
 #[derive(Debug)]
 struct Mapping {
+    /// Registered with the SIGBUS guard; declared first so that it is
+    /// dropped, and unregistered, before `map` is unmapped.
+    region: Option<guard::Region>,
     map: Mmap,
     /// `None` for [`MmapBody::from_mmap`]: the caller vouched for the mapping
     /// and there is no file to check.
@@ -64,6 +70,44 @@ struct Mapping {
 }
 
 impl Mapping {
+    fn new(map: Mmap, origin: Option<Origin>) -> Mapping {
+        Mapping {
+            region: guard::Region::register(map.as_ptr(), map.len()),
+            map,
+            origin,
+        }
+    }
+
+    /// `true` once the SIGBUS guard replaced a page of this mapping with
+    /// zeros: some bytes read from it were not the file's.
+    fn poisoned(&self) -> bool {
+        self.region.as_ref().is_some_and(guard::Region::poisoned)
+    }
+
+    fn name(&self) -> String {
+        self.origin
+            .as_ref()
+            .map_or_else(|| "the mapped file".to_owned(), Origin::name)
+    }
+
+    /// [`check`](Mapping::check), after first making sure no read of the
+    /// mapping hit a page the file no longer has.
+    fn verify(&self, end: usize) -> Result<(), Error> {
+        if self.poisoned() {
+            return Err(Error::new(
+                ErrorKind::Truncated,
+                format!(
+                    "{} was truncated while it was being sent: pages past its new end \
+                     were read as zeros (the SIGBUS guard kept the process alive), so \
+                     the body was failed rather than sent with them. Send it again once \
+                     the writer has finished with it.",
+                    self.name()
+                ),
+            ));
+        }
+        self.check(end)
+    }
+
     /// Checks, with one `fstat`, that bytes up to `end` are still backed by
     /// the file and that the file has not changed since it was mapped.
     fn check(&self, end: usize) -> Result<(), Error> {
@@ -161,6 +205,46 @@ pub struct MmapBody {
     pos: usize,
     chunk: usize,
     release: bool,
+    /// The frames of this attempt not dropped yet, while the SIGBUS guard
+    /// is installed; made with the first frame.
+    in_flight: Option<Arc<InFlight>>,
+}
+
+/// The frames one attempt gave out and their holders have not dropped yet,
+/// and the task waiting for them to be, to end the body.
+#[derive(Debug, Default)]
+struct InFlight {
+    frames: AtomicUsize,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl InFlight {
+    fn dropped(&self) {
+        if self.frames.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = self
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Ready once every frame is dropped; otherwise `cx` is woken when the
+    /// last one is.
+    fn poll_all_dropped(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.frames.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        // The last frame may have gone between the check and the store.
+        if self.frames.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 impl MmapBody {
@@ -220,7 +304,7 @@ impl MmapBody {
     /// it never gives pages back to the kernel (see
     /// [`release_sent_pages`](MmapBody::release_sent_pages)).
     pub fn from_mmap(map: Mmap) -> MmapBody {
-        MmapBody::new(Mapping { map, origin: None }, false)
+        MmapBody::new(Mapping::new(map, None), false)
     }
 
     /// # Safety
@@ -245,13 +329,7 @@ impl MmapBody {
             file,
             path,
         };
-        Ok(MmapBody::new(
-            Mapping {
-                map,
-                origin: Some(origin),
-            },
-            true,
-        ))
+        Ok(MmapBody::new(Mapping::new(map, Some(origin)), true))
     }
 
     fn new(mapping: Mapping, release: bool) -> MmapBody {
@@ -263,6 +341,7 @@ impl MmapBody {
             pos: 0,
             chunk: DEFAULT_CHUNK_SIZE,
             release,
+            in_flight: None,
         }
     }
 
@@ -363,24 +442,60 @@ impl MmapBody {
         self.end - self.pos
     }
 
+    /// The next frame: up to `chunk` bytes, never the body's last byte,
+    /// which [`last_byte`](MmapBody::last_byte) sends.
     fn next_frame(&mut self) -> Result<Bytes, Error> {
-        let len = self.chunk.min(self.remaining());
+        let len = self.chunk.min(self.remaining() - 1);
         let end = self.pos + len;
-        self.mapping.check(self.end)?;
+        self.mapping.verify(self.end)?;
         // Start reading the following frame from disk while this one goes
         // out; a cold file then streams at disk speed.
         let ahead = self.chunk.min(self.end - end);
         if ahead > 0 {
             let _ = self.mapping.map.advise_range(Advice::WillNeed, end, ahead);
         }
+        let in_flight = if guard::is_installed() {
+            let in_flight = self.in_flight.get_or_insert_with(Arc::default);
+            in_flight.frames.fetch_add(1, Ordering::AcqRel);
+            Some(Arc::clone(in_flight))
+        } else {
+            None
+        };
         let frame = Bytes::from_owner(Chunk {
             mapping: Arc::clone(&self.mapping),
             start: self.pos,
             end,
             release: self.release,
+            in_flight,
         });
         self.pos = end;
         Ok(frame)
+    }
+
+    /// The body's last byte, sent on its own once the rest is verified.
+    ///
+    /// HTTP/1.1 takes a body as complete once `Content-Length` bytes have
+    /// arrived, so the last of them is the only thing that can still stop
+    /// a receiver from accepting a body read from a changed file. It is
+    /// held back until every other frame has been dropped by its reader
+    /// (when the SIGBUS guard is installed: see [`guard`]), then copied
+    /// (one byte, through the guard), and sent only if the mapping is not
+    /// poisoned and the file is as it was.
+    fn poll_last_byte(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
+        if let Some(in_flight) = &self.in_flight {
+            ready!(in_flight.poll_all_dropped(cx));
+        }
+        let at = self.end - 1;
+        // Checked before the read too: without the guard, reading a page
+        // the file lost would raise SIGBUS.
+        self.mapping.check(self.end)?;
+        // SAFETY: `at` is inside the mapping, which `self` keeps alive; a
+        // page the file lost since the check reads as zeros under the guard
+        // and poisons the mapping, which `verify` then reports.
+        let byte = unsafe { guard::read_byte(self.mapping.map.as_ptr().add(at)) };
+        self.mapping.verify(self.end)?;
+        self.pos = self.end;
+        Poll::Ready(Ok(Bytes::copy_from_slice(&[byte])))
     }
 }
 
@@ -391,6 +506,7 @@ impl Clone for MmapBody {
         MmapBody {
             mapping: Arc::clone(&self.mapping),
             pos: self.start,
+            in_flight: None,
             ..*self
         }
     }
@@ -403,6 +519,7 @@ struct Chunk {
     start: usize,
     end: usize,
     release: bool,
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl AsRef<[u8]> for Chunk {
@@ -428,6 +545,9 @@ impl Drop for Chunk {
                     self.end - self.start,
                 )
             };
+        }
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.dropped();
         }
     }
 }
@@ -472,13 +592,15 @@ impl http_body::Body for MmapBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        if this.remaining() == 0 {
-            return Poll::Ready(None);
-        }
-        match this.next_frame() {
+        let frame = match this.remaining() {
+            0 => return Poll::Ready(None),
+            1 => ready!(this.poll_last_byte(cx)),
+            _ => this.next_frame(),
+        };
+        match frame {
             Ok(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
             Err(err) => {
                 // Nothing more can be sent from a file that changed.

@@ -1,0 +1,379 @@
+//! Files changed under a body while it is sent: truncated or modified
+//! mid-upload, over HTTP/1.1 and HTTP/2, with and without the retry stack,
+//! in a process with the SIGBUS guard (`mmap_body::guard`) installed.
+//!
+//! The guard is process-wide, so these tests have a binary of their own.
+//! Tests that must run without it (or that end in a signal) run in a child
+//! process: this binary started again for one test.
+#![cfg(all(unix, feature = "retry"))]
+
+mod support;
+
+use std::convert::Infallible;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use mmap_body::retry::RetryPolicy;
+use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
+use support::{client, test_file, BoxError};
+use tokio::sync::oneshot;
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
+
+const MIB: u64 = 1024 * 1024;
+
+fn open(path: &std::path::Path) -> MmapBody {
+    mmap_body::guard::install().expect("install the SIGBUS guard");
+    // SAFETY: the temp file is private to this test; the changes made to it
+    // while mapped are the point of the test, made with the guard installed
+    // or in a child process expected to die.
+    unsafe { MmapBody::open(path) }.unwrap()
+}
+
+fn truncate(path: &std::path::Path, len: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+fn poll_now<B: Body + Unpin>(body: &mut B) -> Option<Result<http_body::Frame<B::Data>, B::Error>> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match std::pin::Pin::new(body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(frame) => frame,
+        std::task::Poll::Pending => panic!("an MmapBody with no frame out is never pending"),
+    }
+}
+
+/// A user-space copy of a frame whose pages the file lost reads zeros, the
+/// process lives, and the body then fails instead of going on.
+#[test]
+fn a_read_past_the_new_end_is_zeros_and_an_error() {
+    let file = test_file(8 * MIB);
+    let original = std::fs::read(&file.path).unwrap();
+    let mut body = open(&file.path).chunk_size(MIB as usize);
+    let first = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    let second = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    truncate(&file.path, MIB);
+    // What h2's framing or a TLS stack does: copy the frame's bytes.
+    assert_eq!(&first.to_vec()[..], &original[..MIB as usize]);
+    let copied = second.to_vec();
+    assert!(
+        copied.iter().all(|&b| b == 0),
+        "pages past the end read as zeros"
+    );
+    drop((first, second));
+    let err = poll_now(&mut body).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+    assert!(err.to_string().contains("SIGBUS guard"), "{err}");
+    assert!(poll_now(&mut body).is_none());
+    // A retry of the poisoned mapping fails too, before sending anything.
+    let mut retry = body.clone();
+    let err = poll_now(&mut retry).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+}
+
+/// The last byte waits for every frame to be dropped, then for the checks.
+#[test]
+fn the_last_byte_waits_for_every_frame_to_be_dropped() {
+    let file = test_file(3 * MIB);
+    let mut body = open(&file.path).chunk_size(MIB as usize);
+    let frames: Vec<Bytes> = (0..3)
+        .map(|_| poll_now(&mut body).unwrap().unwrap().into_data().unwrap())
+        .collect();
+    assert_eq!(body.size_hint().exact(), Some(1));
+    let woken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct Flag(Arc<std::sync::atomic::AtomicBool>);
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Flag(woken.clone())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut pinned = std::pin::Pin::new(&mut body);
+    assert!(pinned.as_mut().poll_frame(&mut cx).is_pending());
+    drop(frames);
+    assert!(woken.load(std::sync::atomic::Ordering::SeqCst));
+    let last = match pinned.as_mut().poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
+        other => panic!("expected the last byte, got {other:?}"),
+    };
+    assert_eq!(last.len(), 1);
+    assert!(body.is_end_stream());
+}
+
+/// What the test server saw of one upload.
+#[derive(Debug, Clone, Copy)]
+struct Upload {
+    read: u64,
+    /// The body ended cleanly (not reset, not cut off).
+    complete: bool,
+}
+
+/// A server (HTTP/1.1 and HTTP/2) that reads `pause_at` bytes of each
+/// upload, tells the test, waits for it, and reads on; it records what it
+/// got. Returns its address, the "paused" receiver, the "go on" sender and
+/// the record.
+async fn pausing_server(
+    pause_at: u64,
+) -> (
+    std::net::SocketAddr,
+    oneshot::Receiver<()>,
+    oneshot::Sender<()>,
+    Arc<Mutex<Vec<Upload>>>,
+) {
+    let (paused_tx, paused_rx) = oneshot::channel::<()>();
+    let (go_tx, go_rx) = oneshot::channel::<()>();
+    let gate = Arc::new(Mutex::new(Some((paused_tx, go_rx))));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let addr = support::serve(move |req: Request<Incoming>| {
+        let gate = gate.clone();
+        let seen = seen.clone();
+        async move {
+            let mut body = req.into_body();
+            let mut read = 0u64;
+            let mut complete = true;
+            let mut waiting = gate.lock().unwrap().take();
+            loop {
+                match body.frame().await {
+                    None => break,
+                    Some(Err(_)) => {
+                        complete = false;
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                }
+                if read >= pause_at {
+                    if let Some((paused, go)) = waiting.take() {
+                        let _ = paused.send(());
+                        let _ = go.await;
+                    }
+                }
+            }
+            seen.lock().unwrap().push(Upload { read, complete });
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
+        }
+    })
+    .await;
+    (addr, paused_rx, go_tx, log)
+}
+
+/// How a test changes the file while the server is paused.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Truncate,
+    Touch,
+}
+
+fn change(path: &std::path::Path, how: Change) {
+    match how {
+        Change::Truncate => truncate(path, MIB),
+        Change::Touch => std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap(),
+    }
+}
+
+/// The upload: 8 MiB frames, so that when the server stops reading (after
+/// 2 MiB; its HTTP/2 stream window is 8 MiB) h2 still holds most of the
+/// second frame, waiting for window. h2 does not poll the body again until
+/// it has sent that frame, and it copies the start of every `DATA` frame
+/// out of the mapping in user space: without the guard, a truncation now
+/// kills the process.
+const LEN: u64 = 17 * MIB;
+const FRAME: usize = 8 * MIB as usize;
+const PAUSE_AT: u64 = 2 * MIB;
+
+/// Uploads a file of [`LEN`] bytes, changes it once the server has read
+/// 2 MiB, and returns the client's outcome and what the server got.
+async fn upload_and_change(
+    http2: bool,
+    how: Change,
+    stack: bool,
+) -> (Result<u16, BoxError>, Vec<Upload>) {
+    let file = test_file(LEN);
+    let (addr, paused, go, log) = pausing_server(PAUSE_AT).await;
+    let body = open(&file.path).chunk_size(FRAME);
+    let uri = format!("http://{addr}/upload");
+    let upload = tokio::spawn(async move {
+        let req = Request::put(uri).body(body).unwrap();
+        if stack {
+            let service = ServiceBuilder::new()
+                .layer(ReplayLayer::new(64 * 1024))
+                .layer(RetryLayer::new(
+                    RetryPolicy::default()
+                        .backoff(Duration::from_millis(10), Duration::from_millis(40)),
+                ))
+                .service(client::<ReplayBody<MmapBody>>(http2));
+            service.oneshot(req).await.map(|r| r.status().as_u16())
+        } else {
+            client::<MmapBody>(http2)
+                .request(req)
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(BoxError::from)
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), paused)
+        .await
+        .expect("the server read 2 MiB")
+        .unwrap();
+    // Let the client fill every window and buffer before the change.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    change(&file.path, how);
+    go.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .expect("the upload ended in time")
+        .unwrap();
+    // Give the server's handler time to record how its body ended.
+    for _ in 0..100 {
+        if !log.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = log.lock().unwrap().clone();
+    (outcome, seen)
+}
+
+fn assert_never_complete(seen: &[Upload], case: &str) {
+    for upload in seen {
+        assert!(
+            !upload.complete || upload.read < LEN,
+            "{case}: the server accepted a complete body: {upload:?}"
+        );
+    }
+}
+
+/// HTTP/2 copies frames in user space: without the guard a truncation
+/// kills the process. With it, the upload fails and the server never gets
+/// a complete body.
+#[tokio::test]
+async fn truncated_mid_upload_fails_over_http1_and_http2() {
+    for http2 in [false, true] {
+        let case = format!("http2={http2}");
+        let (outcome, seen) = upload_and_change(http2, Change::Truncate, false).await;
+        let err = outcome.expect_err("a truncated upload must fail");
+        eprintln!("{case}: {err}");
+        assert_never_complete(&seen, &case);
+    }
+}
+
+/// Through `ReplayLayer` + `RetryLayer`: the caller gets the crate's error
+/// (`Truncated` / `Modified`) over both protocols, and the request is not
+/// retried: the server sees one request.
+#[tokio::test]
+async fn changed_mid_upload_through_the_retry_stack_is_reported_and_not_retried() {
+    for how in [Change::Truncate, Change::Touch] {
+        for http2 in [false, true] {
+            let case = format!("{how:?}, http2={http2}");
+            let (outcome, seen) = upload_and_change(http2, how, true).await;
+            let err = outcome.expect_err("a changed upload must fail");
+            let ours = Error::find_in(&*err).unwrap_or_else(|| panic!("{case}: {err:?}"));
+            let want = match how {
+                Change::Truncate => ErrorKind::Truncated,
+                Change::Touch => ErrorKind::Modified,
+            };
+            // Over HTTP/1.1 the kernel may refuse the truncated pages
+            // (EFAULT) before the body sees the change; then the crate's
+            // error is about the connection, and the retry policy still
+            // must not replay the changed file.
+            if http2 || matches!(how, Change::Touch) {
+                assert_eq!(ours.kind(), want, "{case}: {err}");
+            }
+            assert_eq!(seen.len(), 1, "{case}: retried: {seen:?}");
+            assert_never_complete(&seen, &case);
+        }
+    }
+}
+
+/// Runs `test` of this binary in a child process with `env` set, and
+/// returns how it ended.
+fn run_child(test: &str, env: &str) -> std::process::ExitStatus {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("MMAP_BODY_CHILD", env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+}
+
+fn child_mode() -> Option<String> {
+    std::env::var("MMAP_BODY_CHILD").ok()
+}
+
+/// In a child: copy a frame whose pages the file lost, guarded or not.
+#[test]
+fn child_copies_a_truncated_frame() {
+    let Some(mode) = child_mode() else { return };
+    let file = test_file(4 * MIB);
+    // SAFETY: the temp file is private to this process; the truncation is
+    // the point of the test.
+    let mut body = unsafe { MmapBody::open(&file.path) }
+        .unwrap()
+        .chunk_size(MIB as usize);
+    if mode == "guarded" {
+        mmap_body::guard::install().unwrap();
+    }
+    let _first = poll_now(&mut body).unwrap().unwrap();
+    let second = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    truncate(&file.path, 4096);
+    let copy = second.to_vec();
+    std::process::exit(i32::from(copy.iter().all(|&b| b == 0)) * 42);
+}
+
+/// In a child with the guard: a fault in a mapping this crate did not make
+/// still goes to the previous handler, and ends the process.
+#[test]
+fn child_faults_outside_the_crate() {
+    if child_mode().as_deref() != Some("foreign") {
+        return;
+    }
+    mmap_body::guard::install().unwrap();
+    let file = test_file(4 * MIB);
+    let f = std::fs::File::open(&file.path).unwrap();
+    // SAFETY: the temp file is private to this process; the truncation and
+    // the fault it causes are the point of the test.
+    let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    truncate(&file.path, 4096);
+    let copy = map[2 * MIB as usize..3 * MIB as usize].to_vec();
+    std::process::exit(i32::from(!copy.is_empty()) * 43);
+}
+
+#[test]
+fn without_the_guard_a_user_space_copy_is_sigbus() {
+    if child_mode().is_some() {
+        return;
+    }
+    let status = run_child("child_copies_a_truncated_frame", "unguarded");
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+    let status = run_child("child_copies_a_truncated_frame", "guarded");
+    assert_eq!(status.code(), Some(42), "{status:?}");
+}
+
+#[test]
+fn other_faults_still_reach_the_previous_handler() {
+    if child_mode().is_some() {
+        return;
+    }
+    let status = run_child("child_faults_outside_the_crate", "foreign");
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+}
