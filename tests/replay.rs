@@ -177,6 +177,57 @@ async fn mismatching_content_length_is_refused_before_sending() {
     );
 }
 
+/// hyper's HTTP/1.1 client never polls a body once it has written
+/// `Content-Length: 0`: a streamed body declared 0 would reach the server as
+/// a complete, empty request, its bytes silently gone.
+#[tokio::test]
+async fn declared_zero_never_hides_a_streamed_body() {
+    let server = Flaky::start([]).await;
+    let (body, _) = Streamed::random(100_000, 10_000);
+    let req = Request::put(server.uri("/"))
+        .header(http::header::CONTENT_LENGTH, "0")
+        .body(body)
+        .unwrap();
+    let err = send(1 << 20, policy(), req).await.unwrap_err();
+    let ours = mmap_body::Error::find_in(&*err).expect("our error");
+    assert_eq!(ours.kind(), ErrorKind::ContentLengthMismatch);
+    assert!(server.seen().is_empty(), "the request reached the server");
+
+    // A body known to be empty may say so.
+    let req = Request::put(server.uri("/"))
+        .header(http::header::CONTENT_LENGTH, "0")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = send(1 << 20, policy(), req).await.unwrap();
+    assert_eq!(received(&res).content_length, Some(0));
+}
+
+/// `Content-Length` values with leading zeros are valid but some peers
+/// refuse them (h2 servers do): they are sent in canonical form.
+#[tokio::test]
+async fn content_length_is_sent_canonical_over_http1_and_http2() {
+    let addr = support::hashing_server().await;
+    for http2 in [false, true] {
+        for (declared, len) in [("000000000000000000000000", 0usize), ("00100", 100)] {
+            let body = Full::new(Bytes::from(vec![b'x'; len]));
+            let req = Request::put(format!("http://{addr}/"))
+                .header(http::header::CONTENT_LENGTH, declared)
+                .body(body)
+                .unwrap();
+            let service = ServiceBuilder::new()
+                .layer(ReplayLayer::new(1024))
+                .service(client::<ReplayBody<Full<Bytes>>>(http2));
+            let res = tokio::time::timeout(Duration::from_secs(10), service.oneshot(req))
+                .await
+                .expect("in time")
+                .unwrap_or_else(|e| panic!("http2={http2}, {declared}: {e}"));
+            let seen = received(&res);
+            assert_eq!(seen.content_length, Some(len as u64), "http2={http2}");
+            assert_eq!(seen.len, len as u64);
+        }
+    }
+}
+
 #[tokio::test]
 async fn streamed_body_shorter_or_longer_than_declared_fails() {
     for (declared, len) in [(200_000u64, 100_000usize), (50_000, 100_000)] {
