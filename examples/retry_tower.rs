@@ -1,8 +1,10 @@
 //! A hyper-util client behind `ReplayLayer` + `tower::retry::RetryLayer` +
-//! `RetryPolicy` + `ProgressLayer`, uploading to a local server that drops
-//! the first connection mid-body and answers 503 to the second attempt.
-//! Prints each attempt as the client sends it and as the server sees it,
-//! and the upload progress, which starts again with each attempt.
+//! `RetryPolicy` + `ProgressLayer` + `tower::timeout::TimeoutLayer`,
+//! uploading to a local server that drops the first connection mid-body,
+//! answers 503 to the second attempt and stalls on the third, which the
+//! per-attempt timeout ends. Prints each attempt as the client sends it and
+//! as the server sees it, and the upload progress, which starts again with
+//! each attempt.
 //!
 //! ```text
 //! cargo run --release --example retry_tower
@@ -23,6 +25,7 @@ use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use tower::retry::RetryLayer;
+use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,6 +34,9 @@ const SIZE: u64 = 64 << 20;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // A file truncated while it is sent fails the upload instead of killing
+    // the process with SIGBUS (HTTP/2 and TLS copy frames in user space).
+    mmap_body::guard::install()?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("upload.bin");
     let mut file = std::fs::File::create(&path)?;
@@ -49,7 +55,9 @@ async fn main() -> Result<(), BoxError> {
     let service = ServiceBuilder::new()
         .layer(ReplayLayer::new(64 * 1024))
         .layer(RetryLayer::new(
-            RetryPolicy::default().backoff(Duration::from_millis(100), Duration::from_secs(1)),
+            RetryPolicy::default()
+                .max_attempts(4)
+                .backoff(Duration::from_millis(100), Duration::from_secs(1)),
         ))
         .map_request(move |req: http::Request<ReplayBody<MmapBody>>| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -70,6 +78,10 @@ async fn main() -> Result<(), BoxError> {
             req
         })
         .layer(ProgressLayer::new())
+        // Inside the retry layer: each attempt gets 3 s. Its error is a
+        // boxed `Elapsed`, which `RetryPolicy` retries like a dropped
+        // connection.
+        .layer(TimeoutLayer::new(Duration::from_secs(3)))
         .service(client);
 
     // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
@@ -100,7 +112,8 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 32 MiB,
-/// answer 503. Attempt 3 on: read everything, answer 200.
+/// answer 503. Attempt 3: read 8 MiB, then stall. Attempt 4 on: read
+/// everything, answer 200.
 async fn flaky_server() -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -118,6 +131,7 @@ async fn flaky_server() -> std::io::Result<std::net::SocketAddr> {
                         let limit = match n {
                             1 => 16 << 20,
                             2 => 32 << 20,
+                            3 => 8 << 20,
                             _ => u64::MAX,
                         };
                         let mut body = req.into_body();
@@ -148,6 +162,10 @@ async fn flaky_server() -> std::io::Result<std::net::SocketAddr> {
                                 std::future::pending().await
                             }
                             2 => Ok::<_, Infallible>(reply(503, "busy".into())),
+                            3 => {
+                                println!("server: attempt 3: stalling");
+                                std::future::pending().await
+                            }
                             _ => Ok(reply(200, format!("received {read} bytes"))),
                         }
                     }
