@@ -381,4 +381,58 @@ mod tests {
         );
         assert_eq!(repeated, (Ok(Some(5)), vec!["5".into()]));
     }
+
+    proptest::proptest! {
+        /// Any `Content-Length` values and size hints: never a panic; an
+        /// accepted request carries one canonical value that is the
+        /// number declared and fits the hint.
+        #[test]
+        fn any_content_length(
+            values in proptest::collection::vec("[0-9]{0,25}|[ -~]{0,8}", 0..3),
+            lower in 0u64..300,
+            extra in proptest::option::of(0u64..300),
+            post in proptest::bool::ANY,
+        ) {
+            let mut map = http::HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    map.append(CONTENT_LENGTH, value);
+                }
+            }
+            let sent: Vec<String> = map
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            let upper = extra.map(|e| lower + e);
+            let size = BodySize { hint: hint(lower, upper), ended: upper == Some(0) };
+            let method = if post { Method::POST } else { Method::GET };
+            let out = frame_length(&mut map, &method, &size);
+            let after: Vec<&str> = map
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            match out {
+                Ok(Some(n)) => {
+                    proptest::prop_assert!(n >= lower && upper.is_none_or(|u| n <= u));
+                    if !sent.is_empty() {
+                        // Every value sent said n.
+                        proptest::prop_assert!(sent.iter().all(|v| v.parse::<u64>() == Ok(n)));
+                        proptest::prop_assert!(n > 0 || upper == Some(0));
+                    }
+                    let canonical = n.to_string();
+                    proptest::prop_assert!(after.is_empty() || after == vec![canonical.as_str()]);
+                    proptest::prop_assert!(!after.is_empty() || (n == 0 && !post));
+                }
+                Ok(None) => {
+                    proptest::prop_assert!(sent.is_empty() && after.is_empty());
+                }
+                Err(err) => {
+                    proptest::prop_assert_eq!(err.kind(), ErrorKind::ContentLengthMismatch);
+                    proptest::prop_assert!(!sent.is_empty());
+                }
+            }
+        }
+    }
 }
