@@ -58,27 +58,51 @@
 //!   requests whose `Content-Length` lies, and makes any request body
 //!   replayable so a retry can send it again (see [`replay`]).
 //! - [`retry::RetryPolicy`] (feature `retry`, on by default): a
-//!   `tower::retry::Policy` that retries these requests safely.
+//!   `tower::retry::Policy` that retries these requests safely, above
+//!   `tower::timeout` and other layers that box their errors too.
 //! - [`progress`] (feature `progress`, on by default): upload progress
 //!   (bytes sent of the total, per attempt) that restarts from zero when a
 //!   retry sends the body again.
 //! - [`serve::respond`] (feature `serve`, on by default): the response to a
-//!   download of a file body, with `Range`, `If-Range`, `If-None-Match`,
-//!   `If-Modified-Since` and `HEAD`, for axum, hyper or any tower service.
-//! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match.
+//!   download of a file body, with `Range`, `If-Range`, `If-Match`,
+//!   `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` and `HEAD`,
+//!   for axum, hyper or any tower service.
+//! - [`guard`]: an opt-in `SIGBUS` handler that contains faults from files
+//!   truncated under a mapping, for HTTP/2 and TLS.
+//! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
+//!   and [`Error::find_in`] to find it in hyper's, reqwest's or tower's.
 //!
 //! # Safety
 //!
 //! Mapping a file is `unsafe`, as in [`memmap2`]: another process may
 //! truncate or rewrite the file while it is mapped, and reading a page past
-//! the new end of a file kills the process with `SIGBUS`.
+//! the new end of a file raises `SIGBUS`, which kills the process.
 //! [`MmapBody::open`] and [`MmapBody::from_file`] are therefore `unsafe fn`s
-//! whose callers promise the file stays as it is while mapped. The body
-//! checks the file before every frame and stops with an
-//! [`ErrorKind::Truncated`] or [`ErrorKind::Modified`] error when it sees a
-//! change; that narrows the window but does not close it.
+//! whose callers promise the file stays as it is while mapped.
 //! [`MmapBody::from_mmap`] is safe: its caller already vouched for the
 //! mapping.
+//!
+//! What the crate does when that promise is broken anyway:
+//!
+//! - Before each frame, one `fstat` checks the file is as long and as old as
+//!   when it was mapped; a change ends the body with
+//!   [`ErrorKind::Truncated`] or [`ErrorKind::Modified`]. The body's last
+//!   byte is held back, copied and sent only after the same check, so that
+//!   an HTTP/1.1 receiver, which takes a body as complete once
+//!   `Content-Length` bytes arrived, never gets the whole length from a
+//!   file seen to change.
+//! - Over HTTP/1.1 on plain TCP the kernel reads the frames: a page the file
+//!   lost is an `EFAULT` write error, not a signal.
+//! - HTTP/2 (h2 copies the start of every `DATA` frame) and TLS read frames
+//!   in user space, after the check. [`guard::install`] adds a chained
+//!   `SIGBUS` handler that turns such a read into zeros and poisons the
+//!   mapping, and makes every body wait for its frames to be released and
+//!   verify the mapping before its last byte: the process lives, the
+//!   request fails, and the receiver never gets a complete body. Without it,
+//!   a truncation there kills the process. The [`guard`] docs have the
+//!   whole table, and the limits.
+//! - [`ReplayLayer`] hands the caller the body's own error over HTTP/2 as
+//!   over HTTP/1.1, and a body that failed that way is never retried.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

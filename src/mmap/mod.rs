@@ -172,6 +172,11 @@ impl Mapping {
 ///   end of the file (which would kill the process with `SIGBUS`); if it
 ///   changed, with [`ErrorKind::Modified`]. A clone about to replay does the
 ///   same check first, so a retry never sends a changed file.
+/// - The last byte is a frame of its own, copied and sent only after the
+///   same check (and, with the [`guard`](crate::guard) installed, after
+///   every other frame was released and the mapping found unpoisoned): a
+///   receiver never gets the whole length of a body whose file was seen to
+///   change.
 ///
 /// # Example
 ///

@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 mod alloc;
+pub mod bodies;
+pub mod faulty;
 #[allow(unused_imports)] // only the binaries that install the allocator use it
 pub use alloc::*;
 
