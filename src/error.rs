@@ -25,6 +25,10 @@ pub enum ErrorKind {
     /// A replay was asked of a [`ReplayBody`](crate::ReplayBody) whose
     /// recording passed its `max_replay_bytes` cap.
     ReplayBufferExceeded,
+    /// The part of a recorded request body past the in-memory cap could not
+    /// be kept on disk (the spill file could not be made or written: no such
+    /// directory, no permission, disk full), so a replay cannot send it.
+    SpillFailed,
     /// A request's `Content-Length` disagrees with its body: the header and
     /// the body's exact size differ, the header is malformed or repeated with
     /// different values, or the body produced more or fewer bytes than
@@ -46,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Truncated => "file truncated while mapped",
             ErrorKind::Modified => "file modified while mapped",
             ErrorKind::ReplayBufferExceeded => "replay buffer exceeded",
+            ErrorKind::SpillFailed => "replay spill to disk failed",
             ErrorKind::ContentLengthMismatch => "content-length mismatch",
             ErrorKind::OutOfRange => "range out of bounds",
             ErrorKind::Io => "i/o error",

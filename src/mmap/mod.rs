@@ -312,6 +312,15 @@ impl MmapBody {
         MmapBody::new(Mapping::new(map, None), false)
     }
 
+    /// A body over a shared, read-only mapping of a file this crate owns and
+    /// only appends to (a replay spill file): no integrity check (the file
+    /// grows while it is read), and pages given back as they are sent.
+    #[cfg(feature = "replay")]
+    pub(crate) fn from_spill(map: Mmap) -> MmapBody {
+        let _ = map.advise(Advice::Sequential);
+        MmapBody::new(Mapping::new(map, None), true)
+    }
+
     /// # Safety
     /// The caller's promise of [`MmapBody::open`].
     unsafe fn map_file(file: File, path: Option<PathBuf>) -> io::Result<MmapBody> {

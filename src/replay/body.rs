@@ -2,18 +2,18 @@
 
 use std::any::Any;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{ready, Context, Poll, Waker};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Empty, Full};
 
-use crate::error::{Error, ErrorKind};
+use super::length::LengthCheck;
+use super::recording::{body_error, lock, poll_recorded, Cursor, Recording};
+use super::spill::SpillConfig;
+use crate::error::{BoxError, Error, ErrorKind};
 use crate::MmapBody;
-
-use crate::error::BoxError;
 
 /// A request body that can be sent again: every clone replays it from the
 /// start.
@@ -33,13 +33,16 @@ use crate::error::BoxError;
 ///   read only part of the body (a 503 or a dropped connection mid-upload)
 ///   still sends all of it.
 ///
-/// Once more than `max_replay_bytes` have gone out, the recording is freed,
-/// the attempt in flight goes on normally, [`is_replayable`] turns false,
-/// and a clone that needs the lost bytes yields an
-/// [`ErrorKind::ReplayBufferExceeded`] error. A body whose exact size is
-/// known to exceed the cap is never recorded; it can still be sent again if
-/// no byte of it was taken yet (a connection refused before the upload
-/// began).
+/// Once more than `max_replay_bytes` have gone out, the rest is kept on disk
+/// if [`ReplayLayer::spill_to_disk`](crate::ReplayLayer) asked for it (a
+/// replay reads it back as [`MmapBody`] slices), up to its limit. Past what
+/// can be kept (or when the spill file cannot be written), the recording is
+/// freed, the attempt in flight goes on normally, [`is_replayable`] turns
+/// false, and a clone that needs the lost bytes yields an
+/// [`ErrorKind::ReplayBufferExceeded`] (or `SpillFailed`) error. A body
+/// whose exact size is known to exceed what can be kept is never recorded;
+/// it can still be sent again if no byte of it was taken yet (a connection
+/// refused before the upload began).
 ///
 /// # Clones on several tasks
 ///
@@ -56,19 +59,10 @@ pub struct ReplayBody<B> {
     source: Source<B>,
     /// Shared by every clone: a failure that no replay can fix.
     outcome: Arc<Outcome>,
-    /// Bytes this attempt must send in all (from `Content-Length`).
-    expected_len: Option<u64>,
-    /// Bytes this attempt has yielded so far.
-    sent: u64,
+    /// This attempt held to its declared length.
+    length: LengthCheck,
     /// This attempt ended with an error: it yields nothing more.
     failed: bool,
-    /// The frame that completed the declared length, held back until the
-    /// body shows it has nothing more.
-    held: Option<Bytes>,
-    /// A trailers frame to yield after `held`.
-    queued: Option<Frame<Bytes>>,
-    /// The source returned `None`.
-    source_done: bool,
 }
 
 /// What every clone of one request's body, and the response future of the
@@ -123,67 +117,6 @@ struct Pristine<B> {
     clone: fn(&B) -> Option<B>,
 }
 
-/// Where one clone is in a recorded body.
-#[derive(Clone, Copy, Default)]
-struct Cursor {
-    /// Index of the next recorded frame to replay.
-    frame: usize,
-    /// Bytes this clone has read.
-    pos: u64,
-    /// This clone has yielded the trailers.
-    trailers_sent: bool,
-}
-
-struct Recording<B> {
-    body: Pin<Box<B>>,
-    /// The data frames pulled from `body`, while recording.
-    frames: Vec<Bytes>,
-    /// Bytes pulled from `body`.
-    pulled: u64,
-    /// Still recording: `false` once `cap` was passed (the frames are freed).
-    recording: bool,
-    cap: usize,
-    trailers: Option<HeaderMap>,
-    /// `body` returned `None`.
-    ended: bool,
-    /// `body` failed; its message, for the clones that reach that point.
-    failure: Option<String>,
-    /// Clones waiting for a frame another clone is pulling.
-    waiters: Vec<Waker>,
-}
-
-impl<B> Recording<B> {
-    /// A recording of `body` that keeps up to `cap` bytes, if `recording`.
-    fn source(body: B, cap: usize, recording: bool) -> Source<B> {
-        Source::Recorded {
-            shared: Arc::new(Mutex::new(Recording {
-                body: Box::pin(body),
-                frames: Vec::new(),
-                pulled: 0,
-                recording,
-                cap,
-                trailers: None,
-                ended: false,
-                failure: None,
-                waiters: Vec::new(),
-            })),
-            cursor: Cursor::default(),
-        }
-    }
-
-    fn wake_all(&mut self) {
-        for waker in self.waiters.drain(..) {
-            waker.wake();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while the lock was held leaves nothing half-written that later
-    // polls could misread: each field is updated in one step.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn get_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
     mutex.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
@@ -224,14 +157,20 @@ where
     /// `max_replay_bytes` of it unless it is cheap to clone (see the type's
     /// docs).
     pub fn new(body: B, max_replay_bytes: usize) -> ReplayBody<B> {
+        ReplayBody::with_spill(body, max_replay_bytes, None)
+    }
+
+    /// [`new`](ReplayBody::new), keeping bytes past `max_replay_bytes` on
+    /// disk as `spill` says.
+    pub(crate) fn with_spill(
+        body: B,
+        max_replay_bytes: usize,
+        spill: Option<Arc<SpillConfig>>,
+    ) -> ReplayBody<B> {
         if clone_known(&body).is_some() {
             return ReplayBody::from_pristine(body, clone_known::<B>);
         }
-        let too_big = body
-            .size_hint()
-            .exact()
-            .is_some_and(|len| len > max_replay_bytes as u64);
-        ReplayBody::with_source(Recording::source(body, max_replay_bytes, !too_big))
+        ReplayBody::recorded(Recording::new(body, max_replay_bytes, spill))
     }
 }
 
@@ -255,16 +194,22 @@ impl<B> ReplayBody<B> {
         ReplayBody {
             source,
             outcome: Arc::default(),
-            expected_len: None,
-            sent: 0,
+            length: LengthCheck::new(None),
             failed: false,
-            held: None,
-            queued: None,
-            source_done: false,
         }
     }
 
-    fn from_pristine(body: B, clone: fn(&B) -> Option<B>) -> ReplayBody<B> {
+    fn recorded(recording: Recording<B>) -> ReplayBody<B> {
+        ReplayBody::with_source(Source::Recorded {
+            shared: Arc::new(Mutex::new(recording)),
+            cursor: Cursor::default(),
+        })
+    }
+
+    fn from_pristine(body: B, clone: fn(&B) -> Option<B>) -> ReplayBody<B>
+    where
+        B: Body,
+    {
         match clone(&body) {
             Some(first) => ReplayBody::with_source(Source::Cloned {
                 body: Mutex::new(Some(Box::pin(first))),
@@ -275,22 +220,23 @@ impl<B> ReplayBody<B> {
             }),
             // Unreachable for the clone functions above; without a copy the
             // body is still sent, just not replayable.
-            None => ReplayBody::with_source(Recording::source(body, 0, false)),
+            None => ReplayBody::recorded(Recording::new(body, 0, None)),
         }
     }
 
     /// Makes every attempt check that it sends exactly `len` bytes: more or
     /// fewer ends the attempt with [`ErrorKind::ContentLengthMismatch`].
     pub(crate) fn expect_len(mut self, len: Option<u64>) -> ReplayBody<B> {
-        self.expected_len = len;
+        self.length = LengthCheck::new(len);
         self
     }
 
     /// `false` once a clone of this body can no longer be sent in full: its
-    /// recording passed `max_replay_bytes` (or its size was known to exceed
-    /// it and bytes were already taken), or any clone of it failed for good
-    /// (the original body failed, a file behind it was truncated or
-    /// changed, it was longer or shorter than its `Content-Length`).
+    /// recording passed `max_replay_bytes` (or, with a spill, its limit; or
+    /// the spill file could not be written), or its size was known to
+    /// exceed that and bytes were already taken, or any clone of it failed
+    /// for good (the original body failed, a file behind it was truncated
+    /// or changed, it was longer or shorter than its `Content-Length`).
     ///
     /// Otherwise always `true` for bodies that are cloned instead of
     /// recorded.
@@ -300,15 +246,10 @@ impl<B> ReplayBody<B> {
         }
         match &self.source {
             Source::Cloned { .. } => true,
-            Source::Recorded { shared, .. } => {
-                let rec = lock(shared);
-                rec.failure.is_none() && (rec.recording || rec.pulled == 0)
-            }
+            Source::Recorded { shared, .. } => lock(shared).is_replayable(),
         }
     }
-}
 
-impl<B> ReplayBody<B> {
     /// The state shared by every clone, for the response future.
     pub(crate) fn outcome(&self) -> Arc<Outcome> {
         Arc::clone(&self.outcome)
@@ -334,12 +275,8 @@ impl<B> Clone for ReplayBody<B> {
         ReplayBody {
             source,
             outcome: Arc::clone(&self.outcome),
-            expected_len: self.expected_len,
-            sent: 0,
+            length: self.length.restart(),
             failed: false,
-            held: None,
-            queued: None,
-            source_done: false,
         }
     }
 }
@@ -363,123 +300,9 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
         f.debug_struct("ReplayBody")
             .field("mode", &mode)
             .field("replayable", &self.is_replayable())
-            .field("expected_len", &self.expected_len)
-            .field("sent", &self.sent)
+            .field("expected_len", &self.length.expected())
+            .field("sent", &self.length.sent())
             .finish()
-    }
-}
-
-fn body_error(err: impl Into<BoxError>) -> Error {
-    let err = err.into();
-    // A body that already fails with this crate's error (an `MmapBody`
-    // whose file was truncated) is passed through as it is, kind and all.
-    let err = match err.downcast::<Error>() {
-        Ok(ours) => return *ours,
-        Err(other) => other,
-    };
-    Error::new(
-        ErrorKind::Body,
-        "the request body failed while being sent; see the source error",
-    )
-    .with_source(err)
-}
-
-/// One step of a recorded body for one clone.
-fn poll_recorded<B>(
-    shared: &Mutex<Recording<B>>,
-    cursor: &mut Cursor,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, Error>>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let mut rec = lock(shared);
-    // Replay what is recorded first.
-    if rec.recording && cursor.frame < rec.frames.len() {
-        let data = rec.frames[cursor.frame].clone();
-        cursor.frame += 1;
-        cursor.pos += data.len() as u64;
-        return Poll::Ready(Some(Ok(Frame::data(data))));
-    }
-    if cursor.pos < rec.pulled {
-        // The bytes this clone needs were sent and not kept.
-        return Poll::Ready(Some(Err(Error::new(
-            ErrorKind::ReplayBufferExceeded,
-            format!(
-                "cannot replay the request body: {} bytes were sent but at most {} are \
-                 kept for replay; raise max_replay_bytes, or send a body that can be \
-                 cloned (MmapBody, Full<Bytes>)",
-                rec.pulled, rec.cap
-            ),
-        ))));
-    }
-    if let Some(failure) = &rec.failure {
-        return Poll::Ready(Some(Err(Error::new(
-            ErrorKind::Body,
-            format!("the original request body failed, so it cannot be replayed: {failure}"),
-        ))));
-    }
-    if rec.trailers.is_some() || rec.ended {
-        if !cursor.trailers_sent {
-            cursor.trailers_sent = true;
-            if let Some(trailers) = rec.trailers.clone() {
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-            }
-        }
-        return Poll::Ready(None);
-    }
-    // This clone is at the front: pull the next frame from the original.
-    let rec = &mut *rec;
-    match rec.body.as_mut().poll_frame(cx) {
-        Poll::Pending => {
-            if !rec.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                rec.waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        }
-        Poll::Ready(None) => {
-            rec.ended = true;
-            rec.wake_all();
-            cursor.trailers_sent = true;
-            Poll::Ready(None)
-        }
-        Poll::Ready(Some(Err(err))) => {
-            let err = body_error(err);
-            rec.failure =
-                Some(std::error::Error::source(&err).map_or_else(String::new, |s| s.to_string()));
-            rec.frames = Vec::new();
-            rec.wake_all();
-            Poll::Ready(Some(Err(err)))
-        }
-        Poll::Ready(Some(Ok(frame))) => {
-            let frame = match frame.into_data() {
-                Ok(data) => {
-                    let len = data.len() as u64;
-                    rec.pulled += len;
-                    if rec.recording {
-                        if rec.pulled > rec.cap as u64 {
-                            rec.recording = false;
-                            rec.frames = Vec::new();
-                        } else {
-                            rec.frames.push(data.clone());
-                            cursor.frame += 1;
-                        }
-                    }
-                    cursor.pos += len;
-                    Frame::data(data)
-                }
-                Err(frame) => {
-                    if let Some(trailers) = frame.trailers_ref() {
-                        rec.trailers = Some(trailers.clone());
-                        cursor.trailers_sent = true;
-                    }
-                    frame
-                }
-            };
-            rec.wake_all();
-            Poll::Ready(Some(Ok(frame)))
-        }
     }
 }
 
@@ -496,12 +319,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        let out = this.poll_checked(cx);
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        let out = this
+            .length
+            .poll(cx, &mut this.source, poll_source, source_is_end_stream);
         if let Poll::Ready(Some(Err(err))) = &out {
             this.outcome.record(err);
             this.failed = true;
-            this.held = None;
-            this.queued = None;
+            this.length.abandon();
         }
         out
     }
@@ -510,19 +337,13 @@ where
         if self.failed {
             return true;
         }
-        if self.held.is_some() || self.queued.is_some() {
-            return false;
-        }
-        if self.expected_len.is_some_and(|len| self.sent < len) {
-            // Poll once more so that a short body is reported, not sent.
-            return false;
-        }
-        self.source_done || self.source_is_end_stream()
+        self.length
+            .is_end_stream(|| source_is_end_stream(&self.source))
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.failed || self.source_done {
-            return SizeHint::with_exact(self.held.as_ref().map_or(0, |d| d.len() as u64));
+        if self.failed || self.length.source_done() {
+            return SizeHint::with_exact(self.length.held_len());
         }
         let (inner, behind) = match &self.source {
             Source::Cloned { body, .. } => {
@@ -531,17 +352,9 @@ where
                     .map_or_else(SizeHint::new, |b| b.size_hint());
                 (hint, 0)
             }
-            Source::Recorded { shared, cursor } => {
-                let rec = lock(shared);
-                let inner = if rec.ended {
-                    SizeHint::with_exact(0)
-                } else {
-                    rec.body.size_hint()
-                };
-                (inner, rec.pulled.saturating_sub(cursor.pos))
-            }
+            Source::Recorded { shared, cursor } => lock(shared).size_hint(cursor),
         };
-        let behind = behind + self.held.as_ref().map_or(0, |d| d.len() as u64);
+        let behind = behind + self.length.held_len();
         let mut hint = SizeHint::new();
         hint.set_lower(inner.lower().saturating_add(behind));
         if let Some(upper) = inner.upper() {
@@ -551,132 +364,32 @@ where
     }
 }
 
-impl<B> ReplayBody<B>
+fn poll_source<B>(
+    source: &mut Source<B>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, Error>>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match &mut self.source {
-            Source::Cloned { body, .. } => match get_mut(body) {
-                Some(body) => body
-                    .as_mut()
-                    .poll_frame(cx)
-                    .map(|frame| frame.map(|frame| frame.map_err(body_error))),
-                None => Poll::Ready(Some(Err(Error::new(
-                    ErrorKind::ReplayBufferExceeded,
-                    "cannot replay the request body: its copy could not be made",
-                )))),
-            },
-            Source::Recorded { shared, cursor } => poll_recorded(shared, cursor, cx),
-        }
-    }
-
-    /// The next frame of this attempt, held to the declared length.
-    ///
-    /// When a data frame completes the declared length and the body does not
-    /// say it has ended, that frame is held back while the body is polled
-    /// once more: hyper stops reading a body once its `Content-Length` is
-    /// written, so a body with more to give would otherwise be cut short
-    /// without anyone noticing.
-    fn poll_checked(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        if self.failed {
-            return Poll::Ready(None);
-        }
-        if let Some(frame) = self.queued.take() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if self.source_done {
-            return self.check_complete();
-        }
-        loop {
-            match ready!(self.poll_source(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.held.is_some() && data.is_empty() => continue,
-                    Ok(_) if self.held.is_some() => return Poll::Ready(Some(Err(self.too_long()))),
-                    Ok(data) => {
-                        let sent = self.sent + data.len() as u64;
-                        match self.expected_len {
-                            Some(expected) if sent > expected => {
-                                return Poll::Ready(Some(Err(self.too_long())));
-                            }
-                            Some(expected) if sent == expected && !self.source_is_end_stream() => {
-                                self.sent = sent;
-                                self.held = Some(data);
-                                continue;
-                            }
-                            _ => {
-                                self.sent = sent;
-                                return Poll::Ready(Some(Ok(Frame::data(data))));
-                            }
-                        }
-                    }
-                    Err(trailers) => match self.held.take() {
-                        Some(data) => {
-                            self.queued = Some(trailers);
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        None => return Poll::Ready(Some(Ok(trailers))),
-                    },
-                },
-                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
-                None => {
-                    self.source_done = true;
-                    return match self.held.take() {
-                        Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                        None => self.check_complete(),
-                    };
-                }
-            }
-        }
-    }
-}
-
-impl<B> ReplayBody<B>
-where
-    B: Body,
-{
-    fn source_is_end_stream(&self) -> bool {
-        match &self.source {
-            Source::Cloned { body, .. } => lock(body).as_ref().is_some_and(|b| b.is_end_stream()),
-            Source::Recorded { shared, cursor } => {
-                let rec = lock(shared);
-                let trailers_pending = rec.trailers.is_some() && !cursor.trailers_sent;
-                cursor.pos == rec.pulled
-                    && rec.failure.is_none()
-                    && !trailers_pending
-                    && (rec.ended || rec.trailers.is_some() || rec.body.is_end_stream())
-            }
-        }
-    }
-}
-
-impl<B> ReplayBody<B> {
-    fn too_long(&self) -> Error {
-        Error::new(
-            ErrorKind::ContentLengthMismatch,
-            format!(
-                "the request body produced more than its Content-Length of {} bytes; \
-                 the request was failed rather than sent cut short. Fix the \
-                 Content-Length header or the body",
-                self.expected_len.unwrap_or_default()
-            ),
-        )
-    }
-
-    /// At the end of the body: were all declared bytes sent?
-    fn check_complete(&mut self) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match self.expected_len {
-            Some(expected) if self.sent < expected => Poll::Ready(Some(Err(Error::new(
-                ErrorKind::ContentLengthMismatch,
-                format!(
-                    "the request body ended after {} of the {expected} bytes its \
-                     Content-Length declared; the request was failed rather than sent \
-                     truncated. Fix the Content-Length header or the body",
-                    self.sent
-                ),
+    match source {
+        Source::Cloned { body, .. } => match get_mut(body) {
+            Some(body) => body
+                .as_mut()
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(body_error))),
+            None => Poll::Ready(Some(Err(Error::new(
+                ErrorKind::ReplayBufferExceeded,
+                "cannot replay the request body: its copy could not be made",
             )))),
-            _ => Poll::Ready(None),
-        }
+        },
+        Source::Recorded { shared, cursor } => poll_recorded(shared, cursor, cx),
+    }
+}
+
+fn source_is_end_stream<B: Body>(source: &Source<B>) -> bool {
+    match source {
+        Source::Cloned { body, .. } => lock(body).as_ref().is_some_and(|b| b.is_end_stream()),
+        Source::Recorded { shared, cursor } => lock(shared).is_end_stream(cursor),
     }
 }

@@ -63,6 +63,29 @@
 //!   error. Memory for the recording is shared with the frames hyper sends
 //!   (the `Bytes` are reference-counted, not copied), so the cap bounds what
 //!   is kept alive, not what is copied.
+//! - **Spilling uses disk.** With [`ReplayLayer::spill_to_disk`] (feature
+//!   `spill`), bytes past the cap go to a temp file, up to the limit given,
+//!   for every request in flight at once: size the limit and the spill
+//!   directory ([`ReplayLayer::spill_dir`]) for your concurrency, as nginx's
+//!   `client_body_temp_path` is. The files have no name (nothing to clean up,
+//!   even after a crash) and are freed with the body's last clone. A disk
+//!   that is full or slow never fails the attempt in flight: a write error
+//!   makes the body non-replayable
+//!   ([`ErrorKind::SpillFailed`](crate::ErrorKind::SpillFailed)), and the
+//!   attempt waits for the disk only when the writer is 2 MiB behind.
+//!
+//! # Past the cap: spill to disk
+//!
+//! A proxy receives streamed bodies of any size. nginx keeps a request body
+//! in memory up to `client_body_buffer_size` and writes the rest to a temp
+//! file, so that it can send it again to the next upstream; linkerd and
+//! Envoy stop at an in-memory limit. `spill_to_disk` does what nginx does,
+//! zero-copy both ways: frames are handed to a writer thread as
+//! reference-counted `Bytes`, and a replay reads the file back as
+//! [`MmapBody`](crate::MmapBody) slices, whose pages are given back as they
+//! are sent. A 256 MiB upload retried twice through an axum proxy so set up
+//! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB
+//! (`tests/proxy_spill.rs`).
 //!
 //! [`ErrorKind::ContentLengthMismatch`]: crate::ErrorKind::ContentLengthMismatch
 //! [`RetryPolicy`]: crate::retry::RetryPolicy
@@ -70,7 +93,10 @@
 mod body;
 mod future;
 mod layer;
+mod length;
+mod recording;
 mod service;
+mod spill;
 
 pub use body::ReplayBody;
 pub use future::ResponseFuture;
