@@ -1,0 +1,323 @@
+//! Forwarding requests upstream from an axum (or any hyper / tower)
+//! handler: hop-by-hop headers, `Via`, the upstream URI, and the answer
+//! when the upstream fails.
+//!
+//! A handler takes the request apart as a proxy must
+//! ([`upstream_request`]), sends it through a client stack that can retry
+//! its body, and passes the response back ([`downstream_response`]) or
+//! answers `502` / `504` ([`error_response`]):
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//!
+//! use axum::extract::{ConnectInfo, Request, State};
+//! use axum::body::Body;
+//! use axum::response::Response;
+//! use hyper_util::client::legacy::{connect::HttpConnector, Client};
+//! use hyper_util::rt::TokioExecutor;
+//! use mmap_body::proxy::{self, Forwarding, Upstream};
+//! use mmap_body::retry::RetryPolicy;
+//! use mmap_body::{Replay, ReplayBody, ReplayLayer};
+//! use tower::retry::{Retry, RetryLayer};
+//! use tower::timeout::{Timeout, TimeoutLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! type ClientStack = Replay<Retry<RetryPolicy, Timeout<Client<HttpConnector, ReplayBody<Body>>>>>;
+//!
+//! #[derive(Clone)]
+//! struct Proxy {
+//!     client: ClientStack,
+//!     upstream: Upstream,
+//!     forwarding: Forwarding,
+//! }
+//!
+//! async fn forward(
+//!     State(proxy): State<Proxy>,
+//!     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+//!     req: Request,
+//! ) -> Response {
+//!     let req = match proxy::upstream_request(req, &proxy.upstream, &proxy.forwarding, Some(peer.ip())) {
+//!         Ok(req) => req,
+//!         Err(refused) => return proxy::error_response(&refused),
+//!     };
+//!     match proxy.client.oneshot(req).await {
+//!         Ok(res) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+//!         Err(err) => {
+//!             eprintln!("upstream failed: {err}");
+//!             proxy::error_response(&*err)
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = ServiceBuilder::new()
+//!     // Outside the retries: the incoming body becomes replayable, up to
+//!     // 8 MiB of it, and each attempt is held to its Content-Length.
+//!     .layer(ReplayLayer::new(8 << 20))
+//!     // PUT, GET, DELETE...: sent again after a dropped connection or a 503.
+//!     .layer(RetryLayer::new(RetryPolicy::default()))
+//!     // Each attempt, not the whole request: a stalled one is retried.
+//!     .layer(TimeoutLayer::new(Duration::from_secs(30)))
+//!     .service(Client::builder(TokioExecutor::new()).build_http());
+//! let state = Proxy {
+//!     client,
+//!     upstream: "http://127.0.0.1:9000/storage".parse()?,
+//!     forwarding: Forwarding::new().via("edge-1").forwarded_for(true),
+//! };
+//! let app = axum::Router::new().fallback(forward).with_state(state);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The body is streamed: each frame goes upstream as it arrives, and the
+//! [`ReplayLayer`] keeps reference-counted clones of the frames, up to its
+//! cap, for a retry. The client's `Content-Length` is kept, so the upstream
+//! sees the same framing, and the [`ReplayLayer`] fails an attempt whose
+//! body comes out shorter or longer. Trailers are forwarded both ways (see
+//! [`upstream_request`]).
+//!
+//! `examples/axum_proxy.rs` runs this against an upstream that fails twice.
+//!
+//! # Hazards
+//!
+//! - **Replaying a request that is not idempotent can apply it twice.** A
+//!   POST whose upstream dropped the connection may have been applied
+//!   already. [`RetryPolicy`] retries only idempotent methods unless told
+//!   to; turn that on only for an upstream that makes repeats harmless (an
+//!   idempotency key).
+//! - **Hop-by-hop headers smuggle requests.** `Transfer-Encoding` and
+//!   `Content-Length` together let two servers disagree on where a request
+//!   ends, and the one after the proxy reads the rest as a second request
+//!   that no one checked. [`remove_hop_by_hop`] drops `Transfer-Encoding`
+//!   (the next hop's client chooses its own framing) and, when it was
+//!   there, the `Content-Length` that came with it; a `Connection` header
+//!   cannot remove `Content-Length`; the [`ReplayLayer`] refuses a
+//!   malformed or repeated one before anything is sent, and fails an
+//!   attempt whose body does not match it. A client body that ends early
+//!   aborts the upstream request (over HTTP/1.1 the connection is closed
+//!   mid-body), so the upstream never takes a short body as complete.
+//!   Headers named by `Connection` are removed *before* this proxy adds its
+//!   own, so a client cannot name `Via` or `X-Forwarded-For` to strip what
+//!   the proxy says about it. `Upgrade` is removed too: WebSocket and other
+//!   upgrades are not forwarded, and `CONNECT` is refused.
+//! - **Paths with `..` escape a prefix.** `/../admin` forwarded under
+//!   `/storage` reaches `/admin` on an upstream that resolves dot segments;
+//!   [`upstream_request`] refuses such paths (plain or percent-encoded)
+//!   with `400`.
+//! - **Retries need the bytes, and bytes need room.** A streamed body is
+//!   replayable only while it fits the [`ReplayLayer`]'s cap, held in
+//!   memory; past it, a failed upstream attempt is the client's `502`. A
+//!   large cap is memory each concurrent upload may take; spilling the
+//!   recording to disk trades it for disk space, as much as the bodies in
+//!   flight, which a flood of large uploads can fill: bound it.
+//! - **Forwarding headers can be forged.** With
+//!   [`Forwarding::forwarded_for`], the proxy appends the client's address
+//!   to the `Forwarded` and `X-Forwarded-For` it received; an upstream must
+//!   trust only the entries its own proxies added.
+//!
+//! [`ReplayLayer`]: crate::ReplayLayer
+//! [`RetryPolicy`]: crate::retry::RetryPolicy
+
+mod error;
+mod headers;
+mod uri;
+
+use std::net::IpAddr;
+
+use http::header::{HOST, TE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+
+pub use error::{error_response, error_status, Refused};
+pub use headers::{remove_hop_by_hop, Forwarding};
+pub use uri::{InvalidUpstream, Upstream};
+
+/// The request to send upstream for the request a client sent, body
+/// untouched (streamed, not buffered):
+///
+/// - the URI is the [`Upstream`]'s, with the request's path (after the
+///   upstream's prefix) and query ([`Upstream::uri_for`]);
+/// - hop-by-hop headers are removed ([`remove_hop_by_hop`]), `Host` too
+///   (the client library sets it, or `:authority`, from the new URI), and
+///   `TE: trailers` is sent again when the client sent it, so that an
+///   upstream sends this proxy the response trailers it will pass on;
+/// - `Via` names this proxy, with `Forwarded` / `X-Forwarded-For` for
+///   `peer` when [`Forwarding::forwarded_for`] is on;
+/// - the version is reset to HTTP/1.1, which lets the client choose the
+///   upstream's protocol (HTTP/2 with prior knowledge or ALPN);
+/// - `Content-Length`, other headers and the extensions are kept.
+///
+/// Request trailers reach an HTTP/1.1 upstream only when the client
+/// declared them in a `Trailer` header, which is kept (hyper sends only
+/// the trailer fields declared there).
+///
+/// Refuses `CONNECT` (`501`: tunnels are not forwarded) and a path with a
+/// `.` or `..` segment (`400`); answer the client with
+/// [`error_response`].
+pub fn upstream_request<B>(
+    req: Request<B>,
+    upstream: &Upstream,
+    forwarding: &Forwarding,
+    peer: Option<IpAddr>,
+) -> Result<Request<B>, Refused> {
+    if req.method() == Method::CONNECT {
+        return Err(Refused::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this proxy does not open tunnels (CONNECT)",
+        ));
+    }
+    let uri = upstream.uri_for(req.uri()).ok_or_else(|| {
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            "the path has `.` or `..` segments; send it normalised",
+        )
+    })?;
+    let (mut parts, body) = req.into_parts();
+    let host = headers::client_host(&parts.headers).or_else(|| {
+        // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
+    let trailers = remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(HOST);
+    if trailers {
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    forwarding.mark_request(&mut parts.headers, parts.version, peer, host.as_ref());
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The response to pass back to the client for `res`, the upstream's:
+/// hop-by-hop headers removed ([`remove_hop_by_hop`]), `Via` naming this
+/// proxy added, status, other headers, body and trailers unchanged.
+///
+/// The upstream's `Content-Length` is kept, so the client sees the same
+/// framing; with axum, turn the body into `axum::body::Body` with
+/// `.map(axum::body::Body::new)`.
+pub fn downstream_response<B>(res: Response<B>, forwarding: &Forwarding) -> Response<B> {
+    let (mut parts, body) = res.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    forwarding.mark_response(&mut parts.headers, parts.version);
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: &str, version: Version, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(uri).version(version);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn upstream_requests() {
+        let upstream: Upstream = "http://10.0.0.9:9000/store".parse().unwrap();
+        let fwd = Forwarding::new().via("edge").forwarded_for(true);
+        let peer = Some("192.0.2.1".parse().unwrap());
+
+        let req = request(
+            "PUT",
+            "/a.bin?v=1",
+            Version::HTTP_11,
+            &[
+                ("host", "files.example"),
+                ("content-length", "10"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("te", "trailers"),
+                ("trailer", "x-sum"),
+                ("via", "1.0 front"),
+            ],
+        );
+        let out = upstream_request(req, &upstream, &fwd, peer).unwrap();
+        assert_eq!(out.uri(), "http://10.0.0.9:9000/store/a.bin?v=1");
+        assert_eq!(out.version(), Version::HTTP_11);
+        let h = out.headers();
+        assert!(header(h, "host").is_empty());
+        assert!(header(h, "x-hop").is_empty());
+        assert!(header(h, "connection").is_empty());
+        assert_eq!(header(h, "content-length"), ["10"]);
+        assert_eq!(header(h, "te"), ["trailers"]);
+        assert_eq!(header(h, "trailer"), ["x-sum"]);
+        assert_eq!(header(h, "via"), ["1.0 front, 1.1 edge"]);
+        assert_eq!(header(h, "x-forwarded-for"), ["192.0.2.1"]);
+        assert_eq!(
+            header(h, "forwarded"),
+            ["for=192.0.2.1;host=\"files.example\""]
+        );
+
+        // HTTP/2: the host from `:authority`, the version reset, `Via: 2`.
+        let req = request(
+            "GET",
+            "https://files.example/x",
+            Version::HTTP_2,
+            &[("te", "gzip")],
+        );
+        let out = upstream_request(req, &upstream, &fwd, None).unwrap();
+        assert_eq!(out.version(), Version::HTTP_11);
+        assert_eq!(out.uri(), "http://10.0.0.9:9000/store/x");
+        assert_eq!(header(out.headers(), "via"), ["2 edge"]);
+        assert!(header(out.headers(), "te").is_empty());
+        assert!(header(out.headers(), "forwarded").is_empty(), "no peer");
+    }
+
+    #[test]
+    fn refused_requests() {
+        let upstream: Upstream = "http://up/store".parse().unwrap();
+        let fwd = Forwarding::new();
+        let cases = [
+            ("CONNECT", "up:443", StatusCode::NOT_IMPLEMENTED),
+            ("GET", "/../etc/passwd", StatusCode::BAD_REQUEST),
+            ("PUT", "/a/%2e%2E/b", StatusCode::BAD_REQUEST),
+        ];
+        for (method, uri, status) in cases {
+            let req = request(method, uri, Version::HTTP_11, &[]);
+            let err = upstream_request(req, &upstream, &fwd, None).expect_err(uri);
+            assert_eq!(err.status(), status, "{method} {uri}");
+            let res: Response<String> = error_response(&err);
+            assert_eq!(res.status(), status);
+        }
+    }
+
+    #[test]
+    fn downstream_responses() {
+        let fwd = Forwarding::new().via("edge");
+        let res = Response::builder()
+            .version(Version::HTTP_2)
+            .header("content-length", "3")
+            .header("connection", "x-up")
+            .header("x-up", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("via", "1.1 cache")
+            .header("etag", "\"a\"")
+            .body("abc")
+            .unwrap();
+        let out = downstream_response(res, &fwd);
+        let h = out.headers();
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["content-length", "etag", "via"]);
+        assert_eq!(header(h, "via"), ["1.1 cache, 2 edge"]);
+        assert_eq!(*out.body(), "abc");
+    }
+}
