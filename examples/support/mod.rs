@@ -56,11 +56,20 @@ pub async fn start_counting_server() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Requests to this path are answered `503` after their whole body was
+/// read, every other time (the first, third ... of them): a fault that
+/// makes a proxy send the body again.
+pub const FAIL_ONCE_PATH: &str = "/fail-once";
+
 /// Reads the whole request body and answers `<framing> received=<bytes>`,
-/// where framing is what the request's headers promised (see [`framing`]).
+/// where framing is what the request's headers promised (see [`framing`]);
+/// see [`FAIL_ONCE_PATH`] for the one exception.
 pub async fn count_body(
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    static FAIL_ONCE_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let fail = req.uri().path() == FAIL_ONCE_PATH
+        && FAIL_ONCE_SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) & 1 == 0;
     let framing = framing(req.version(), req.headers());
     let mut body = req.into_body();
     let mut received = 0u64;
@@ -68,7 +77,11 @@ pub async fn count_body(
         received += frame.data_ref().map_or(0, |d| d.len() as u64);
     }
     let text = format!("{framing} received={received}");
-    Ok(http::Response::new(Full::new(Bytes::from(text))))
+    let mut response = http::Response::new(Full::new(Bytes::from(text)));
+    if fail {
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    Ok(response)
 }
 
 /// How a message's length was announced: `content-length=N`, `chunked`

@@ -65,6 +65,8 @@ struct State {
     error: Option<String>,
     /// No more frames will come; the writer may go.
     closed: bool,
+    /// The writer is waiting for frames.
+    writer_idle: bool,
     /// Tasks waiting for `written` to grow.
     waiters: Vec<Waker>,
 }
@@ -94,6 +96,7 @@ impl Spill {
                 written: 0,
                 error: None,
                 closed: false,
+                writer_idle: false,
                 waiters: Vec::new(),
             }),
             work: Condvar::new(),
@@ -115,8 +118,13 @@ impl Spill {
         }
         state.queued += data.len() as u64;
         state.queue.push_back(data);
+        let idle = state.writer_idle;
         drop(state);
-        self.work.notify_one();
+        // The writer takes everything queued each time it wakes: wake it
+        // only when it is waiting.
+        if idle {
+            self.work.notify_one();
+        }
     }
 
     /// Bytes on disk, or why there will be no more.
@@ -187,25 +195,29 @@ impl Spill {
     fn write_all(&self, mut file: File) {
         loop {
             let mut state = lock(&self.state);
-            let data = loop {
+            // Everything queued, in one go: one lock, one wake-up and few
+            // system calls for many frames.
+            let batch: Vec<Bytes> = loop {
                 if state.closed {
                     return;
                 }
-                match state.queue.pop_front() {
-                    Some(data) => break data,
-                    None => {
-                        state = self
-                            .work
-                            .wait(state)
-                            .unwrap_or_else(PoisonError::into_inner);
-                    }
+                if !state.queue.is_empty() {
+                    break state.queue.drain(..).collect();
                 }
+                state.writer_idle = true;
+                state = self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                state.writer_idle = false;
             };
             drop(state);
-            let result = file.write_all(&data);
+            let result = write_batch(&mut file, &batch);
+            let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
+            drop(batch);
             let mut state = lock(&self.state);
             match result {
-                Ok(()) => state.written += data.len() as u64,
+                Ok(()) => state.written += len,
                 Err(err) => {
                     state.error = Some(format!(
                         "writing the spill file failed after {} bytes: {err}",
@@ -223,6 +235,39 @@ impl Spill {
             }
         }
     }
+}
+
+/// Writes every frame of `batch`, in order, with vectored writes.
+fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
+    let mut frame = 0;
+    let mut offset = 0;
+    while frame < batch.len() {
+        let slices: Vec<io::IoSlice<'_>> = batch[frame..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| io::IoSlice::new(if i == 0 { &b[offset..] } else { b }))
+            .take(64)
+            .collect();
+        let mut written = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        // Step over what was written.
+        while written > 0 {
+            let left = batch[frame].len() - offset;
+            if written >= left {
+                written -= left;
+                frame += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Spill {

@@ -21,6 +21,13 @@
 //! - `sendfile` (HTTP/1.1 only): a hand-written request head, then
 //!   `sendfile(2)` of the file into the socket, the physical limit.
 //!
+//! Through a proxy (HTTP/1.1 only; with `--features spill`): the sender
+//! process runs a client uploading with `MmapBody` and a hyper proxy
+//! forwarding to the same server; see `proxy.rs`: `proxy-plain`,
+//! `proxy-spill` (`ReplayLayer` + spill to disk + `RetryLayer`) and
+//! `proxy-replay` (the server fails the first attempt after reading it
+//! all; the second is sent from the spill, and each attempt is timed).
+//!
 //! Download (a server in its own process sends the file to a hyper-util
 //! client here): `serve-mmap` (a hyper server answering with `MmapBody`) and
 //! `serve-file` (tower-http `ServeFile`).
@@ -39,8 +46,11 @@
 //! frames, and h2 uploads stall for tens of milliseconds at a time whatever
 //! the body.
 
-#[path = "../tests/support/alloc.rs"]
+#[path = "../../tests/support/alloc.rs"]
 mod alloc;
+#[cfg(feature = "spill")]
+mod proxy;
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -70,7 +80,8 @@ const USAGE: &str = "usage: bench [--size 1GiB] [--runs 3] [--quick] [--only NAM
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
            mmap-64k, mmap-4m, mmap-keep, mmap+replay, sendfile, serve-mmap,
-           serve-file";
+           serve-file, proxy-plain, proxy-spill, proxy-replay (the proxy
+           cases need --features spill)";
 
 /// What sends the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +97,13 @@ enum Sender {
     Sendfile,
     ServeMmap,
     ServeFile,
+    ProxyPlain,
+    ProxySpill,
+    ProxyReplay,
 }
 
 impl Sender {
-    const ALL: [Sender; 11] = [
+    const ALL: [Sender; 14] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -101,6 +115,9 @@ impl Sender {
         Sender::Sendfile,
         Sender::ServeMmap,
         Sender::ServeFile,
+        Sender::ProxyPlain,
+        Sender::ProxySpill,
+        Sender::ProxyReplay,
     ];
 
     fn name(self) -> &'static str {
@@ -116,6 +133,9 @@ impl Sender {
             Sender::Sendfile => "sendfile",
             Sender::ServeMmap => "serve-mmap",
             Sender::ServeFile => "serve-file",
+            Sender::ProxyPlain => "proxy-plain",
+            Sender::ProxySpill => "proxy-spill",
+            Sender::ProxyReplay => "proxy-replay",
         }
     }
 
@@ -132,6 +152,9 @@ impl Sender {
             Sender::Sendfile => "`sendfile(2)`, hand-written head",
             Sender::ServeMmap => "**`MmapBody`** from a hyper server",
             Sender::ServeFile => "tower-http `ServeFile`",
+            Sender::ProxyPlain => "`MmapBody` → hyper proxy, plain forwarding",
+            Sender::ProxySpill => "`MmapBody` → proxy with `ReplayLayer` + spill",
+            Sender::ProxyReplay => "proxy + spill, 2 attempts (503 after all)",
         }
     }
 
@@ -141,6 +164,18 @@ impl Sender {
 
     fn is_download(self) -> bool {
         matches!(self, Sender::ServeMmap | Sender::ServeFile)
+    }
+
+    fn is_proxy(self) -> bool {
+        matches!(
+            self,
+            Sender::ProxyPlain | Sender::ProxySpill | Sender::ProxyReplay
+        )
+    }
+
+    /// Runs over HTTP/1.1 only: a hand-written head, or the proxy's.
+    fn h1_only(self) -> bool {
+        self == Sender::Sendfile || self.is_proxy()
     }
 }
 
@@ -180,6 +215,8 @@ struct Sample {
     allocations: u64,
     peak_rss_kib: u64,
     framing: String,
+    /// `proxy-replay`: the seconds of its first and second attempt.
+    attempts: Option<(f64, f64)>,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -251,7 +288,8 @@ fn parent(args: &[String]) -> Result<(), BoxError> {
     for proto in [Proto::H1, Proto::H2] {
         for sender in Sender::ALL {
             let wanted = options.only.as_ref().is_none_or(|o| o.contains(&sender));
-            if wanted && !(sender == Sender::Sendfile && proto == Proto::H2) {
+            let built = !sender.is_proxy() || cfg!(feature = "spill");
+            if wanted && built && !(sender.h1_only() && proto == Proto::H2) {
                 cases.push(Case { sender, proto });
             }
         }
@@ -456,6 +494,7 @@ fn parse_report(text: &str) -> Result<Sample, BoxError> {
         allocations: 0,
         peak_rss_kib: 0,
         framing: String::new(),
+        attempts: None,
     };
     for field in line.split_whitespace() {
         let (key, value) = field.split_once('=').ok_or("malformed report")?;
@@ -466,6 +505,10 @@ fn parse_report(text: &str) -> Result<Sample, BoxError> {
             "allocations" => sample.allocations = value.parse()?,
             "rss_kib" => sample.peak_rss_kib = value.parse()?,
             "framing" => sample.framing = value.to_owned(),
+            "attempts" => {
+                let (first, second) = value.split_once(',').ok_or("malformed attempts")?;
+                sample.attempts = Some((first.parse()?, second.parse()?));
+            }
             _ => return Err(format!("unknown field `{key}` in a report").into()),
         }
     }
@@ -495,8 +538,19 @@ fn child(args: &[String]) -> Result<(), BoxError> {
     let cpu_before = cpu_secs()?;
     alloc::track_all_threads();
     let started = Instant::now();
+    let mut attempts = None;
     let seen = if sender == Sender::Sendfile {
         sendfile_upload(addr, &path, size)
+    } else if sender.is_proxy() {
+        rt.block_on(async {
+            tokio::time::timeout(time_limit(size), via_proxy(sender, addr, &path, size))
+                .await
+                .map_err(|_| BoxError::from("the upload took too long"))?
+        })
+        .map(|(answer, timed)| {
+            attempts = timed;
+            answer
+        })
     } else {
         rt.block_on(async {
             tokio::time::timeout(time_limit(size), upload(sender, proto, addr, &path))
@@ -514,15 +568,43 @@ fn child(args: &[String]) -> Result<(), BoxError> {
     if received != size.to_string() {
         return Err(format!("the server received {received} bytes of {size}").into());
     }
+    let attempts = attempts.map_or_else(String::new, |(a, b)| format!(" attempts={a},{b}"));
     writeln!(
         std::io::stdout(),
-        "report secs={secs} cpu={cpu} heap={} allocations={} rss_kib={} framing={}",
+        "report secs={secs} cpu={cpu} heap={} allocations={} rss_kib={} framing={}{attempts}",
         heap.peak,
         heap.allocations,
         peak_rss_kib()?,
         framing.replace(' ', "+")
     )?;
     Ok(())
+}
+
+/// The proxy cases: see `proxy.rs`.
+#[cfg(feature = "spill")]
+async fn via_proxy(
+    sender: Sender,
+    addr: SocketAddr,
+    path: &Path,
+    size: u64,
+) -> Result<(String, Option<(f64, f64)>), BoxError> {
+    let mode = match sender {
+        Sender::ProxyPlain => proxy::Mode::Plain,
+        Sender::ProxySpill => proxy::Mode::Spill,
+        _ => proxy::Mode::Replay,
+    };
+    let outcome = proxy::upload(mode, addr, path, size).await?;
+    Ok((outcome.answer, outcome.attempts))
+}
+
+#[cfg(not(feature = "spill"))]
+async fn via_proxy(
+    sender: Sender,
+    _addr: SocketAddr,
+    _path: &Path,
+    _size: u64,
+) -> Result<(String, Option<(f64, f64)>), BoxError> {
+    Err(format!("{} needs --features spill", sender.name()).into())
 }
 
 fn client<B>(proto: Proto) -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
@@ -576,7 +658,12 @@ async fn upload(
             let request = http::Request::put(&uri).body(mmap(mmap_body::DEFAULT_CHUNK_SIZE)?)?;
             service.oneshot(request).await?
         }
-        Sender::Sendfile | Sender::ServeMmap | Sender::ServeFile => {
+        Sender::Sendfile
+        | Sender::ServeMmap
+        | Sender::ServeFile
+        | Sender::ProxyPlain
+        | Sender::ProxySpill
+        | Sender::ProxyReplay => {
             return Err(format!("{} is not a client body", sender.name()).into())
         }
     };
@@ -788,15 +875,15 @@ fn ok_samples(samples: &[Option<Sample>]) -> Vec<&Sample> {
 fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
     println!(
         "\n| direction | proto | sender | framing seen | GiB/s (median; min–max) \
-         | sender CPU s | heap peak (allocations) | sender peak RSS |"
+         | sender CPU s | CPU s/GiB | heap peak (allocations) | sender peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (case, samples) in results {
         let ok = ok_samples(samples);
         let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(size, s.secs)).collect();
         let Some(speed) = median(speeds.clone()) else {
             println!(
-                "| {} | {} | {} | failed | | | | |",
+                "| {} | {} | {} | failed | | | | | |",
                 direction(case.sender),
                 case.proto.name(),
                 case.sender.describe()
@@ -812,8 +899,9 @@ fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
         let mut framings: Vec<&str> = ok.iter().map(|s| s.framing.as_str()).collect();
         framings.dedup();
         let framing = framings.join(" / ").replace("content-length=", "length ");
+        let cpu_per_gib = cpu / (size as f64 / (1u64 << 30) as f64);
         println!(
-            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {} ({allocations:.0}) | {} |",
+            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} |",
             direction(case.sender),
             case.proto.name(),
             case.sender.describe(),
@@ -925,6 +1013,50 @@ fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, quick: bool)
         let serve = case(Sender::ServeMmap, proto);
         if let Some(r) = paired_ratio(results, serve, case(Sender::ServeFile, proto), time) {
             println!("  {p} download {:<28} {r}", "MmapBody / ServeFile");
+        }
+    }
+    let plain = case(Sender::ProxyPlain, Proto::H1);
+    let spill = case(Sender::ProxySpill, Proto::H1);
+    if let Some(r) = paired_ratio(results, spill, plain, time) {
+        let overhead = (1.0 - r.median) * 100.0;
+        println!(
+            "  h1 proxy    {:<28} {r}: overhead {overhead:.1}%",
+            "replay+spill / plain"
+        );
+        if let Some(c) = paired_ratio(results, plain, spill, cpu) {
+            println!(
+                "  h1 proxy    {:<28} {c}: overhead {:.1}%",
+                "replay+spill / plain, CPU",
+                (c.median - 1.0) * 100.0
+            );
+        }
+        goals.push((
+            format!("proxy: replay+spill overhead <= 15%: {overhead:.1}%"),
+            overhead <= 15.0,
+        ));
+    }
+    if let Some((_, samples)) = results
+        .iter()
+        .find(|(c, _)| *c == case(Sender::ProxyReplay, Proto::H1))
+    {
+        let ratios: Vec<f64> = ok_samples(samples)
+            .iter()
+            .filter_map(|s| s.attempts)
+            .map(|(first, second)| first / second)
+            .collect();
+        let (min, max) = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        if let Some(r) = median(ratios) {
+            println!(
+                "  h1 proxy    {:<28} {r:.2}x (rounds {min:.2}–{max:.2})",
+                "replay from spill / 1st try"
+            );
+            goals.push((
+                format!("proxy: a replay from the spill is as fast as the first attempt: {r:.2}x"),
+                r >= 1.0,
+            ));
         }
     }
     if let Some((_, samples)) = results
