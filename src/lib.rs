@@ -67,6 +67,9 @@
 //!   download of a file body, with `Range`, `If-Range`, `If-Match`,
 //!   `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` and `HEAD`,
 //!   for axum, hyper or any tower service.
+//! - [`proxy`] (feature `proxy`): what a handler forwarding requests
+//!   upstream needs: hop-by-hop headers removed both ways, `Via`, the
+//!   upstream URI, and `502` / `504` answers when the upstream fails.
 //! - [`guard`]: an opt-in `SIGBUS` handler that contains faults from files
 //!   truncated under a mapping, for HTTP/2 and TLS.
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
@@ -111,9 +114,15 @@ mod mmap;
 #[cfg(feature = "progress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
 pub mod progress;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 #[cfg(feature = "replay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
 pub mod replay;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
