@@ -196,7 +196,7 @@ fn change(path: &std::path::Path, how: Change) {
 /// it has sent that frame, and it copies the start of every `DATA` frame
 /// out of the mapping in user space: without the guard, a truncation now
 /// kills the process.
-const LEN: u64 = 17 * MIB;
+const LEN: u64 = 33 * MIB;
 const FRAME: usize = 8 * MIB as usize;
 const PAUSE_AT: u64 = 2 * MIB;
 
