@@ -21,6 +21,11 @@
 //! - `sendfile` (HTTP/1.1 only): a hand-written request head, then
 //!   `sendfile(2)` of the file into the socket, the physical limit.
 //!
+//! With reqwest 0.13 (with `--features reqwest`; see `reqwest.rs`):
+//! `reqwest-file` (`Body::from(File)`), `reqwest-bytes`
+//! (`Body::from(Bytes::from(mmap_body))`) and `reqwest-stack` (`MmapBody`
+//! through `ReplayLayer` + `RetryLayer` + `ReqwestService`).
+//!
 //! Through a proxy (HTTP/1.1 only; with `--features spill`): the sender
 //! process runs a client uploading with `MmapBody` and a hyper proxy
 //! forwarding to the same server; see `proxy.rs`: `proxy-plain`,
@@ -50,6 +55,8 @@
 mod alloc;
 #[cfg(feature = "spill")]
 mod proxy;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -80,8 +87,9 @@ const USAGE: &str = "usage: bench [--size 1GiB] [--runs 3] [--quick] [--only NAM
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
            mmap-64k, mmap-4m, mmap-keep, mmap+replay, sendfile, serve-mmap,
-           serve-file, proxy-plain, proxy-spill, proxy-replay (the proxy
-           cases need --features spill)";
+           serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
+           proxy-plain, proxy-spill, proxy-replay (the reqwest cases need
+           --features reqwest, the proxy ones --features spill)";
 
 /// What sends the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,13 +105,16 @@ enum Sender {
     Sendfile,
     ServeMmap,
     ServeFile,
+    ReqwestFile,
+    ReqwestBytes,
+    ReqwestStack,
     ProxyPlain,
     ProxySpill,
     ProxyReplay,
 }
 
 impl Sender {
-    const ALL: [Sender; 14] = [
+    const ALL: [Sender; 17] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -115,6 +126,9 @@ impl Sender {
         Sender::Sendfile,
         Sender::ServeMmap,
         Sender::ServeFile,
+        Sender::ReqwestFile,
+        Sender::ReqwestBytes,
+        Sender::ReqwestStack,
         Sender::ProxyPlain,
         Sender::ProxySpill,
         Sender::ProxyReplay,
@@ -133,6 +147,9 @@ impl Sender {
             Sender::Sendfile => "sendfile",
             Sender::ServeMmap => "serve-mmap",
             Sender::ServeFile => "serve-file",
+            Sender::ReqwestFile => "reqwest-file",
+            Sender::ReqwestBytes => "reqwest-bytes",
+            Sender::ReqwestStack => "reqwest-stack",
             Sender::ProxyPlain => "proxy-plain",
             Sender::ProxySpill => "proxy-spill",
             Sender::ProxyReplay => "proxy-replay",
@@ -152,6 +169,9 @@ impl Sender {
             Sender::Sendfile => "`sendfile(2)`, hand-written head",
             Sender::ServeMmap => "**`MmapBody`** from a hyper server",
             Sender::ServeFile => "tower-http `ServeFile`",
+            Sender::ReqwestFile => "reqwest `Body::from(File)`",
+            Sender::ReqwestBytes => "reqwest `Body::from(Bytes::from(MmapBody))`",
+            Sender::ReqwestStack => "**`MmapBody`** via `ReqwestService` + layers",
             Sender::ProxyPlain => "`MmapBody` → hyper proxy, plain forwarding",
             Sender::ProxySpill => "`MmapBody` → proxy with `ReplayLayer` + spill",
             Sender::ProxyReplay => "proxy + spill, 2 attempts (503 after all)",
@@ -170,6 +190,13 @@ impl Sender {
         matches!(
             self,
             Sender::ProxyPlain | Sender::ProxySpill | Sender::ProxyReplay
+        )
+    }
+
+    fn is_reqwest(self) -> bool {
+        matches!(
+            self,
+            Sender::ReqwestFile | Sender::ReqwestBytes | Sender::ReqwestStack
         )
     }
 
@@ -288,7 +315,8 @@ fn parent(args: &[String]) -> Result<(), BoxError> {
     for proto in [Proto::H1, Proto::H2] {
         for sender in Sender::ALL {
             let wanted = options.only.as_ref().is_none_or(|o| o.contains(&sender));
-            let built = !sender.is_proxy() || cfg!(feature = "spill");
+            let built = (!sender.is_proxy() || cfg!(feature = "spill"))
+                && (!sender.is_reqwest() || cfg!(feature = "reqwest"));
             if wanted && built && !(sender.h1_only() && proto == Proto::H2) {
                 cases.push(Case { sender, proto });
             }
@@ -397,7 +425,10 @@ fn child_command(case: Case, path: &Path, size: u64) -> Result<Command, BoxError
 /// Every sender but the `ReaderStream`s knows the exact length, and the
 /// receiver must have seen it as a `content-length`.
 fn check_framing(sender: Sender, size: u64, sample: Sample) -> Result<Sample, BoxError> {
-    let exact = !matches!(sender, Sender::Reader4K | Sender::Reader64K);
+    let exact = !matches!(
+        sender,
+        Sender::Reader4K | Sender::Reader64K | Sender::ReqwestFile
+    );
     let expected = format!("content-length={size}");
     if exact && sample.framing != expected {
         return Err(format!("the receiver saw `{}`, not `{expected}`", sample.framing).into());
@@ -541,6 +572,12 @@ fn child(args: &[String]) -> Result<(), BoxError> {
     let mut attempts = None;
     let seen = if sender == Sender::Sendfile {
         sendfile_upload(addr, &path, size)
+    } else if sender.is_reqwest() {
+        rt.block_on(async {
+            tokio::time::timeout(time_limit(size), via_reqwest(sender, proto, addr, &path))
+                .await
+                .map_err(|_| BoxError::from("the upload took too long"))?
+        })
     } else if sender.is_proxy() {
         rt.block_on(async {
             tokio::time::timeout(time_limit(size), via_proxy(sender, addr, &path, size))
@@ -578,6 +615,32 @@ fn child(args: &[String]) -> Result<(), BoxError> {
         framing.replace(' ', "+")
     )?;
     Ok(())
+}
+
+/// The reqwest cases: see `reqwest.rs`.
+#[cfg(feature = "reqwest")]
+async fn via_reqwest(
+    sender: Sender,
+    proto: Proto,
+    addr: SocketAddr,
+    path: &Path,
+) -> Result<String, BoxError> {
+    let mode = match sender {
+        Sender::ReqwestFile => reqwest::Mode::File,
+        Sender::ReqwestBytes => reqwest::Mode::Bytes,
+        _ => reqwest::Mode::Stack,
+    };
+    reqwest::upload(mode, proto == Proto::H2, addr, path).await
+}
+
+#[cfg(not(feature = "reqwest"))]
+async fn via_reqwest(
+    sender: Sender,
+    _proto: Proto,
+    _addr: SocketAddr,
+    _path: &Path,
+) -> Result<String, BoxError> {
+    Err(format!("{} needs --features reqwest", sender.name()).into())
 }
 
 /// The proxy cases: see `proxy.rs`.
@@ -661,6 +724,9 @@ async fn upload(
         Sender::Sendfile
         | Sender::ServeMmap
         | Sender::ServeFile
+        | Sender::ReqwestFile
+        | Sender::ReqwestBytes
+        | Sender::ReqwestStack
         | Sender::ProxyPlain
         | Sender::ProxySpill
         | Sender::ProxyReplay => {
@@ -984,6 +1050,22 @@ fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, quick: bool)
                 }
                 if proto == Proto::H1 && other == Sender::Sendfile {
                     goals.push((format!("MmapBody >= 0.95x sendfile: {r}"), r.median >= 0.95));
+                }
+            }
+        }
+        let stack = case(Sender::ReqwestStack, proto);
+        for (other, label) in [
+            (Sender::Mmap, "reqwest stack / hyper-util"),
+            (Sender::ReqwestFile, "reqwest stack / Body(File)"),
+            (Sender::ReqwestBytes, "reqwest stack / Body(Bytes)"),
+        ] {
+            if let Some(r) = paired_ratio(results, stack, case(other, proto), time) {
+                println!("  {p} upload   {label:<28} {r}");
+                if other == Sender::Mmap && proto == Proto::H1 {
+                    goals.push((
+                        format!("reqwest stack >= 0.9x hyper-util MmapBody: {r}"),
+                        r.median >= 0.9,
+                    ));
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! sender's peak RSS growth, which stays far below the file size.
 //!
 //! ```text
-//! cargo run --release --example reqwest_upload --features reqwest [-- --size 512MiB]
+//! cargo run --release --example upload_reqwest --features reqwest [-- --size 512MiB]
 //! ```
 
 mod support;
