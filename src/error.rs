@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// The boxed error of tower and hyper, used wherever this crate takes or
 /// returns "any error".
@@ -74,7 +75,9 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    source: Option<BoxError>,
+    /// Shared, so that an error can be cloned for every clone of a body
+    /// that reaches the same failure, chain and all.
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -87,7 +90,7 @@ impl Error {
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Error {
-        self.source = Some(source.into());
+        self.source = Some(Arc::from(source.into()));
         self
     }
 
@@ -128,6 +131,17 @@ impl Error {
     /// [`RetryPolicy`](crate::retry::RetryPolicy) never retries these.
     pub fn is_permanent(&self) -> bool {
         !matches!(self.kind, ErrorKind::Io)
+    }
+}
+
+impl Clone for Error {
+    /// The same kind, message and source chain (the source is shared).
+    fn clone(&self) -> Error {
+        Error {
+            kind: self.kind,
+            message: self.message.clone(),
+            source: self.source.clone(),
+        }
     }
 }
 

@@ -408,3 +408,28 @@ async fn size_hint_stays_exact_through_a_partial_replay() {
     let bytes = retry.collect().await.unwrap().to_bytes();
     assert_eq!(support::sha256(&bytes), file.sha256);
 }
+
+/// A clone that reaches the point where the original body failed gets the
+/// original error's chain, not just its message.
+#[tokio::test]
+async fn a_failed_original_keeps_its_error_chain_for_every_clone() {
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(b"some bytes"))),
+        Err(std::io::Error::other("disk on fire")),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let first = ReplayBody::new(body, 1 << 20);
+    let retry = first.clone();
+    let err = first.collect().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Body);
+    assert!(!retry.is_replayable());
+    let err = retry.collect().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Body);
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = next {
+        chain.push(e.to_string());
+        next = e.source();
+    }
+    assert!(chain.iter().any(|e| e == "disk on fire"), "{chain:?}");
+}

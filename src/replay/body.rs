@@ -71,23 +71,20 @@ pub struct ReplayBody<B> {
 /// replay past the cap).
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    failure: OnceLock<(ErrorKind, String)>,
+    failure: OnceLock<Error>,
 }
 
 impl Outcome {
     fn record(&self, err: &Error) {
         if err.is_permanent() {
-            let _ = self.failure.set((err.kind(), err.to_string()));
+            let _ = self.failure.set(err.clone());
         }
     }
 
-    /// The recorded failure as a new error, if any.
+    /// The recorded failure, if any: this crate's error, with the body's
+    /// own chain behind it.
     pub(crate) fn failure(&self) -> Option<Error> {
-        let (kind, message) = self.failure.get()?;
-        Some(Error::new(
-            *kind,
-            format!("the request body failed, so the request was not completed: {message}"),
-        ))
+        self.failure.get().cloned()
     }
 
     fn failed(&self) -> bool {

@@ -58,9 +58,14 @@ where
                 // made of it. Over HTTP/2, hyper only logs a body's error
                 // and reports a reset stream; over HTTP/1.1 the body's
                 // error is somewhere in the client's chain. Either way the
-                // caller gets this crate's error first, the client's as
-                // its source.
+                // caller gets this crate's error first.
                 Err(err) => Poll::Ready(Err(match outcome.failure() {
+                    // The body's error keeps its own chain when it has one
+                    // (a failed inner body); otherwise the client's error
+                    // is its source.
+                    Some(failure) if std::error::Error::source(&failure).is_some() => {
+                        failure.into()
+                    }
                     Some(failure) => failure.with_source(err).into(),
                     None => err.into(),
                 })),

@@ -24,8 +24,8 @@ pub(super) struct Recording<B> {
     trailers: Option<HeaderMap>,
     /// `body` returned `None`.
     ended: bool,
-    /// `body` failed: its kind and message, for the other clones.
-    failure: Option<(ErrorKind, String)>,
+    /// `body` failed: its error, for the other clones.
+    failure: Option<Error>,
     /// Clones waiting for a frame another clone is pulling.
     waiters: Vec<Waker>,
 }
@@ -256,11 +256,12 @@ impl<B: Body> Recording<B> {
 }
 
 /// The error of a replay that reached the point where the original failed.
-fn failed_original((kind, message): &(ErrorKind, String)) -> Error {
+fn failed_original(failure: &Error) -> Error {
     Error::new(
-        *kind,
-        format!("the original request body failed, so it cannot be replayed: {message}"),
+        failure.kind(),
+        "the original request body failed, so it cannot be replayed; see the source error",
     )
+    .with_source(failure.clone())
 }
 
 /// What a body's error becomes: this crate's error as it is (an `MmapBody`
@@ -406,7 +407,7 @@ where
         }
         Poll::Ready(Some(Err(err))) => {
             let err = body_error(err);
-            rec.failure = Some((err.kind(), err.to_string()));
+            rec.failure = Some(err.clone());
             let cap = rec.kept.cap;
             rec.kept.lose(Lost::Cap(cap));
             rec.wake_all();
