@@ -147,6 +147,22 @@ async fn a_missing_spill_directory_fails_the_replay_not_the_attempt() {
     assert!(err.to_string().contains("no-such-dir"), "{err}");
 }
 
+/// A spill directory that cannot be written to: here a path under a regular
+/// file (`ENOTDIR`), which fails for root too, unlike permission bits.
+#[tokio::test]
+async fn an_unwritable_spill_directory_fails_the_replay_not_the_attempt() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("spill");
+    let layer = ReplayLayer::new(64 * KIB)
+        .spill_to_disk(64 * MIB as u64)
+        .spill_dir(&under_a_file);
+    let (body, _) = first_attempt(layer, 2 * MIB).await;
+    assert!(!body.is_replayable());
+    let err = replay(body).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SpillFailed);
+    assert!(err.to_string().contains("cannot create a spill file"), "{err}");
+}
+
 /// Through the retry stack: past the limit, the failure is returned, not
 /// retried.
 #[tokio::test]
