@@ -23,8 +23,14 @@ pub enum ErrorKind {
     /// mapped, so the bytes a retry would send may differ from the first
     /// attempt's.
     Modified,
-    /// A replay was asked of a [`ReplayBody`](crate::ReplayBody) whose
+    /// A replay was asked of a [`ReplayBody`] whose
     /// recording passed its `max_replay_bytes` cap.
+    ///
+    #[cfg_attr(feature = "replay", doc = "[`ReplayBody`]: crate::ReplayBody")]
+    #[cfg_attr(
+        not(feature = "replay"),
+        doc = "[`ReplayBody`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html"
+    )]
     ReplayBufferExceeded,
     /// The part of a recorded request body past the in-memory cap could not
     /// be kept on disk (the spill file could not be made or written: no such
@@ -40,8 +46,14 @@ pub enum ErrorKind {
     OutOfRange,
     /// An operating-system I/O error (for example `fstat` failed).
     Io,
-    /// The wrapped request body of a [`ReplayBody`](crate::ReplayBody)
+    /// The wrapped request body of a [`ReplayBody`]
     /// failed; [`std::error::Error::source`] is that body's error.
+    ///
+    #[cfg_attr(feature = "replay", doc = "[`ReplayBody`]: crate::ReplayBody")]
+    #[cfg_attr(
+        not(feature = "replay"),
+        doc = "[`ReplayBody`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html"
+    )]
     Body,
 }
 
@@ -128,7 +140,13 @@ impl Error {
     /// `true` for errors that retrying the same request cannot fix: the
     /// body itself is wrong or can no longer be sent as it was.
     ///
-    /// [`RetryPolicy`](crate::retry::RetryPolicy) never retries these.
+    /// [`RetryPolicy`] never retries these.
+    ///
+    #[cfg_attr(feature = "retry", doc = "[`RetryPolicy`]: crate::retry::RetryPolicy")]
+    #[cfg_attr(
+        not(feature = "retry"),
+        doc = "[`RetryPolicy`]: https://docs.rs/mmap-body/latest/mmap_body/retry/struct.RetryPolicy.html"
+    )]
     pub fn is_permanent(&self) -> bool {
         !matches!(self.kind, ErrorKind::Io)
     }

@@ -75,6 +75,15 @@
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
 //!   and [`Error::find_in`] to find it in hyper's, reqwest's or tower's.
 //!
+//! # Platforms
+//!
+//! Everything builds wherever memmap2 does. On Unix, frames get `madvise`
+//! read-ahead and sent pages are given back (`MADV_DONTNEED`); elsewhere
+//! (Windows) there is no advice, [`MmapBody::release_sent_pages`] changes
+//! nothing, non-regular files are refused as "not a regular file" without
+//! the exact kind, and [`guard::install`] returns `Unsupported`. The README's
+//! "Platforms" section has the table and what CI proves.
+//!
 //! # Safety
 //!
 //! Mapping a file is `unsafe`, as in [`memmap2`]: another process may
@@ -106,6 +115,37 @@
 //!   whole table, and the limits.
 //! - [`ReplayLayer`] hands the caller the body's own error over HTTP/2 as
 //!   over HTTP/1.1, and a body that failed that way is never retried.
+//!
+// Items of a feature that is off are not in these docs: their links go to
+// docs.rs, which documents every feature.
+#![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`ReplayLayer`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html"
+)]
+#![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`ReplayBody`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html"
+)]
+#![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`replay`]: https://docs.rs/mmap-body/latest/mmap_body/replay/index.html"
+)]
+#![cfg_attr(
+    not(feature = "retry"),
+    doc = "[`retry::RetryPolicy`]: https://docs.rs/mmap-body/latest/mmap_body/retry/struct.RetryPolicy.html"
+)]
+#![cfg_attr(
+    not(feature = "progress"),
+    doc = "[`progress`]: https://docs.rs/mmap-body/latest/mmap_body/progress/index.html"
+)]
+#![cfg_attr(
+    not(feature = "serve"),
+    doc = "[`serve::respond`]: https://docs.rs/mmap-body/latest/mmap_body/serve/fn.respond.html"
+)]
+#![cfg_attr(
+    not(feature = "proxy"),
+    doc = "[`proxy`]: https://docs.rs/mmap-body/latest/mmap_body/proxy/index.html"
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

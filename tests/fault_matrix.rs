@@ -15,6 +15,10 @@
 //! file replaced under its path, a sparse file past 4 GiB).
 //!
 //! Every case is its own test, named `<protocol>_<body>_<fault>`.
+//!
+//! Linux only: the cancellation tests read `/proc/self/fd` and
+//! `/proc/self/maps`, the sparse file is written with `FileExt`.
+#![cfg(all(target_os = "linux", feature = "retry"))]
 
 mod support;
 

@@ -7,7 +7,7 @@
 //!
 //! This binary installs a counting global allocator (it counts every thread
 //! while a measurement runs: client, proxy and upstream together).
-#![cfg(all(feature = "proxy", feature = "spill"))]
+#![cfg(all(target_os = "linux", feature = "proxy", feature = "spill"))]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `ReplayLayer` + `tower::retry` + `RetryPolicy` against a real hyper server
 //! on 127.0.0.1 that drops connections and answers 503 on purpose.
+#![cfg(feature = "retry")]
 
 mod support;
 

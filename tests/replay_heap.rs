@@ -1,5 +1,6 @@
 //! Recording a body for replay keeps `Bytes` clones: it allocates per
 //! frame, never per byte. This binary installs a counting allocator.
+#![cfg(feature = "replay")]
 
 mod support;
 

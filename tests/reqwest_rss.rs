@@ -5,7 +5,12 @@
 //! One test in its own binary: peak RSS (`VmHWM`) is a property of the
 //! process. The counter is reset before each upload by writing `5` to
 //! `/proc/self/clear_refs` (Linux >= 4.0), as `resident_memory.rs` does.
-#![cfg(all(feature = "reqwest", feature = "retry", feature = "progress"))]
+#![cfg(all(
+    target_os = "linux",
+    feature = "reqwest",
+    feature = "retry",
+    feature = "progress"
+))]
 
 mod support;
 

@@ -2,6 +2,9 @@
 //! already sent are given back to the kernel.
 //!
 //! One test per binary: peak RSS (`VmHWM`) is a property of the process.
+//! Linux only: it reads `/proc/self/status`, and pages are given back with
+//! `MADV_DONTNEED` only on Unix.
+#![cfg(all(target_os = "linux", not(mmap_body_portable)))]
 
 mod support;
 

@@ -160,7 +160,10 @@ async fn an_unwritable_spill_directory_fails_the_replay_not_the_attempt() {
     assert!(!body.is_replayable());
     let err = replay(body).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SpillFailed);
-    assert!(err.to_string().contains("cannot create a spill file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot create a spill file"),
+        "{err}"
+    );
 }
 
 /// Through the retry stack: past the limit, the failure is returned, not

@@ -247,6 +247,10 @@ struct Sample {
 }
 
 fn main() -> Result<(), BoxError> {
+    if !cfg!(target_os = "linux") {
+        println!("the bench runs on Linux only: it reads /proc and uses sendfile(2)");
+        return Ok(());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
@@ -755,6 +759,7 @@ where
 /// The physical limit: a request head written by hand, then the kernel
 /// copies the file into the socket with `sendfile(2)`; no user-space
 /// buffer, no page mapped into this process.
+#[cfg(target_os = "linux")]
 fn sendfile_upload(addr: SocketAddr, path: &Path, size: u64) -> Result<String, BoxError> {
     use std::os::fd::AsRawFd;
 
@@ -790,7 +795,13 @@ fn sendfile_upload(addr: SocketAddr, path: &Path, size: u64) -> Result<String, B
     read_response(&mut socket)
 }
 
+#[cfg(not(target_os = "linux"))]
+fn sendfile_upload(_addr: SocketAddr, _path: &Path, _size: u64) -> Result<String, BoxError> {
+    Err("sendfile(2) is Linux only".into())
+}
+
 /// Reads one HTTP/1.1 response with a `content-length` and returns its body.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn read_response(socket: &mut std::net::TcpStream) -> Result<String, BoxError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -880,6 +891,7 @@ fn serve(rt: &tokio::runtime::Runtime, sender: Sender, path: PathBuf) -> Result<
     Ok(())
 }
 
+#[cfg(unix)]
 fn rusage() -> std::io::Result<libc::rusage> {
     // SAFETY: `rusage` is plain integers, for which all zeroes is a valid
     // value, and `getrusage` writes a whole one through the pointer.
@@ -892,6 +904,13 @@ fn rusage() -> std::io::Result<libc::rusage> {
 }
 
 /// User plus system CPU time of this process (all its threads) so far.
+#[cfg(not(unix))]
+fn cpu_secs() -> std::io::Result<f64> {
+    Err(std::io::Error::other("getrusage(2) is Unix only"))
+}
+
+/// User plus system CPU time of this process (all its threads) so far.
+#[cfg(unix)]
 fn cpu_secs() -> std::io::Result<f64> {
     let usage = rusage()?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;

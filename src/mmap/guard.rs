@@ -62,7 +62,7 @@
 
 use std::io;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 /// Installs the `SIGBUS` handler for the whole process (see the
 /// [module docs](self)). Calling it again does nothing.
@@ -70,14 +70,17 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 /// # Errors
 ///
 /// The error of `sigaction(2)`; on platforms without `SIGBUS` handling
-/// (everything but Unix) [`io::ErrorKind::Unsupported`].
+/// (everything but Unix, and Unix built with `--cfg mmap_body_portable`)
+/// [`io::ErrorKind::Unsupported`].
 ///
 /// # Example
 ///
 /// ```
 /// // Early in `main`, before threads start:
+/// # #[cfg(unix)] {
 /// mmap_body::guard::install()?;
 /// assert!(mmap_body::guard::is_installed());
+/// # }
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn install() -> io::Result<()> {
@@ -177,6 +180,7 @@ fn blocks() -> impl Iterator<Item = &'static Block> {
 
 /// The registered mapping that holds `addr`, if any. Async-signal-safe:
 /// atomic loads only.
+#[cfg_attr(any(not(unix), mmap_body_portable), allow(dead_code))]
 fn find(addr: usize) -> Option<&'static Slot> {
     blocks().flat_map(|block| block.slots.iter()).find(|slot| {
         slot.read()
@@ -275,26 +279,28 @@ pub(crate) unsafe fn read_byte(ptr: *const u8) -> u8 {
     unsafe { std::ptr::read_volatile(ptr) }
 }
 
-/// Where a process-wide handler is kept: the one found when installing.
-static PREVIOUS: OnceLock<platform::Action> = OnceLock::new();
-
-#[cfg(unix)]
+#[cfg(all(unix, not(mmap_body_portable)))]
 mod platform {
     use std::io;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use std::sync::OnceLock;
+
     use libc::{c_int, c_void, siginfo_t};
 
-    use super::{find, PREVIOUS};
+    use super::find;
 
     /// A `sigaction` as found; `Sync` so that it can sit in a static.
-    pub(super) struct Action(libc::sigaction);
+    struct Action(libc::sigaction);
 
     // SAFETY: a `sigaction` is plain data (a handler address, a mask and
     // flags); it is written once, before it is shared, and only read after.
     unsafe impl Sync for Action {}
     // SAFETY: as above.
     unsafe impl Send for Action {}
+
+    /// Where a process-wide handler is kept: the one found when installing.
+    static PREVIOUS: OnceLock<Action> = OnceLock::new();
 
     static PAGE: AtomicUsize = AtomicUsize::new(0);
 
@@ -409,16 +415,15 @@ mod platform {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(any(not(unix), mmap_body_portable))]
 mod platform {
     use std::io;
-
-    pub(super) struct Action;
 
     pub(super) fn install() -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "a SIGBUS handler can only be installed on Unix",
+            "the SIGBUS guard exists on Unix only (and not in a build with \
+             `--cfg mmap_body_portable`)",
         ))
     }
 }

@@ -1,11 +1,11 @@
 //! [`MmapBody`]: an HTTP body whose frames are slices of a memory-mapped file.
 
 pub mod guard;
+mod sys;
 
 use std::fs::{File, Metadata};
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,29 +15,20 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use memmap2::{Advice, Mmap, UncheckedAdvice};
+use memmap2::Mmap;
 
 use crate::error::{Error, ErrorKind};
 
 /// The frame size an [`MmapBody`] uses unless told otherwise: 1 MiB.
 ///
-/// Chosen by measurement with `cargo run --release --example bench` (a
-/// 1 GiB upload from a hyper-util client to a hyper server over loopback,
-/// each sender in a fresh process, 9 alternating rounds; 2-core AMD EPYC
-/// VM, Linux 6.18, 2026-11-24; pages released as they are sent):
-///
-/// | frame  | HTTP/1.1 GiB/s (median; min–max) | sender CPU | allocations | sender peak RSS | HTTP/2 GiB/s |
-/// |--------|------------------|--------|--------|----------|------|
-/// | 64 KiB | 2.09 (1.14–3.00) | 0.47 s | 16,436 | 6.5 MiB  | 0.99 |
-/// | 1 MiB  | 2.64 (1.68–3.08) | 0.37 s | 1,075  | 7.1 MiB  | 1.28 |
-/// | 4 MiB  | 2.33 (1.36–2.86) | 0.40 s | 307    | 13.1 MiB | 1.20 |
-///
-/// Below 1 MiB the per-frame cost (one `fstat`, one read-ahead hint, one
+/// Chosen by measurement (`cargo run --release --example bench`, 64 KiB,
+/// 1 MiB and 4 MiB frames side by side; the README has the numbers). Below
+/// 1 MiB the per-frame cost (one `fstat`, one read-ahead hint, one
 /// `madvise`, one `Bytes` owner and hyper's bookkeeping) shows in the CPU
 /// time; above it nothing is gained, more of the file stays resident
 /// between being faulted in and given back, and HTTP/2 (whose send buffer
-/// is 1 MiB in hyper) does slightly worse. The heap peak is 41 KiB over
-/// HTTP/1.1 at every size. The README has the whole table.
+/// is 1 MiB in hyper) does slightly worse. The heap used is the same at
+/// every size.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 
 /// The file behind a mapping, kept open to check it has not changed.
@@ -317,7 +308,7 @@ impl MmapBody {
     /// grows while it is read), and pages given back as they are sent.
     #[cfg(feature = "replay")]
     pub(crate) fn from_spill(map: Mmap) -> MmapBody {
-        let _ = map.advise(Advice::Sequential);
+        sys::advise_sequential(&map);
         MmapBody::new(Mapping::new(map, None), true)
     }
 
@@ -335,8 +326,7 @@ impl MmapBody {
         // truncate or change it while the mapping lives.
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| maybe_with_path(e, "cannot map", path.as_deref()))?;
-        // Advice is a hint; a kernel that refuses it changes nothing.
-        let _ = map.advise(Advice::Sequential);
+        sys::advise_sequential(&map);
         let origin = Origin {
             len: meta.len(),
             modified: meta.modified().ok(),
@@ -371,8 +361,13 @@ impl MmapBody {
 
     /// The modification time the file had when it was mapped; `None` for
     /// [`from_mmap`](MmapBody::from_mmap) and where the platform keeps none.
-    /// [`serve::respond`](crate::serve::respond) builds `Last-Modified` and
-    /// `ETag` from it.
+    /// [`serve::respond`] builds `Last-Modified` and `ETag` from it.
+    ///
+    #[cfg_attr(feature = "serve", doc = "[`serve::respond`]: crate::serve::respond")]
+    #[cfg_attr(
+        not(feature = "serve"),
+        doc = "[`serve::respond`]: https://docs.rs/mmap-body/latest/mmap_body/serve/fn.respond.html"
+    )]
     pub fn modified(&self) -> Option<SystemTime> {
         self.mapping.origin.as_ref()?.modified
     }
@@ -447,6 +442,16 @@ impl MmapBody {
     /// Bodies made with [`from_mmap`](MmapBody::from_mmap) never release
     /// pages: that mapping may be private or anonymous, where
     /// `MADV_DONTNEED` would throw its contents away.
+    ///
+    /// # Platforms
+    ///
+    /// Pages are released on Unix only (on macOS and the BSDs
+    /// `MADV_DONTNEED` is a hint the kernel may act on later). Elsewhere,
+    /// Windows included, this setting changes nothing: the pages of sent
+    /// frames stay mapped until the body, its clones and its `Bytes` are
+    /// dropped. They are clean pages of a file, which the OS can still
+    /// reclaim under memory pressure, but the resident memory of a big
+    /// upload grows with the bytes sent.
     pub fn release_sent_pages(mut self, release: bool) -> MmapBody {
         self.release = release && self.mapping.origin.is_some();
         self
@@ -466,7 +471,7 @@ impl MmapBody {
         // out; a cold file then streams at disk speed.
         let ahead = self.chunk.min(self.end - end);
         if ahead > 0 {
-            let _ = self.mapping.map.advise_range(Advice::WillNeed, end, ahead);
+            sys::read_ahead(&self.mapping.map, end, ahead);
         }
         let in_flight = if guard::is_installed() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
@@ -546,19 +551,12 @@ impl Drop for Chunk {
     fn drop(&mut self) {
         if self.release {
             // SAFETY: `release` is only set for the shared read-only file
-            // mappings this module makes itself (never for `from_mmap`). For those, MADV_DONTNEED
-            // only unmaps the pages from this process; the data stays in the
-            // page cache and any later access, by another frame sharing an
-            // edge page or by a clone, faults the same bytes back in.
-            // memmap2 rounds the start down to a page boundary and the
-            // kernel rounds the length up; both stay inside the mapping.
-            let _ = unsafe {
-                self.mapping.map.unchecked_advise_range(
-                    UncheckedAdvice::DontNeed,
-                    self.start,
-                    self.end - self.start,
-                )
-            };
+            // mappings this module makes itself (never for `from_mmap`). For
+            // those, MADV_DONTNEED only unmaps the pages from this process;
+            // the data stays in the page cache and any later access, by
+            // another frame sharing an edge page or by a clone, faults the
+            // same bytes back in.
+            unsafe { sys::release(&self.mapping.map, self.start, self.end - self.start) };
         }
         if let Some(in_flight) = &self.in_flight {
             in_flight.dropped();
@@ -657,22 +655,10 @@ fn invalid_input(path: Option<&Path>, reason: &str) -> io::Error {
 
 fn reject_non_regular(meta: &Metadata, path: Option<&Path>) -> io::Result<()> {
     let kind = meta.file_type();
-    let what = if kind.is_file() {
+    if kind.is_file() {
         return Ok(());
-    } else if kind.is_dir() {
-        "it is a directory"
-    } else if kind.is_fifo() {
-        "it is a FIFO (named pipe); stream it instead"
-    } else if kind.is_socket() {
-        "it is a socket; stream it instead"
-    } else if kind.is_char_device() {
-        "it is a character device; stream it instead"
-    } else if kind.is_block_device() {
-        "it is a block device; its size is not a file size"
-    } else {
-        "it is not a regular file"
-    };
-    Err(invalid_input(path, what))
+    }
+    Err(invalid_input(path, sys::non_regular_reason(kind)))
 }
 
 /// Files such as those in `/proc` and `/sys` report a size of 0 and still
@@ -680,7 +666,7 @@ fn reject_non_regular(meta: &Metadata, path: Option<&Path>) -> io::Result<()> {
 /// faults. A regular file of size 0 that yields a byte is one of them.
 fn reject_pseudo_file(file: &File, path: Option<&Path>) -> io::Result<()> {
     let mut probe = [0u8; 1];
-    match file.read_at(&mut probe, 0) {
+    match sys::read_start(file, &mut probe) {
         Ok(0) => Ok(()),
         Ok(_) => Err(invalid_input(
             path,

@@ -88,7 +88,21 @@
 //! (`tests/proxy_spill.rs`).
 //!
 //! [`ErrorKind::ContentLengthMismatch`]: crate::ErrorKind::ContentLengthMismatch
-//! [`RetryPolicy`]: crate::retry::RetryPolicy
+// Items of a feature that is off are not in these docs: their links go to
+// docs.rs, which documents every feature.
+#![cfg_attr(feature = "retry", doc = "[`RetryPolicy`]: crate::retry::RetryPolicy")]
+#![cfg_attr(
+    not(feature = "retry"),
+    doc = "[`RetryPolicy`]: https://docs.rs/mmap-body/latest/mmap_body/retry/struct.RetryPolicy.html"
+)]
+#![cfg_attr(
+    not(feature = "spill"),
+    doc = "[`ReplayLayer::spill_to_disk`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html#method.spill_to_disk"
+)]
+#![cfg_attr(
+    not(feature = "spill"),
+    doc = "[`ReplayLayer::spill_dir`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html#method.spill_dir"
+)]
 
 mod body;
 mod future;

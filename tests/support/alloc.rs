@@ -24,8 +24,11 @@ fn tracked() -> bool {
     ALL_THREADS.load(Ordering::Relaxed) || TRACKED.try_with(Cell::get).unwrap_or(false)
 }
 
+// SAFETY: every allocation and deallocation is `System`'s, with the
+// caller's layout; the counters beside them allocate nothing.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's promise to `alloc`, passed on unchanged.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() && tracked() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
@@ -36,6 +39,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above, which is `System`'s, with
+        // this `layout`: the caller's promise to `dealloc`.
         unsafe { System.dealloc(ptr, layout) };
         if tracked() {
             // Saturating: memory allocated before tracking began may be freed.

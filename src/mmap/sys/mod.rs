@@ -1,0 +1,22 @@
+//! What differs between platforms for a mapped file body: access advice,
+//! giving sent pages back, and telling regular files from the rest.
+//!
+//! - `unix.rs` (every Unix): `madvise` advice and `MADV_DONTNEED`, and the
+//!   exact reason a file is not a regular one (FIFO, socket, device).
+//! - `portable.rs` (everything else, and Unix built with
+//!   `--cfg mmap_body_portable`, which is how CI tests it on Linux): no
+//!   advice, no page release, and "not a regular file" for anything that
+//!   is neither a file nor a directory.
+//!
+//! Both probe a file that reports a size of 0 for contents (the
+//! `/proc`-style files); only how they read its first byte differs.
+
+#[cfg(all(unix, not(mmap_body_portable)))]
+mod unix;
+#[cfg(all(unix, not(mmap_body_portable)))]
+pub(super) use unix::*;
+
+#[cfg(any(not(unix), mmap_body_portable))]
+mod portable;
+#[cfg(any(not(unix), mmap_body_portable))]
+pub(super) use portable::*;

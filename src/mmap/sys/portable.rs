@@ -1,0 +1,54 @@
+//! Every platform memmap2 supports: no access advice, no page release, and
+//! only "directory" or "not a regular file" for what cannot be mapped.
+//!
+//! Windows uses it, and so does Unix when built with
+//! `--cfg mmap_body_portable`, which CI does to keep this file compiled and
+//! tested on Linux.
+
+use std::fs::{File, FileType};
+use std::io;
+
+use memmap2::Mmap;
+
+/// No advice: memmap2 offers none outside Unix. The OS's own read-ahead
+/// for mapped files applies.
+pub(crate) fn advise_sequential(_map: &Mmap) {}
+
+/// No read-ahead hint outside Unix; pages are read when first touched.
+pub(crate) fn read_ahead(_map: &Mmap, _offset: usize, _len: usize) {}
+
+/// Nothing is released: the pages of sent frames stay mapped until the
+/// body, its clones and its `Bytes` are dropped. They are clean pages of a
+/// file, which the OS may still reclaim under memory pressure.
+///
+/// # Safety
+///
+/// None needed here; `unsafe` to match the Unix version, whose caller
+/// promises `map` is a shared, read-only mapping of a file.
+pub(crate) unsafe fn release(_map: &Mmap, _offset: usize, _len: usize) {}
+
+/// Why a file of this type cannot be mapped and sent; it is not a regular
+/// file.
+pub(crate) fn non_regular_reason(kind: FileType) -> &'static str {
+    if kind.is_dir() {
+        "it is a directory"
+    } else {
+        "it is not a regular file (a pipe, socket or device); stream it instead"
+    }
+}
+
+/// Reads from the start of `file` into `buf`.
+#[cfg(windows)]
+pub(crate) fn read_start(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    // Moves the cursor; nothing in this crate reads through it.
+    std::os::windows::fs::FileExt::seek_read(file, buf, 0)
+}
+
+/// Reads from the start of `file` into `buf`.
+#[cfg(not(windows))]
+pub(crate) fn read_start(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    // Moves the cursor; nothing in this crate reads through it.
+    file.seek(SeekFrom::Start(0))?;
+    file.read(buf)
+}
