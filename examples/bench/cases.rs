@@ -1,0 +1,156 @@
+//! What is measured: the senders, the protocols, and one measurement.
+
+/// What sends the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    FullCopy,
+    Reader4K,
+    Reader64K,
+    Mmap,
+    Mmap64K,
+    Mmap4M,
+    MmapKeep,
+    MmapReplay,
+    Sendfile,
+    ServeMmap,
+    ServeFile,
+    ReqwestFile,
+    ReqwestBytes,
+    ReqwestStack,
+    ProxyPlain,
+    ProxySpill,
+    ProxyReplay,
+}
+
+impl Sender {
+    pub(crate) const ALL: [Sender; 17] = [
+        Sender::FullCopy,
+        Sender::Reader4K,
+        Sender::Reader64K,
+        Sender::Mmap,
+        Sender::Mmap64K,
+        Sender::Mmap4M,
+        Sender::MmapKeep,
+        Sender::MmapReplay,
+        Sender::Sendfile,
+        Sender::ServeMmap,
+        Sender::ServeFile,
+        Sender::ReqwestFile,
+        Sender::ReqwestBytes,
+        Sender::ReqwestStack,
+        Sender::ProxyPlain,
+        Sender::ProxySpill,
+        Sender::ProxyReplay,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Sender::FullCopy => "full-copy",
+            Sender::Reader4K => "reader-4k",
+            Sender::Reader64K => "reader-64k",
+            Sender::Mmap => "mmap",
+            Sender::Mmap64K => "mmap-64k",
+            Sender::Mmap4M => "mmap-4m",
+            Sender::MmapKeep => "mmap-keep",
+            Sender::MmapReplay => "mmap+replay",
+            Sender::Sendfile => "sendfile",
+            Sender::ServeMmap => "serve-mmap",
+            Sender::ServeFile => "serve-file",
+            Sender::ReqwestFile => "reqwest-file",
+            Sender::ReqwestBytes => "reqwest-bytes",
+            Sender::ReqwestStack => "reqwest-stack",
+            Sender::ProxyPlain => "proxy-plain",
+            Sender::ProxySpill => "proxy-spill",
+            Sender::ProxyReplay => "proxy-replay",
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Sender::FullCopy => "`tokio::fs::read` + `Full<Bytes>`",
+            Sender::Reader4K => "`ReaderStream` 4 KiB (reqwest `Body::from(File)`)",
+            Sender::Reader64K => "`ReaderStream` 64 KiB",
+            Sender::Mmap => "**`MmapBody`** (1 MiB frames, default)",
+            Sender::Mmap64K => "`MmapBody` 64 KiB frames",
+            Sender::Mmap4M => "`MmapBody` 4 MiB frames",
+            Sender::MmapKeep => "`MmapBody`, sent pages kept mapped",
+            Sender::MmapReplay => "`MmapBody` behind `ReplayLayer`",
+            Sender::Sendfile => "`sendfile(2)`, hand-written head",
+            Sender::ServeMmap => "**`MmapBody`** from a hyper server",
+            Sender::ServeFile => "tower-http `ServeFile`",
+            Sender::ReqwestFile => "reqwest `Body::from(File)`",
+            Sender::ReqwestBytes => "reqwest `Body::from(Bytes::from(MmapBody))`",
+            Sender::ReqwestStack => "**`MmapBody`** via `ReqwestService` + layers",
+            Sender::ProxyPlain => "`MmapBody` → hyper proxy, plain forwarding",
+            Sender::ProxySpill => "`MmapBody` → proxy with `ReplayLayer` + spill",
+            Sender::ProxyReplay => "proxy + spill, 2 attempts (503 after all)",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Sender> {
+        Sender::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub(crate) fn is_download(self) -> bool {
+        matches!(self, Sender::ServeMmap | Sender::ServeFile)
+    }
+
+    pub(crate) fn is_proxy(self) -> bool {
+        matches!(
+            self,
+            Sender::ProxyPlain | Sender::ProxySpill | Sender::ProxyReplay
+        )
+    }
+
+    pub(crate) fn is_reqwest(self) -> bool {
+        matches!(
+            self,
+            Sender::ReqwestFile | Sender::ReqwestBytes | Sender::ReqwestStack
+        )
+    }
+
+    /// Runs over HTTP/1.1 only: a hand-written head, or the proxy's.
+    pub(crate) fn h1_only(self) -> bool {
+        self == Sender::Sendfile || self.is_proxy()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    H1,
+    H2,
+}
+
+impl Proto {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Proto::H1 => "h1",
+            Proto::H2 => "h2",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Proto> {
+        [Proto::H1, Proto::H2]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Case {
+    pub(crate) sender: Sender,
+    pub(crate) proto: Proto,
+}
+
+/// One measurement of one case.
+#[derive(Debug, Clone)]
+pub(crate) struct Sample {
+    pub(crate) secs: f64,
+    pub(crate) cpu_secs: f64,
+    pub(crate) heap_peak: u64,
+    pub(crate) allocations: u64,
+    pub(crate) peak_rss_kib: u64,
+    pub(crate) framing: String,
+    /// `proxy-replay`: the seconds of its first and second attempt.
+    pub(crate) attempts: Option<(f64, f64)>,
+}

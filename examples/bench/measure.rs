@@ -1,0 +1,49 @@
+//! What a process measures of itself: CPU time, peak RSS, and the time
+//! limit of a measurement.
+
+use std::time::Duration;
+
+use crate::support;
+
+#[cfg(unix)]
+pub(crate) fn rusage() -> std::io::Result<libc::rusage> {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is a valid
+    // value, and `getrusage` writes a whole one through the pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; `usage` outlives the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usage)
+}
+
+/// User plus system CPU time of this process (all its threads) so far.
+#[cfg(not(unix))]
+pub(crate) fn cpu_secs() -> std::io::Result<f64> {
+    Err(std::io::Error::other("getrusage(2) is Unix only"))
+}
+
+/// User plus system CPU time of this process (all its threads) so far.
+#[cfg(unix)]
+pub(crate) fn cpu_secs() -> std::io::Result<f64> {
+    let usage = rusage()?;
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// The peak resident set size of this process since it started, in KiB:
+/// `VmHWM`, the high-water mark of this program's own address space. (Not
+/// `getrusage`'s `ru_maxrss`: Linux carries that over `execve` from the
+/// process that spawned us, so every child would report at least the
+/// parent's size.)
+pub(crate) fn peak_rss_kib() -> std::io::Result<u64> {
+    match support::status_kib("VmHWM:") {
+        0 => Err(std::io::Error::other("no VmHWM in /proc/self/status")),
+        kib => Ok(kib),
+    }
+}
+
+/// Generous: one minute plus 10 MiB/s.
+pub(crate) fn time_limit(size: u64) -> Duration {
+    Duration::from_secs(60 + size / (10 << 20))
+}

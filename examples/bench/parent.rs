@@ -1,0 +1,328 @@
+//! The parent process: options, the rounds of cases, each sender run in a
+//! child process, and the reports read back from them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+
+use crate::cases::*;
+use crate::child::*;
+use crate::measure::*;
+use crate::report::*;
+use crate::support::{self, human, parse_size, BoxError};
+
+pub(crate) const USAGE: &str =
+    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--only NAME,NAME...]
+  --size   the file size (default 1GiB)
+  --runs   rounds of measurements; throughput is the median (default 5)
+  --quick  64MiB and one round, to check the bench still runs
+  --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
+           mmap-64k, mmap-4m, mmap-keep, mmap+replay, sendfile, serve-mmap,
+           serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
+           proxy-plain, proxy-spill, proxy-replay (the reqwest cases need
+           --features reqwest, the proxy ones --features spill)";
+
+/// The command line.
+pub(crate) struct Options {
+    pub(crate) size: u64,
+    pub(crate) runs: usize,
+    pub(crate) quick: bool,
+    pub(crate) only: Option<Vec<Sender>>,
+}
+
+pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
+    let mut options = Options {
+        size: 1 << 30,
+        runs: 5,
+        quick: false,
+        only: None,
+    };
+    let mut size = None;
+    let mut runs = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("missing value after {arg}\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--size" => size = Some(parse_size(value()?)?),
+            "--runs" => runs = Some(value()?.parse::<usize>()?.max(1)),
+            "--only" => {
+                let names = value()?.split(',').map(|name| {
+                    Sender::from_name(name.trim())
+                        .ok_or_else(|| format!("unknown sender `{name}`\n{USAGE}"))
+                });
+                options.only = Some(names.collect::<Result<_, _>>()?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown option `{arg}`\n{USAGE}").into()),
+        }
+    }
+    if options.quick {
+        options.size = 64 << 20;
+        options.runs = 1;
+    }
+    options.size = size.unwrap_or(options.size);
+    options.runs = runs.unwrap_or(options.runs);
+    if options.size == 0 {
+        return Err("--size must be at least one byte".into());
+    }
+    Ok(options)
+}
+
+pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
+    let options = parse_options(args)?;
+    let size = options.size;
+    let mut cases = Vec::new();
+    for proto in [Proto::H1, Proto::H2] {
+        for sender in Sender::ALL {
+            let wanted = options.only.as_ref().is_none_or(|o| o.contains(&sender));
+            let built = (!sender.is_proxy() || cfg!(feature = "spill"))
+                && (!sender.is_reqwest() || cfg!(feature = "reqwest"));
+            if wanted && built && !(sender.h1_only() && proto == Proto::H2) {
+                cases.push(Case { sender, proto });
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.bin");
+    support::write_file(&path, size)?;
+    // Written back now, so no writeback runs during the measurements.
+    std::fs::File::open(&path)?.sync_all()?;
+    println!("{}", machine());
+    println!(
+        "file: {} in {}; {} round(s) of {} cases; each sender in a fresh process\n",
+        human(size),
+        dir.path().display(),
+        options.runs,
+        cases.len()
+    );
+
+    // The upload server: one worker thread, so the sender has the other core.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let upload_addr = server_rt.block_on(support::start_counting_server())?;
+    // The download client runs on this thread.
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    let mut results: Vec<(Case, Vec<Option<Sample>>)> =
+        cases.iter().map(|c| (*c, Vec::new())).collect();
+    for round in 0..options.runs {
+        for i in 0..cases.len() {
+            // A B C ... C B A ...: each case is run early and late alike,
+            // and next to different neighbours.
+            let index = if round % 2 == 0 {
+                i
+            } else {
+                cases.len() - 1 - i
+            };
+            let case = cases[index];
+            let sample = if case.sender.is_download() {
+                run_download(&client_rt, case, &path, size)
+            } else {
+                run_upload(case, upload_addr, &path, size)
+            }
+            .and_then(|sample| check_framing(case.sender, size, sample));
+            match sample {
+                Ok(sample) => {
+                    eprintln!(
+                        "round {}/{}: {:<8} {} {:<12} {:>6.2} GiB/s  cpu {:.2} s  heap {}  rss {}",
+                        round + 1,
+                        options.runs,
+                        if case.sender.is_download() {
+                            "download"
+                        } else {
+                            "upload"
+                        },
+                        case.proto.name(),
+                        case.sender.name(),
+                        gib_per_s(size, sample.secs),
+                        sample.cpu_secs,
+                        human(sample.heap_peak),
+                        human(sample.peak_rss_kib * 1024),
+                    );
+                    results[index].1.push(Some(sample));
+                }
+                Err(err) => {
+                    eprintln!(
+                        "round {}: {} {} failed: {err}",
+                        round + 1,
+                        case.proto.name(),
+                        case.sender.name()
+                    );
+                    results[index].1.push(None);
+                }
+            }
+        }
+    }
+
+    print_table(&results, size);
+    let failed = results
+        .iter()
+        .filter(|(_, samples)| samples.iter().any(Option::is_none))
+        .count();
+    print_ratios(&results, size, options.quick);
+    if failed > 0 {
+        return Err(format!("{failed} case(s) failed; see above").into());
+    }
+    Ok(())
+}
+
+pub(crate) fn child_command(case: Case, path: &Path, size: u64) -> Result<Command, BoxError> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--child")
+        .arg(case.sender.name())
+        .arg(case.proto.name())
+        .arg(path)
+        .arg(size.to_string());
+    Ok(command)
+}
+
+/// Every sender but the `ReaderStream`s knows the exact length, and the
+/// receiver must have seen it as a `content-length`.
+pub(crate) fn check_framing(sender: Sender, size: u64, sample: Sample) -> Result<Sample, BoxError> {
+    let exact = !matches!(
+        sender,
+        Sender::Reader4K | Sender::Reader64K | Sender::ReqwestFile
+    );
+    let expected = format!("content-length={size}");
+    if exact && sample.framing != expected {
+        return Err(format!("the receiver saw `{}`, not `{expected}`", sample.framing).into());
+    }
+    Ok(sample)
+}
+
+/// Runs the sender in a child process, which uploads to `addr` and reports.
+pub(crate) fn run_upload(
+    case: Case,
+    addr: SocketAddr,
+    path: &Path,
+    size: u64,
+) -> Result<Sample, BoxError> {
+    let output = child_command(case, path, size)?
+        .arg(addr.to_string())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("child exited with {}: {stdout}", output.status).into());
+    }
+    parse_report(&stdout)
+}
+
+/// Starts the sending server in a child process, downloads the file from it
+/// here, then tells it to report by closing its stdin.
+pub(crate) fn run_download(
+    rt: &tokio::runtime::Runtime,
+    case: Case,
+    path: &Path,
+    size: u64,
+) -> Result<Sample, BoxError> {
+    let mut child = child_command(case, path, size)?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let downloaded = match line.trim().strip_prefix("listening ") {
+        Some(addr) => {
+            let addr: SocketAddr = addr.parse()?;
+            rt.block_on(async {
+                tokio::time::timeout(time_limit(size), download(case.proto, addr, size))
+                    .await
+                    .map_err(|_| BoxError::from("the download took too long"))?
+            })
+        }
+        None => Err(format!("child said `{}` instead of its address", line.trim()).into()),
+    };
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest)?;
+    let status = child.wait()?;
+    let (secs, framing) = downloaded?;
+    if !status.success() {
+        return Err(format!("server child exited with {status}: {rest}").into());
+    }
+    let mut sample = parse_report(&rest)?;
+    sample.secs = secs;
+    sample.framing = framing;
+    Ok(sample)
+}
+
+/// GETs the file, counting its bytes; returns the seconds from request to
+/// last byte and the framing of the response.
+pub(crate) async fn download(
+    proto: Proto,
+    addr: SocketAddr,
+    size: u64,
+) -> Result<(f64, String), BoxError> {
+    let client = client::<Empty<Bytes>>(proto);
+    let uri = format!("http://{addr}/file").parse()?;
+    let started = Instant::now();
+    let response = client.get(uri).await?;
+    if !response.status().is_success() {
+        return Err(format!("the server answered {}", response.status()).into());
+    }
+    let framing = support::framing(response.version(), response.headers());
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        received += frame?.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if received != size {
+        return Err(format!("downloaded {received} bytes of {size}").into());
+    }
+    Ok((secs, framing))
+}
+
+pub(crate) fn parse_report(text: &str) -> Result<Sample, BoxError> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("report "))
+        .ok_or_else(|| format!("no report in the child's output: {text}"))?;
+    let mut sample = Sample {
+        secs: 0.0,
+        cpu_secs: 0.0,
+        heap_peak: 0,
+        allocations: 0,
+        peak_rss_kib: 0,
+        framing: String::new(),
+        attempts: None,
+    };
+    for field in line.split_whitespace() {
+        let (key, value) = field.split_once('=').ok_or("malformed report")?;
+        match key {
+            "secs" => sample.secs = value.parse()?,
+            "cpu" => sample.cpu_secs = value.parse()?,
+            "heap" => sample.heap_peak = value.parse()?,
+            "allocations" => sample.allocations = value.parse()?,
+            "rss_kib" => sample.peak_rss_kib = value.parse()?,
+            "framing" => sample.framing = value.to_owned(),
+            "attempts" => {
+                let (first, second) = value.split_once(',').ok_or("malformed attempts")?;
+                sample.attempts = Some((first.parse()?, second.parse()?));
+            }
+            _ => return Err(format!("unknown field `{key}` in a report").into()),
+        }
+    }
+    Ok(sample)
+}
