@@ -7,22 +7,22 @@
 //! process: this binary started again for one test.
 #![cfg(all(unix, feature = "retry"))]
 
+#[allow(dead_code)] // a process of its own: uses neither `Faulty` nor the test bodies
 mod support;
 
-use std::convert::Infallible;
 use std::os::unix::process::ExitStatusExt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
-use support::{client, test_file, BoxError};
-use tokio::sync::oneshot;
+use support::bodies::poll_now;
+use support::files::{change, test_file, truncate, Change};
+use support::server::{client, pausing_server, Upload};
+use support::BoxError;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -36,24 +36,6 @@ fn open(path: &std::path::Path) -> MmapBody {
     unsafe { MmapBody::open(path) }.unwrap()
 }
 
-fn truncate(path: &std::path::Path, len: u64) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(len)
-        .unwrap();
-}
-
-fn poll_now<B: Body + Unpin>(body: &mut B) -> Option<Result<http_body::Frame<B::Data>, B::Error>> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    match std::pin::Pin::new(body).poll_frame(&mut cx) {
-        std::task::Poll::Ready(frame) => frame,
-        std::task::Poll::Pending => panic!("an MmapBody with no frame out is never pending"),
-    }
-}
-
 /// A user-space copy of a frame whose pages the file lost reads zeros, the
 /// process lives, and the body then fails instead of going on.
 #[test]
@@ -63,7 +45,7 @@ fn a_read_past_the_new_end_is_zeros_and_an_error() {
     let mut body = open(&file.path).chunk_size(MIB as usize);
     let first = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
     let second = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
-    truncate(&file.path, MIB);
+    change(&file.path, Change::Truncate);
     // What h2's framing or a TLS stack does: copy the frame's bytes.
     assert_eq!(&first.to_vec()[..], &original[..MIB as usize]);
     let copied = second.to_vec();
@@ -112,84 +94,6 @@ fn the_last_byte_waits_for_every_frame_to_be_dropped() {
     assert!(body.is_end_stream());
 }
 
-/// What the test server saw of one upload.
-#[derive(Debug, Clone, Copy)]
-struct Upload {
-    read: u64,
-    /// The body ended cleanly (not reset, not cut off).
-    complete: bool,
-}
-
-/// A server (HTTP/1.1 and HTTP/2) that reads `pause_at` bytes of each
-/// upload, tells the test, waits for it, and reads on; it records what it
-/// got. Returns its address, the "paused" receiver, the "go on" sender and
-/// the record.
-async fn pausing_server(
-    pause_at: u64,
-) -> (
-    std::net::SocketAddr,
-    oneshot::Receiver<()>,
-    oneshot::Sender<()>,
-    Arc<Mutex<Vec<Upload>>>,
-) {
-    let (paused_tx, paused_rx) = oneshot::channel::<()>();
-    let (go_tx, go_rx) = oneshot::channel::<()>();
-    let gate = Arc::new(Mutex::new(Some((paused_tx, go_rx))));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let addr = support::serve(move |req: Request<Incoming>| {
-        let gate = gate.clone();
-        let seen = seen.clone();
-        async move {
-            let mut body = req.into_body();
-            let mut read = 0u64;
-            let mut complete = true;
-            let mut waiting = gate.lock().unwrap().take();
-            loop {
-                match body.frame().await {
-                    None => break,
-                    Some(Err(_)) => {
-                        complete = false;
-                        break;
-                    }
-                    Some(Ok(frame)) => {
-                        read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    }
-                }
-                if read >= pause_at {
-                    if let Some((paused, go)) = waiting.take() {
-                        let _ = paused.send(());
-                        let _ = go.await;
-                    }
-                }
-            }
-            seen.lock().unwrap().push(Upload { read, complete });
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
-        }
-    })
-    .await;
-    (addr, paused_rx, go_tx, log)
-}
-
-/// How a test changes the file while the server is paused.
-#[derive(Debug, Clone, Copy)]
-enum Change {
-    Truncate,
-    Touch,
-}
-
-fn change(path: &std::path::Path, how: Change) {
-    match how {
-        Change::Truncate => truncate(path, MIB),
-        Change::Touch => std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(SystemTime::now() + Duration::from_secs(5))
-            .unwrap(),
-    }
-}
-
 /// The upload: 8 MiB frames, so that when the server stops reading (after
 /// 2 MiB; its HTTP/2 stream window is 8 MiB) h2 still holds most of the
 /// second frame, waiting for window. h2 does not poll the body again until
@@ -208,7 +112,8 @@ async fn upload_and_change(
     stack: bool,
 ) -> (Result<u16, BoxError>, Vec<Upload>) {
     let file = test_file(LEN);
-    let (addr, paused, go, log) = pausing_server(PAUSE_AT).await;
+    let server = pausing_server(PAUSE_AT).await;
+    let addr = server.addr;
     let body = open(&file.path).chunk_size(FRAME);
     let uri = format!("http://{addr}/upload");
     let upload = tokio::spawn(async move {
@@ -230,21 +135,14 @@ async fn upload_and_change(
                 .map_err(BoxError::from)
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), paused)
-        .await
-        .expect("the server read 2 MiB")
-        .unwrap();
-    // Let the client fill every window and buffer before the change.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    change(&file.path, how);
-    go.send(()).unwrap();
+    let log = server.change_while_paused(|| change(&file.path, how)).await;
     let outcome = tokio::time::timeout(Duration::from_secs(30), upload)
         .await
         .expect("the upload ended in time")
         .unwrap();
     // Give the server's handler time to record how its body ended.
     for _ in 0..100 {
-        if !log.lock().unwrap().is_empty() {
+        if log.lock().unwrap().iter().any(|u| u.ended) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -308,7 +206,9 @@ async fn changed_mid_upload_through_the_retry_stack_is_reported_and_not_retried(
 /// returns how it ended.
 fn run_child(test: &str, env: &str) -> std::process::ExitStatus {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .arg("--exact")
+        .arg(support::test_name(module_path!(), test))
+        .args(["--nocapture", "--test-threads=1"])
         .env("MMAP_BODY_CHILD", env)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -9,6 +9,12 @@
 //! while a measurement runs: client, proxy and upstream together).
 #![cfg(all(target_os = "linux", feature = "proxy", feature = "spill"))]
 
+#[path = "support/alloc.rs"]
+mod alloc;
+#[path = "support/rss.rs"]
+#[allow(dead_code)] // reads the peak RSS, never resets it
+mod rss;
+#[allow(dead_code)] // a process of its own: uses the files' pattern and `Faulty` only
 mod support;
 
 use std::convert::Infallible;
@@ -18,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use alloc::{stop_tracking, track_all_threads, CountingAlloc, HeapUse};
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -28,9 +35,10 @@ use hyper_util::rt::TokioExecutor;
 use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ReplayBody, ReplayLayer};
+use rss::status_kib;
 use sha2::{Digest, Sha256};
 use support::faulty::{Fault, Faulty};
-use support::{stop_tracking, track_all_threads, CountingAlloc, HeapUse};
+use support::files::{hex, pattern};
 use tower::retry::RetryLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -53,7 +61,7 @@ struct Generated {
 impl Generated {
     fn new(len: u64) -> (Generated, String) {
         let mut buf = vec![0u8; MIB as usize + FRAME];
-        support::pattern(len, &mut buf);
+        pattern(len, &mut buf);
         let source = Bytes::from(buf);
         let body = Generated {
             source,
@@ -69,11 +77,7 @@ impl Generated {
         while let Some(data) = copy.next_data() {
             hasher.update(&data);
         }
-        let hash = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = hex(&hasher.finalize());
         (body, hash)
     }
 
@@ -212,15 +216,6 @@ async fn upload(len: u64, spill: bool) -> Upload {
     }
 }
 
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn measured(len: u64) -> HeapUse {
     let rt = tokio::runtime::Runtime::new().unwrap();
     track_all_threads();
@@ -242,10 +237,10 @@ fn a_256_mib_upload_is_retried_through_the_proxy_in_bounded_memory() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up: one-time allocations (runtime, thread-locals) out of the way.
     measured(4 * MIB);
-    let hwm_before = vm_hwm_kib();
+    let hwm_before = status_kib("VmHWM:");
     let small = measured(64 * MIB);
     let large = measured(256 * MIB);
-    let hwm_growth = (vm_hwm_kib() - hwm_before) / 1024;
+    let hwm_growth = (status_kib("VmHWM:") - hwm_before) / 1024;
     eprintln!("heap: 64 MiB {small:?}; 256 MiB {large:?}; peak RSS growth {hwm_growth} MiB");
     // Client, proxy and upstream together: hyper's buffers, the 64 KiB
     // kept in memory, and at most 2 MiB of frames waiting for the spill

@@ -14,23 +14,22 @@
 //! user space), so these tests have a binary of their own.
 #![cfg(all(feature = "reqwest", feature = "retry", feature = "progress"))]
 
+#[allow(dead_code)] // a process of its own: uses neither the test bodies nor `client`
 mod support;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, Version};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::{Request, Version};
+use http_body_util::BodyExt;
 use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
 use support::faulty::{Fault, Faulty};
-use support::{test_file, BoxError};
-use tokio::sync::oneshot;
+use support::files::{change, test_file, Change};
+use support::server::pausing_server;
+use support::BoxError;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -291,57 +290,6 @@ async fn the_service_alone_sends_content_length() {
 
 // ---------------------------------------------------------------- file changes
 
-/// A server that reads `pause_at` bytes of its first upload, says so,
-/// waits to be told to go on, then reads on. Returns its address, "paused",
-/// "go on", and how many requests it saw with how much each read.
-async fn pausing_server(
-    pause_at: u64,
-) -> (
-    std::net::SocketAddr,
-    oneshot::Receiver<()>,
-    oneshot::Sender<()>,
-    Arc<Mutex<Vec<u64>>>,
-) {
-    let (paused_tx, paused_rx) = oneshot::channel::<()>();
-    let (go_tx, go_rx) = oneshot::channel::<()>();
-    let gate = Arc::new(Mutex::new(Some((paused_tx, go_rx))));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let addr = support::serve(move |req: Request<Incoming>| {
-        let gate = gate.clone();
-        let seen = seen.clone();
-        async move {
-            let index = {
-                let mut seen = seen.lock().unwrap();
-                seen.push(0);
-                seen.len() - 1
-            };
-            let mut body = req.into_body();
-            let mut read = 0u64;
-            let mut waiting = gate.lock().unwrap().take();
-            while let Some(Ok(frame)) = body.frame().await {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                seen.lock().unwrap()[index] = read;
-                if read >= pause_at {
-                    if let Some((paused, go)) = waiting.take() {
-                        let _ = paused.send(());
-                        let _ = go.await;
-                    }
-                }
-            }
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
-        }
-    })
-    .await;
-    (addr, paused_rx, go_tx, log)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Change {
-    Touch,
-    Truncate,
-}
-
 /// 8 MiB frames, so that HTTP/2 still holds most of the second one (and
 /// copies from it in user space) when the server pauses at 2 MiB; and far
 /// more bytes than the windows and socket buffers hold (17 MiB, as in
@@ -353,7 +301,8 @@ const FRAME: usize = 8 * MIB as usize;
 /// lets it read on; returns the caller's outcome and the server's log.
 async fn upload_and_change(http2: bool, how: Change, stack: bool) -> (BoxError, Vec<u64>) {
     let file = test_file(LEN);
-    let (addr, paused, go, log) = pausing_server(2 * MIB).await;
+    let server = pausing_server(2 * MIB).await;
+    let addr = server.addr;
     let body = open(&file.path).chunk_size(FRAME);
     let request = Request::put(format!("http://{addr}/change"))
         .body(body)
@@ -372,23 +321,7 @@ async fn upload_and_change(http2: bool, how: Change, stack: bool) -> (BoxError, 
                 .map(|r| r.status())
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), paused)
-        .await
-        .expect("the server read 2 MiB")
-        .unwrap();
-    // Let the client fill every window and buffer before the change.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let f = std::fs::File::options()
-        .write(true)
-        .open(&file.path)
-        .unwrap();
-    match how {
-        Change::Touch => f
-            .set_modified(SystemTime::now() + Duration::from_secs(5))
-            .unwrap(),
-        Change::Truncate => f.set_len(MIB).unwrap(),
-    }
-    go.send(()).unwrap();
+    let log = server.change_while_paused(|| change(&file.path, how)).await;
     let outcome = tokio::time::timeout(Duration::from_secs(30), upload)
         .await
         .expect("the upload ended in time")
@@ -401,7 +334,7 @@ async fn upload_and_change(http2: bool, how: Change, stack: bool) -> (BoxError, 
     };
     // A retry would have arrived by now (the backoff is at most 40 ms).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen = log.lock().unwrap().clone();
+    let seen = log.lock().unwrap().iter().map(|u| u.read).collect();
     (err, seen)
 }
 

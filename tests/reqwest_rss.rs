@@ -12,6 +12,9 @@
     feature = "progress"
 ))]
 
+#[path = "support/rss.rs"]
+mod rss;
+#[allow(dead_code)] // a process of its own for one test: uses files and server only
 mod support;
 
 use std::time::{Duration, Instant};
@@ -21,23 +24,14 @@ use mmap_body::progress::{Progress, ProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
-use support::{hashing_server, test_file};
+use rss::{reset_peak_rss, status_kib};
+use support::files::test_file;
+use support::server::hashing_server;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 const MIB: u64 = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Resets the peak-RSS counter (`VmHWM`) to the current RSS.
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Path {

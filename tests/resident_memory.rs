@@ -6,21 +6,15 @@
 //! `MADV_DONTNEED` only on Unix.
 #![cfg(all(target_os = "linux", not(mmap_body_portable)))]
 
+#[path = "support/rss.rs"]
+mod rss;
+#[allow(dead_code)] // a process of its own for one test: uses files and server only
 mod support;
 
 use mmap_body::MmapBody;
-use support::{client, hashing_server, received, test_file};
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Resets the peak-RSS counter (`VmHWM`) to the current RSS (Linux >= 4.0).
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
-}
+use rss::{reset_peak_rss, status_kib};
+use support::files::test_file;
+use support::server::{client, hashing_server, received};
 
 async fn upload_peak_rss_growth_mib(addr: std::net::SocketAddr, body: MmapBody) -> u64 {
     let len = body.len();

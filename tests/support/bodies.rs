@@ -1,14 +1,77 @@
-//! Test bodies beyond [`Streamed`].
-#![allow(dead_code)] // each test binary uses a different part of `support`
+//! Test bodies: [`Streamed`] (frames one at a time, size unknown, not
+//! cloneable) and [`ExactStreamed`] (the same, with an exact size); and
+//! [`poll_now`] for a body that never waits.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::Streamed;
+use super::files::{pattern, sha256};
+
+/// A streamed body that cannot be cloned and does not know its size: its
+/// frames come one at a time, each after a `Pending`, then optional
+/// trailers.
+pub struct Streamed {
+    frames: VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    ready: bool,
+}
+
+impl Streamed {
+    pub fn new(frames: impl IntoIterator<Item = Bytes>, trailers: Option<http::HeaderMap>) -> Self {
+        Streamed {
+            frames: frames.into_iter().collect(),
+            trailers,
+            ready: false,
+        }
+    }
+
+    /// `len` pseudo-random bytes in frames of `frame` bytes, and their hash.
+    pub fn random(len: usize, frame: usize) -> (Streamed, String) {
+        let mut bytes = vec![0u8; len];
+        pattern(len as u64 + 7, &mut bytes);
+        let hash = sha256(&bytes);
+        let bytes = Bytes::from(bytes);
+        let frames = (0..len)
+            .step_by(frame.max(1))
+            .map(|at| bytes.slice(at..(at + frame).min(len)));
+        (Streamed::new(frames, None), hash)
+    }
+
+    pub fn with_trailers(mut self, trailers: http::HeaderMap) -> Self {
+        self.trailers = Some(trailers);
+        self
+    }
+}
+
+impl Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if !self.ready {
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.ready = false;
+        if let Some(data) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.trailers.is_none()
+    }
+}
 
 /// A [`Streamed`] body (frames one at a time, not cloneable) that knows its
 /// exact length: its `size_hint` is exact, and shrinks as frames go out, so
@@ -55,5 +118,13 @@ impl Body for ExactStreamed {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.left)
+    }
+}
+
+/// Polls a body that never waits (an `MmapBody` with no frame out).
+pub fn poll_now<B: Body + Unpin>(body: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
+    match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(frame) => frame,
+        Poll::Pending => panic!("an MmapBody with no frame out is never pending"),
     }
 }

@@ -1,10 +1,11 @@
 //! [`Faulty`]: a server on 127.0.0.1 that speaks HTTP/1.1 and HTTP/2
 //! (prior knowledge) and misbehaves on purpose, following a script.
 //!
-//! It is [`Flaky`](super::Flaky) for both protocols, with two more faults:
-//! an early answer that reads none of the body, and a stall that reads part
-//! of it and then neither reads nor answers.
-#![allow(dead_code)] // each test binary uses a different part of `support`
+//! Faults: the connection dropped mid-body, a status after part of the
+//! body (with `Retry-After` if asked), an early answer that reads none of
+//! the body, and a stall that reads part of it and then neither reads nor
+//! answers. Every request is logged: method, version, framing headers,
+//! bytes read and, for a body read whole, its SHA-256.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,10 +16,10 @@ use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::hash_request;
+use super::server::{auto_builder, hash_request};
 
 /// What the faulty server does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +54,8 @@ pub struct Seen {
 }
 
 /// A hyper server on 127.0.0.1 (HTTP/1.1 and HTTP/2 prior knowledge, with
-/// `TCP_NODELAY` and the big HTTP/2 windows of [`serve`](super::serve))
+/// `TCP_NODELAY` and the big HTTP/2 windows of
+/// [`auto_builder`](super::server::auto_builder))
 /// that follows a script of faults, one per request, then succeeds; it
 /// logs every request it sees.
 #[derive(Clone)]
@@ -85,13 +87,7 @@ impl Faulty {
                     let service = hyper::service::service_fn(move |req| {
                         server.clone().handle(req, killer.clone())
                     });
-                    let mut builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http2()
-                        .initial_stream_window_size(8 << 20)
-                        .initial_connection_window_size(16 << 20)
-                        .max_frame_size(1 << 20);
+                    let builder = auto_builder();
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     // Dropping the connection future closes the socket.
                     tokio::select! {

@@ -15,15 +15,17 @@
 //!   complete body, and the proxy lives on;
 //! - a retry after the upstream dropped the first attempt delivers all
 //!   16 MiB (SHA-256 equal).
-#![cfg(feature = "proxy")]
-
-mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::bodies::Streamed;
+use crate::support::faulty::{Fault, Faulty};
+use crate::support::files::{hex, pattern, sha256};
+use crate::support::server::{client, serve, trailer_list};
+use crate::support::{chain, BoxError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request as AxumRequest, State};
 use axum::response::Response as AxumResponse;
@@ -36,8 +38,6 @@ use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Replay, ReplayBody, ReplayLayer};
 use sha2::{Digest, Sha256};
-use support::faulty::{Fault, Faulty};
-use support::{BoxError, Streamed};
 use tokio::io::AsyncWriteExt;
 use tower::retry::{Retry, RetryLayer};
 use tower::timeout::{Timeout, TimeoutLayer};
@@ -45,7 +45,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
-/// No request of this binary may take longer than this.
+/// No request of this module may take longer than this.
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- the proxy
@@ -104,7 +104,7 @@ async fn start_proxy(upstream: &str, options: Options) -> SocketAddr {
         .layer(ReplayLayer::new(options.cap))
         .layer(RetryLayer::new(options.policy))
         .layer(TimeoutLayer::new(options.attempt_timeout))
-        .service(support::client::<ReplayBody<Body>>(options.http2));
+        .service(client::<ReplayBody<Body>>(options.http2));
     let state = Proxy {
         client,
         upstream: upstream.parse().expect("an upstream"),
@@ -142,7 +142,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let client = support::client::<B>(http2);
+    let client = client::<B>(http2);
     tokio::time::timeout(REQUEST_LIMIT, async move {
         let res = client
             .request(req)
@@ -159,21 +159,6 @@ where
     })
     .await
     .expect("the proxy answered in time")
-}
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(err) = next {
-        out.push_str(" <- ");
-        out.push_str(&err.to_string());
-        next = err.source();
-    }
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -216,7 +201,7 @@ impl Recorder {
     async fn start() -> Recorder {
         let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
         let log = seen.clone();
-        let addr = support::serve(move |req| Recorder::handle(log.clone(), req)).await;
+        let addr = serve(move |req| Recorder::handle(log.clone(), req)).await;
         Recorder { addr, seen }
     }
 
@@ -277,12 +262,7 @@ impl Recorder {
                     }
                     Err(frame) => {
                         if let Ok(t) = frame.into_trailers() {
-                            let mut pairs: Vec<String> = t
-                                .iter()
-                                .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("")))
-                                .collect();
-                            pairs.sort();
-                            trailers = Some(pairs.join(","));
+                            trailers = Some(trailer_list(&t));
                         }
                     }
                 },
@@ -314,8 +294,8 @@ impl Recorder {
 /// `len` pseudo-random bytes and their SHA-256.
 fn random(len: usize) -> (Bytes, String) {
     let mut bytes = vec![0u8; len];
-    support::pattern(len as u64 ^ 0x5eed, &mut bytes);
-    let hash = support::sha256(&bytes);
+    pattern(len as u64 ^ 0x5eed, &mut bytes);
+    let hash = sha256(&bytes);
     (Bytes::from(bytes), hash)
 }
 
@@ -781,7 +761,7 @@ async fn short_body_is_refused(http2: bool) {
         .layer(ReplayLayer::new(4 * MIB))
         .layer(RetryLayer::new(Options::default().policy))
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
-        .service(support::client::<ReplayBody<Body>>(http2));
+        .service(client::<ReplayBody<Body>>(http2));
     let (short, _) = Streamed::random(300 * KIB, 16 * KIB);
     let req = Request::put("http://client.example/short")
         .header("content-length", MIB)

@@ -3,22 +3,22 @@
 //! real faulty server over HTTP/1.1 and HTTP/2; the spill's faults (limit
 //! passed, no such directory, a write that fails) leave the attempt in
 //! flight whole and make the replay fail clearly; no file is left behind.
-#![cfg(all(feature = "spill", feature = "retry", unix))]
-
-mod support;
 
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::bodies::Streamed;
+use crate::support::faulty::{Fault, Faulty};
+use crate::support::files::sha256;
+use crate::support::server::{client, received};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, ReplayBody, ReplayLayer};
-use support::faulty::{Fault, Faulty};
-use support::{client, received, sha256, Streamed};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -262,11 +262,12 @@ fn a_failed_spill_write_fails_the_replay_not_the_attempt() {
         std::process::exit(0);
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
+        .arg("--exact")
+        .arg(support::test_name(
+            module_path!(),
             "a_failed_spill_write_fails_the_replay_not_the_attempt",
-            "--nocapture",
-        ])
+        ))
+        .arg("--nocapture")
         .env("MMAP_BODY_CHILD", "fsize")
         .status()
         .unwrap();

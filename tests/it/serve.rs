@@ -1,20 +1,18 @@
 //! `serve::respond` behind a real axum server on 127.0.0.1, asked by real
 //! reqwest and hyper-util clients: whole files, byte ranges, conditional
 //! requests, HEAD, and the errors.
-#![cfg(feature = "serve")]
-
-mod support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::files::{sha256, test_file, TestFile};
+use crate::support::server::client;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, StatusCode};
 use bytes::Bytes;
 use http::header;
 use http_body_util::{BodyExt, Empty};
 use mmap_body::MmapBody;
-use support::TestFile;
 
 const LEN: u64 = 3 * 1024 * 1024 + 123;
 
@@ -73,7 +71,7 @@ fn header_str(response: &reqwest::Response, name: header::HeaderName) -> &str {
 
 #[tokio::test]
 async fn whole_file_with_length_and_validators() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let url = file_server(file.path.clone()).await;
     let response = reqwest_client().get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -87,12 +85,12 @@ async fn whole_file_with_length_and_validators() {
     let modified = header_str(&response, header::LAST_MODIFIED);
     assert!(httpdate::parse_http_date(modified).is_ok(), "{modified}");
     let body = response.bytes().await.unwrap();
-    assert_eq!(support::sha256(&body), file.sha256);
+    assert_eq!(sha256(&body), file.sha256);
 }
 
 #[tokio::test]
 async fn byte_ranges_are_zero_copy_slices() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let bytes = file_bytes(&file);
     let url = file_server(file.path.clone()).await;
     let cases: [(String, u64, u64); 5] = [
@@ -123,7 +121,7 @@ async fn byte_ranges_are_zero_copy_slices() {
 
 #[tokio::test]
 async fn unsatisfiable_and_ignored_ranges() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let url = file_server(file.path.clone()).await;
 
     let response = get_range(&url, &format!("bytes={LEN}-")).await;
@@ -140,13 +138,13 @@ async fn unsatisfiable_and_ignored_ranges() {
         assert_eq!(response.status(), StatusCode::OK, "{range}");
         assert!(response.headers().get(header::CONTENT_RANGE).is_none());
         let body = response.bytes().await.unwrap();
-        assert_eq!(support::sha256(&body), file.sha256, "{range}");
+        assert_eq!(sha256(&body), file.sha256, "{range}");
     }
 }
 
 #[tokio::test]
 async fn conditional_requests() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     // An hour old: `Last-Modified` is then a strong validator (RFC 9110
     // §8.8.2.2), which a date in `If-Range` needs.
     let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
@@ -214,10 +212,10 @@ async fn conditional_requests() {
 /// HEAD gets GET's headers and no body; over HTTP/2 too; other methods 405.
 #[tokio::test]
 async fn head_and_other_methods_over_http1_and_http2() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let url = file_server(file.path.clone()).await;
     for http2 in [false, true] {
-        let client = support::client::<Empty<Bytes>>(http2);
+        let client = client::<Empty<Bytes>>(http2);
         let head = http::Request::head(&url).body(Empty::new()).unwrap();
         let response = client.request(head).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -246,7 +244,7 @@ async fn head_and_other_methods_over_http1_and_http2() {
 /// longer is gets `412`, before any `304` or range.
 #[tokio::test]
 async fn preconditions_fail_with_412() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let url = file_server(file.path.clone()).await;
     let client = reqwest_client();
     let first = client.get(&url).send().await.unwrap();
@@ -296,7 +294,7 @@ async fn preconditions_fail_with_412() {
 /// whole, without `Last-Modified`; the server does not panic.
 #[tokio::test]
 async fn file_modified_before_1970_is_served() {
-    let file = support::test_file(LEN);
+    let file = test_file(LEN);
     let before_epoch = std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400 * 365 * 5);
     std::fs::File::options()
         .write(true)
@@ -320,7 +318,7 @@ async fn file_modified_before_1970_is_served() {
         assert!(response.headers().get(header::LAST_MODIFIED).is_none());
         assert!(header_str(&response, header::ETAG).starts_with('"'));
         let body = response.bytes().await.unwrap();
-        assert_eq!(support::sha256(&body), file.sha256);
+        assert_eq!(sha256(&body), file.sha256);
     }
 }
 

@@ -1,18 +1,17 @@
 //! Upload progress through the real stack: `ReplayLayer` + `tower::retry` +
 //! `ProgressLayer` + a hyper-util client, against a flaky server on
 //! 127.0.0.1 that drops the first attempt and answers 503 to the second.
-#![cfg(all(feature = "progress", feature = "retry"))]
-
-mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::faulty::{Fault, Faulty};
+use crate::support::files::test_file;
+use crate::support::server::{client, hashing_server, received};
 use http::Request;
 use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
-use support::{client, received, test_file, Fault, Flaky};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -24,7 +23,7 @@ type Sample = (u32, u64, Option<u64>);
 #[tokio::test]
 async fn progress_restarts_with_each_attempt_and_ends_complete() {
     let file = test_file(16 * MIB);
-    let server = Flaky::start([
+    let server = Faulty::start([
         Fault::DropAfter(8 * MIB),
         Fault::StatusAfter(503, 4 * MIB, None),
     ])
@@ -126,7 +125,7 @@ async fn progress_restarts_with_each_attempt_and_ends_complete() {
 #[tokio::test]
 async fn requests_without_progress_pass_through() {
     let file = test_file(MIB);
-    let addr = support::hashing_server().await;
+    let addr = hashing_server().await;
     let service = ServiceBuilder::new()
         .layer(ProgressLayer::new())
         .service(client::<ProgressBody<MmapBody>>(true));

@@ -1,18 +1,17 @@
 //! `MmapBody` through a real hyper-util client and hyper server on
 //! 127.0.0.1, and its edge cases.
 
-mod support;
-
 use std::io::Write;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 
+use crate::support;
+use crate::support::bodies::poll_now;
+use crate::support::files::{change, pattern, sha256, test_file, Change};
+use crate::support::server::{client, hashing_server, received, Received};
 use bytes::Bytes;
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::BodyExt;
 use mmap_body::{ErrorKind, MmapBody};
 use proptest::prelude::*;
-use support::{client, hashing_server, received, sha256, test_file};
 
 fn open(path: &std::path::Path) -> MmapBody {
     // SAFETY: every file these tests map is a temp file of their own; the
@@ -20,15 +19,7 @@ fn open(path: &std::path::Path) -> MmapBody {
     unsafe { MmapBody::open(path) }.expect("open")
 }
 
-/// Polls a body that never waits (an `MmapBody` is always ready).
-fn poll_now<B: Body + Unpin>(body: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
-    match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(frame) => frame,
-        Poll::Pending => panic!("an MmapBody never returns Pending"),
-    }
-}
-
-async fn upload(http2: bool, body: MmapBody) -> support::Received {
+async fn upload(http2: bool, body: MmapBody) -> Received {
     let addr = hashing_server().await;
     let req = http::Request::put(format!("http://{addr}/upload"))
         .body(body)
@@ -180,12 +171,7 @@ fn truncation_mid_body_is_an_error_not_sigbus() {
     let file = test_file(8 * 1024 * 1024);
     let mut body = open(&file.path).chunk_size(1024 * 1024);
     assert!(poll_now(&mut body).unwrap().is_ok());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file.path)
-        .unwrap()
-        .set_len(1024 * 1024)
-        .unwrap();
+    change(&file.path, Change::Truncate);
     let err = poll_now(&mut body).unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
     assert!(err.to_string().contains("body.bin"), "{err}");
@@ -199,44 +185,16 @@ fn truncation_mid_body_is_an_error_not_sigbus() {
 #[tokio::test]
 async fn truncation_during_an_upload_fails_the_request() {
     let file = test_file(64 * 1024 * 1024);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((tx, go_rx))));
     // A server that reads 4 MiB, lets the test truncate the file, then reads on.
-    let addr = support::serve(move |req: http::Request<hyper::body::Incoming>| {
-        let slot = slot.clone();
-        async move {
-            let mut body = req.into_body();
-            let mut read = 0usize;
-            let mut waiting = slot.lock().unwrap().take();
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
-                read += frame.data_ref().map_or(0, |d| d.len());
-                if read >= 4 << 20 {
-                    if let Some((tx, go)) = waiting.take() {
-                        tx.send(()).unwrap();
-                        go.await.unwrap();
-                    }
-                }
-            }
-            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                Bytes::from(read.to_string()),
-            )))
-        }
-    })
-    .await;
+    let server = crate::support::server::pausing_server(4 << 20).await;
+    let addr = server.addr;
     let req = http::Request::put(format!("http://{addr}/"))
         .body(open(&file.path))
         .unwrap();
     let upload = tokio::spawn(client(false).request(req));
-    rx.await.unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file.path)
-        .unwrap()
-        .set_len(1024 * 1024)
-        .unwrap();
-    go_tx.send(()).unwrap();
+    let log = server
+        .change_while_paused(|| change(&file.path, Change::Truncate))
+        .await;
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), upload)
         .await
         .expect("the upload ended")
@@ -245,9 +203,14 @@ async fn truncation_during_an_upload_fails_the_request() {
     // refused to read a frame already queued from past the new end (EFAULT).
     // Either way the process is still here and no full upload is reported.
     let err = outcome.expect_err("a truncated upload must not succeed");
-    if let Some(ours) = support::find_mmap_error(&err) {
+    if let Some(ours) = mmap_body::Error::find_in(&err) {
         assert_eq!(ours.kind(), ErrorKind::Truncated);
     }
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|u| !u.complete || u.read < file.len),
+        "the server got a complete body: {seen:?}"
+    );
 }
 
 #[test]
@@ -265,9 +228,8 @@ fn changed_file_is_refused_before_replay() {
         .open(&file.path)
         .unwrap();
     f.write_all(b"changed").unwrap();
-    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(1))
-        .unwrap();
     drop(f);
+    change(&file.path, Change::Touch);
 
     let mut retry = body.clone();
     let err = poll_now(&mut retry).unwrap().unwrap_err();
@@ -393,7 +355,12 @@ fn permission_denied_names_the_path() {
         std::process::Command::new(&exe)
     };
     let out = cmd
-        .args(["--exact", "permission_denied_child", "--include-ignored"])
+        .arg("--exact")
+        .arg(support::test_name(
+            module_path!(),
+            "permission_denied_child",
+        ))
+        .arg("--include-ignored")
         .env("MMAP_BODY_PERMISSION_TEST_PATH", &path)
         .output()
         .unwrap();
@@ -425,7 +392,7 @@ proptest! {
     ) {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let mut bytes = vec![0u8; len];
-        support::pattern(len as u64 + 1, &mut bytes);
+        pattern(len as u64 + 1, &mut bytes);
         file.write_all(&bytes).unwrap();
         let body = open(file.path()).chunk_size(chunk);
         let (from, to) = (a.min(b).min(len), a.max(b).min(len));

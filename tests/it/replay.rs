@@ -1,19 +1,20 @@
 //! `ReplayLayer` + `tower::retry` + `RetryPolicy` against a real hyper server
 //! on 127.0.0.1 that drops connections and answers 503 on purpose.
-#![cfg(feature = "retry")]
-
-mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::bodies::Streamed;
+use crate::support::faulty::{Fault, Faulty};
+use crate::support::files::{sha256, test_file};
+use crate::support::server::{client, hashing_server, received};
+use crate::support::BoxError;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
-use support::{client, find_mmap_error, received, test_file, BoxError, Fault, Flaky, Streamed};
 use tower::retry::budget::TpsBudget;
 use tower::retry::RetryLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -49,7 +50,7 @@ where
 #[tokio::test]
 async fn mmap_upload_survives_a_dropped_connection() {
     let file = test_file(64 * MIB);
-    let server = Flaky::start([Fault::DropAfter(32 * MIB)]).await;
+    let server = Faulty::start([Fault::DropAfter(32 * MIB)]).await;
     // SAFETY: the temp file is private to this test.
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
     let req = Request::put(server.uri("/upload")).body(body).unwrap();
@@ -68,7 +69,7 @@ async fn mmap_upload_survives_a_dropped_connection() {
 #[tokio::test]
 async fn streamed_body_is_retried_after_a_503_mid_body() {
     let (body, hash) = Streamed::random(600 * 1024, 16 * 1024);
-    let server = Flaky::start([Fault::StatusAfter(503, 200 * KIB, None)]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 200 * KIB, None)]).await;
     let req = Request::put(server.uri("/")).body(body).unwrap();
     let res = send(1024 * 1024, policy(), req).await.expect("retried");
     let seen = received(&res);
@@ -84,7 +85,7 @@ async fn streamed_body_with_trailers_is_replayed_with_them() {
     trailers.insert("x-checksum", "abc123".parse().unwrap());
     let (body, hash) = Streamed::random(300 * 1024, 10 * 1024);
     let body = body.with_trailers(trailers);
-    let server = Flaky::start([Fault::StatusAfter(503, 100 * KIB, None)]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 100 * KIB, None)]).await;
     let req = Request::put(server.uri("/"))
         .header(http::header::TRAILER, "x-checksum")
         .body(body)
@@ -100,7 +101,7 @@ async fn streamed_body_with_trailers_is_replayed_with_them() {
 async fn body_larger_than_the_cap_completes_but_is_not_retried() {
     // The server succeeds: the first attempt goes through whole.
     let (body, hash) = Streamed::random(1024 * 1024, 32 * 1024);
-    let server = Flaky::start([]).await;
+    let server = Faulty::start([]).await;
     let req = Request::put(server.uri("/")).body(body).unwrap();
     let res = send(64 * 1024, policy(), req).await.unwrap();
     assert_eq!(received(&res).sha256, hash);
@@ -108,7 +109,7 @@ async fn body_larger_than_the_cap_completes_but_is_not_retried() {
     // The server answers 503 after 512 KiB: past the cap, so the caller gets
     // the 503 and the server sees one request.
     let (body, _) = Streamed::random(1024 * 1024, 32 * 1024);
-    let server = Flaky::start([Fault::StatusAfter(503, 512 * KIB, None)]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 512 * KIB, None)]).await;
     let req = Request::put(server.uri("/")).body(body).unwrap();
     match send(64 * 1024, policy(), req).await {
         Ok(res) => assert_eq!(res.status(), 503),
@@ -120,7 +121,7 @@ async fn body_larger_than_the_cap_completes_but_is_not_retried() {
 
 #[tokio::test]
 async fn content_length_is_set_from_the_exact_size() {
-    let server = Flaky::start([]).await;
+    let server = Faulty::start([]).await;
     let full = Request::post(server.uri("/"))
         .body(Full::new(Bytes::from_static(b"{\"a\":1}")))
         .unwrap();
@@ -151,7 +152,7 @@ async fn content_length_is_set_from_the_exact_size() {
 
 #[tokio::test]
 async fn mismatching_content_length_is_refused_before_sending() {
-    let server = Flaky::start([]).await;
+    let server = Faulty::start([]).await;
     let file = test_file(1000);
     // SAFETY: the temp file is private to this test.
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
@@ -183,7 +184,7 @@ async fn mismatching_content_length_is_refused_before_sending() {
 /// a complete, empty request, its bytes silently gone.
 #[tokio::test]
 async fn declared_zero_never_hides_a_streamed_body() {
-    let server = Flaky::start([]).await;
+    let server = Faulty::start([]).await;
     let (body, _) = Streamed::random(100_000, 10_000);
     let req = Request::put(server.uri("/"))
         .header(http::header::CONTENT_LENGTH, "0")
@@ -207,7 +208,7 @@ async fn declared_zero_never_hides_a_streamed_body() {
 /// refuse them (h2 servers do): they are sent in canonical form.
 #[tokio::test]
 async fn content_length_is_sent_canonical_over_http1_and_http2() {
-    let addr = support::hashing_server().await;
+    let addr = hashing_server().await;
     for http2 in [false, true] {
         for (declared, len) in [("000000000000000000000000", 0usize), ("00100", 100)] {
             let body = Full::new(Bytes::from(vec![b'x'; len]));
@@ -232,7 +233,7 @@ async fn content_length_is_sent_canonical_over_http1_and_http2() {
 #[tokio::test]
 async fn streamed_body_shorter_or_longer_than_declared_fails() {
     for (declared, len) in [(200_000u64, 100_000usize), (50_000, 100_000)] {
-        let server = Flaky::start([]).await;
+        let server = Faulty::start([]).await;
         let (body, _) = Streamed::random(len, 10_000);
         let req = Request::put(server.uri("/"))
             .header(http::header::CONTENT_LENGTH, declared)
@@ -241,7 +242,7 @@ async fn streamed_body_shorter_or_longer_than_declared_fails() {
         let err = send(1024 * 1024, policy(), req)
             .await
             .expect_err("a body that lies about its length must fail");
-        let ours = find_mmap_error(&*err).expect("our error in the chain");
+        let ours = mmap_body::Error::find_in(&*err).expect("our error in the chain");
         assert_eq!(ours.kind(), ErrorKind::ContentLengthMismatch, "{ours}");
         // Never retried: the body itself is wrong.
         assert!(server.seen().len() <= 1);
@@ -250,7 +251,7 @@ async fn streamed_body_shorter_or_longer_than_declared_fails() {
 
 #[tokio::test]
 async fn attempts_are_bounded_and_backoff_is_observed() {
-    let server = Flaky::start(vec![Fault::StatusAfter(503, 0, None); 10]).await;
+    let server = Faulty::start(vec![Fault::StatusAfter(503, 0, None); 10]).await;
     let policy = RetryPolicy::default()
         .max_attempts(4)
         .backoff(Duration::from_millis(50), Duration::from_millis(50));
@@ -271,7 +272,7 @@ async fn attempts_are_bounded_and_backoff_is_observed() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_up_to_its_limit() {
-    let server = Flaky::start([Fault::StatusAfter(503, 0, Some("1"))]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 0, Some("1"))]).await;
     let started = Instant::now();
     let req = Request::get(server.uri("/"))
         .body(Empty::<Bytes>::new())
@@ -282,7 +283,7 @@ async fn retry_after_is_honoured_up_to_its_limit() {
     assert_eq!(server.seen().len(), 2);
 
     // Asking for longer than `max_retry_after`: the caller gets the 429.
-    let server = Flaky::start([Fault::StatusAfter(429, 0, Some("3600"))]).await;
+    let server = Faulty::start([Fault::StatusAfter(429, 0, Some("3600"))]).await;
     let req = Request::get(server.uri("/"))
         .body(Empty::<Bytes>::new())
         .unwrap();
@@ -293,14 +294,14 @@ async fn retry_after_is_honoured_up_to_its_limit() {
 
 #[tokio::test]
 async fn post_is_not_retried_unless_allowed() {
-    let server = Flaky::start([Fault::StatusAfter(503, 0, None)]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 0, None)]).await;
     let req = Request::post(server.uri("/"))
         .body(Full::new(Bytes::from("x")))
         .unwrap();
     assert_eq!(send(1024, policy(), req).await.unwrap().status(), 503);
     assert_eq!(server.seen().len(), 1);
 
-    let server = Flaky::start([Fault::StatusAfter(503, 0, None)]).await;
+    let server = Faulty::start([Fault::StatusAfter(503, 0, None)]).await;
     let req = Request::post(server.uri("/"))
         .body(Full::new(Bytes::from("x")))
         .unwrap();
@@ -330,7 +331,7 @@ async fn connection_refused_is_retried_and_bounded() {
 async fn budget_stops_a_retry_storm() {
     let requests = 10;
     let count = |budget: Option<Arc<TpsBudget>>| async move {
-        let server = Flaky::start(vec![Fault::StatusAfter(503, 0, None); 100]).await;
+        let server = Faulty::start(vec![Fault::StatusAfter(503, 0, None); 100]).await;
         let policy = match budget {
             Some(budget) => policy().budget(budget),
             None => policy(),
@@ -382,7 +383,7 @@ async fn clones_on_other_tasks_read_the_same_bytes() {
         let clone = original.clone();
         tasks.push(tokio::spawn(async move {
             let bytes = clone.collect().await.unwrap().to_bytes();
-            support::sha256(&bytes)
+            sha256(&bytes)
         }));
     }
     let hint = original.clone();
@@ -392,7 +393,7 @@ async fn clones_on_other_tasks_read_the_same_bytes() {
     // Everything is recorded now: a late clone knows its exact size.
     assert_eq!(http_body::Body::size_hint(&hint).exact(), Some(500_000));
     let bytes = original.collect().await.unwrap().to_bytes();
-    assert_eq!(support::sha256(&bytes), hash);
+    assert_eq!(sha256(&bytes), hash);
 }
 
 #[tokio::test]
@@ -407,7 +408,7 @@ async fn size_hint_stays_exact_through_a_partial_replay() {
     let retry = body.clone();
     assert_eq!(http_body::Body::size_hint(&retry).exact(), Some(10 * MIB));
     let bytes = retry.collect().await.unwrap().to_bytes();
-    assert_eq!(support::sha256(&bytes), file.sha256);
+    assert_eq!(sha256(&bytes), file.sha256);
 }
 
 /// A clone that reaches the point where the original body failed gets the

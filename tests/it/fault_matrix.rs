@@ -18,22 +18,20 @@
 //!
 //! Linux only: the cancellation tests read `/proc/self/fd` and
 //! `/proc/self/maps`, the sparse file is written with `FileExt`.
-#![cfg(all(target_os = "linux", feature = "retry"))]
-
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::bodies::{ExactStreamed, Streamed};
+use crate::support::faulty::{Fault, Faulty};
+use crate::support::files::{pattern, sha256, test_file};
+use crate::support::server::{client, hashing_server, received};
+use crate::support::{chain, BoxError};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
-use support::bodies::ExactStreamed;
-use support::faulty::{Fault, Faulty};
-use support::{client, received, test_file, BoxError, Streamed};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -51,7 +49,7 @@ const STREAM_FRAME: usize = 16 * 1024;
 const CAP: usize = 2 * MIB as usize;
 /// `tower::timeout` around each attempt: ends a stalled one.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
-/// No request of this binary may take longer than this, all attempts
+/// No request of this module may take longer than this, all attempts
 /// together.
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
@@ -95,18 +93,6 @@ where
     tokio::time::timeout(REQUEST_LIMIT, service.oneshot(req))
         .await
         .unwrap_or_else(|_| panic!("the request did not finish within {REQUEST_LIMIT:?}"))
-}
-
-/// An error and its sources, on one line.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(err) = next {
-        out.push_str(" <- ");
-        out.push_str(&err.to_string());
-        next = err.source();
-    }
-    out
 }
 
 fn is_elapsed(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -395,8 +381,8 @@ mod proxy {
         let upstream = Faulty::start([Fault::DropAfter(256 * KIB)]).await;
         let proxy = start(&upstream, http2).await;
         let mut bytes = vec![0u8; MIB as usize];
-        support::pattern(42, &mut bytes);
-        let hash = support::sha256(&bytes);
+        pattern(42, &mut bytes);
+        let hash = sha256(&bytes);
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(REQUEST_LIMIT)
@@ -591,10 +577,10 @@ async fn replaced_file_sends_the_original_bytes(proto: Proto) {
     std::fs::remove_file(&file.path).expect("unlink");
     let other = file.dir.path().join("other.bin");
     let mut impostor = vec![0u8; 4 * MIB as usize];
-    support::pattern(7, &mut impostor);
+    pattern(7, &mut impostor);
     std::fs::write(&other, &impostor).expect("write");
     std::fs::rename(&other, &file.path).expect("rename over");
-    assert_ne!(support::sha256(&impostor), file.sha256);
+    assert_ne!(sha256(&impostor), file.sha256);
 
     let server = Faulty::start([Fault::DropAfter(MIB)]).await;
     let req = Request::put(server.uri("/upload")).body(body).unwrap();
@@ -644,7 +630,7 @@ fn sparse_file() -> Sparse {
     let file = std::fs::File::create(&path).expect("create");
     file.set_len(len).expect("set_len");
     let mut pattern = vec![0u8; MIB as usize];
-    support::pattern(4, &mut pattern);
+    crate::support::files::pattern(4, &mut pattern);
     let pattern_at = 4 * GIB - 512 * KIB;
     file.write_all_at(&pattern, pattern_at).expect("write");
     let marker: &'static [u8] = b"<- the last 16 B";
@@ -727,8 +713,8 @@ async fn sparse_slice_upload(proto: Proto) {
     let (start, end) = (4 * GIB - MIB, 4 * GIB + 3 * MIB);
     assert_eq!(end, sparse.len);
     let slice = body.slice(start..end).expect("slice");
-    let expected = support::sha256(&sparse.expected(start, end));
-    let addr = support::hashing_server().await;
+    let expected = sha256(&sparse.expected(start, end));
+    let addr = hashing_server().await;
     let req = Request::put(format!("http://{addr}/upload"))
         .body(slice)
         .unwrap();
