@@ -1,5 +1,5 @@
 //! A hyper-util client behind `ReplayLayer` + `tower::retry::RetryLayer` +
-//! `RetryPolicy` + `ProgressLayer` + `tower::timeout::TimeoutLayer`,
+//! `RetryPolicy` + `TrackProgressLayer` + `tower::timeout::TimeoutLayer`,
 //! uploading to a local server that drops the first connection mid-body,
 //! answers 503 to the second attempt and stalls on the third, which the
 //! per-attempt timeout ends. Prints each attempt as the client sends it and
@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
+use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use tower::retry::RetryLayer;
@@ -77,7 +77,7 @@ async fn main() -> Result<(), BoxError> {
             );
             req
         })
-        .layer(ProgressLayer::new())
+        .layer(TrackProgressLayer::new())
         // Inside the retry layer: each attempt gets 3 s. Its error is a
         // boxed `Elapsed`, which `RetryPolicy` retries like a dropped
         // connection.

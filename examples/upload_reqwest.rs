@@ -1,5 +1,5 @@
 //! A reqwest 0.13 client behind `ReplayLayer` + `RetryLayer(RetryPolicy)` +
-//! `ProgressLayer` (`mmap_body::reqwest::ReqwestService` at the bottom),
+//! `TrackProgressLayer` (`mmap_body::reqwest::ReqwestService` at the bottom),
 //! uploading a temp file to a local hyper server that drops the first
 //! connection mid-body and answers 503 with `Retry-After: 1` to the second
 //! attempt. Prints each attempt as the client sends it and as the server
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use mmap_body::progress::{Progress, ProgressLayer};
+use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
@@ -77,7 +77,7 @@ async fn main() -> Result<(), BoxError> {
             );
             req
         })
-        .layer(ProgressLayer::new())
+        .layer(TrackProgressLayer::new())
         .service(ReqwestService::new(client));
 
     // SAFETY: the file is ours, in a temp dir, unchanged while mapped.

@@ -3,13 +3,13 @@
 //!
 //! A [`Progress`] is a cheap, shared handle. Give it to [`Progress::track`]
 //! to count one body's bytes, or put it in the request's extensions and let
-//! a [`ProgressLayer`] count each attempt. Placed inside `RetryLayer`, the
+//! a [`TrackProgressLayer`] count each attempt. Placed inside `RetryLayer`, the
 //! layer sees every attempt, so the figures restart honestly on a retry:
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-//! use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
+//! use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 //! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayBody, ReplayLayer};
 //! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
 //!
@@ -20,7 +20,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(ReplayLayer::new(64 * 1024))
 //!     .layer(RetryLayer::new(RetryPolicy::default()))
-//!     .layer(ProgressLayer::new()) // inside the retries: sees each attempt
+//!     .layer(TrackProgressLayer::new()) // inside the retries: sees each attempt
 //!     .service(client);
 //!
 //! // SAFETY: nothing truncates or rewrites the file while it is being sent.
@@ -163,7 +163,7 @@ pin_project! {
 
 impl<B> ProgressBody<B> {
     /// Passes `body` through without counting (a request that carried no
-    /// [`Progress`] through a [`ProgressLayer`]).
+    /// [`Progress`] through a [`TrackProgressLayer`]).
     pub fn untracked(body: B) -> ProgressBody<B> {
         ProgressBody {
             body,
@@ -208,32 +208,60 @@ impl<B: Body> Body for ProgressBody<B> {
 /// A Tower layer that counts each request's upload into the [`Progress`]
 /// found in its extensions (and passes requests without one through).
 ///
-/// Put it inside `RetryLayer`, so that it sees every attempt.
+/// Put it inside `RetryLayer`, so that it sees every attempt. It builds a
+/// [`TrackProgress`] (the service is named for what the layer does, as
+/// `ReplayLayer` builds `Replay`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProgressLayer {
+pub struct TrackProgressLayer {
     _private: (),
 }
 
-impl ProgressLayer {
+/// [`TrackProgressLayer`] by the name the design (and code written
+/// against it) uses: the same layer.
+pub type ProgressLayer = TrackProgressLayer;
+
+impl TrackProgressLayer {
     /// The layer.
-    pub fn new() -> ProgressLayer {
-        ProgressLayer { _private: () }
+    pub fn new() -> TrackProgressLayer {
+        TrackProgressLayer { _private: () }
     }
 }
 
-impl<S> tower_layer::Layer<S> for ProgressLayer {
+impl<S> tower_layer::Layer<S> for TrackProgressLayer {
     type Service = TrackProgress<S>;
 
     fn layer(&self, inner: S) -> TrackProgress<S> {
-        TrackProgress { inner }
+        TrackProgress::new(inner)
     }
 }
 
-/// The service made by [`ProgressLayer`]: wraps each request body in a
-/// [`ProgressBody`].
+/// The service made by [`TrackProgressLayer`]: wraps each request body in
+/// a [`ProgressBody`] counting into the request's [`Progress`].
 #[derive(Debug, Clone)]
 pub struct TrackProgress<S> {
     inner: S,
+}
+
+impl<S> TrackProgress<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> TrackProgress<S> {
+        TrackProgress { inner }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for TrackProgress<S>

@@ -12,11 +12,11 @@
 //! [`ReqwestService`] is a `tower::Service<http::Request<B>>` that sends
 //! each request through a `reqwest::Client`, its body through
 //! `reqwest::Body::wrap`. Stacked under [`ReplayLayer`], `RetryLayer` with
-//! [`RetryPolicy`] and [`ProgressLayer`], every attempt sends its own clone
+//! [`RetryPolicy`] and [`TrackProgressLayer`], every attempt sends its own clone
 //! of the body, so a reqwest upload keeps all of it:
 //!
 //! ```no_run
-//! use mmap_body::progress::{Progress, ProgressLayer};
+//! use mmap_body::progress::{Progress, TrackProgressLayer};
 //! use mmap_body::reqwest::ReqwestService;
 //! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayLayer};
 //! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
@@ -27,7 +27,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(ReplayLayer::new(64 * 1024)) // outside: makes requests cloneable
 //!     .layer(RetryLayer::new(RetryPolicy::default())) // clones and retries
-//!     .layer(ProgressLayer::new()) // inside the retries: counts each attempt
+//!     .layer(TrackProgressLayer::new()) // inside the retries: counts each attempt
 //!     .service(ReqwestService::new(client));
 //!
 //! // SAFETY: nothing truncates or rewrites the file while it is being sent.
@@ -55,7 +55,7 @@
 //! | sender peak RSS growth, 512 MiB | **511 MiB**: every page sent stays resident | 1–2 MiB: pages sent are given back | **3 MiB** |
 //! | a file changed while sent | not checked: the caller's promise must hold while the `Bytes` lives | the body fails with `Truncated` / `Modified` (in the error chain over HTTP/1.1; over HTTP/2 the caller sees a reset stream) | `Truncated` / `Modified`, over HTTP/2 too, never retried |
 //! | retries | reqwest's own: by default only protocol NACKs (HTTP/2 `REFUSED_STREAM`); with `ClientBuilder::retry`, statuses too, but no backoff and no `Retry-After` | none: reqwest cannot clone it | [`RetryPolicy`]: dropped connections and 502/503/504/429, exponential backoff with jitter, `Retry-After`, a budget, idempotent methods only |
-//! | progress per attempt | no | by hand ([`Progress::track`]) | [`ProgressLayer`], from zero at each attempt |
+//! | progress per attempt | no | by hand ([`Progress::track`]) | [`TrackProgressLayer`], from zero at each attempt |
 //!
 //! `tests/reqwest_retry.rs` sends the same 512 MiB file through the stack to
 //! a server that drops the connection after 64 MiB, then answers 503 with
@@ -90,7 +90,7 @@
 //! [`ReplayLayer`]: crate::ReplayLayer
 //! [`ReplayBody`]: crate::ReplayBody
 //! [`RetryPolicy`]: crate::retry::RetryPolicy
-//! [`ProgressLayer`]: crate::progress::ProgressLayer
+//! [`TrackProgressLayer`]: crate::progress::TrackProgressLayer
 //! [`Progress::track`]: crate::progress::Progress::track
 
 use std::future::Future;
@@ -107,7 +107,7 @@ use crate::error::BoxError;
 /// A tower `Service<http::Request<B>>` over a [`reqwest::Client`]: each
 /// request's body is sent through [`reqwest::Body::wrap`], so the stack of
 /// this crate (`ReplayLayer`, `RetryLayer` with `RetryPolicy`,
-/// `ProgressLayer`) works on reqwest as on hyper-util.
+/// `TrackProgressLayer`) works on reqwest as on hyper-util.
 ///
 /// It is as cheap to clone as the `Client` it wraps (a reference count),
 /// and shares its connection pool. See the [module docs](self) for the

@@ -1,5 +1,5 @@
 //! `mmap_body::reqwest::ReqwestService` behind `ReplayLayer` + `RetryLayer`
-//! (`RetryPolicy`) + `ProgressLayer`: real reqwest 0.13 clients against real
+//! (`RetryPolicy`) + `TrackProgressLayer`: real reqwest 0.13 clients against real
 //! hyper servers on 127.0.0.1, over HTTP/1.1 and HTTP/2 (prior knowledge).
 //!
 //! - a 512 MiB upload survives a dropped connection and a 503 with
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Version};
 use http_body_util::BodyExt;
-use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
+use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
@@ -65,7 +65,7 @@ fn sample(p: &Progress) -> Sample {
     (p.attempt(), p.sent(), p.total())
 }
 
-/// The stack, with two taps on the progress: just before `ProgressLayer`
+/// The stack, with two taps on the progress: just before `TrackProgressLayer`
 /// starts an attempt (what the previous one had sent), and just after
 /// (what the new one starts from).
 macro_rules! stack {
@@ -81,7 +81,7 @@ macro_rules! stack {
                 }
                 req
             })
-            .layer(ProgressLayer::new())
+            .layer(TrackProgressLayer::new())
             .map_request(move |req: Request<ProgressBody<ReplayBody<MmapBody>>>| {
                 if let Some(p) = req.extensions().get::<Progress>() {
                     after.lock().unwrap().push(sample(p));

@@ -1,5 +1,5 @@
 //! The sender's peak RSS for a 512 MiB reqwest upload, three ways:
-//! `ReqwestService` behind `ReplayLayer` + `RetryLayer` + `ProgressLayer`,
+//! `ReqwestService` behind `ReplayLayer` + `RetryLayer` + `TrackProgressLayer`,
 //! `reqwest::Body::wrap(body)`, and `reqwest::Body::from(Bytes::from(body))`.
 //!
 //! One test in its own binary: peak RSS (`VmHWM`) is a property of the
@@ -20,7 +20,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mmap_body::progress::{Progress, ProgressLayer};
+use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
@@ -59,7 +59,7 @@ async fn peak_rss_growth_mib(
             let service = ServiceBuilder::new()
                 .layer(ReplayLayer::new(64 * 1024))
                 .layer(RetryLayer::new(RetryPolicy::default()))
-                .layer(ProgressLayer::new())
+                .layer(TrackProgressLayer::new())
                 .service(ReqwestService::new(client.clone()));
             let mut request = http::Request::put(&url).body(body).unwrap();
             let progress = Progress::new();

@@ -1,5 +1,5 @@
 //! Upload progress through the real stack: `ReplayLayer` + `tower::retry` +
-//! `ProgressLayer` + a hyper-util client, against a flaky server on
+//! `TrackProgressLayer` + a hyper-util client, against a flaky server on
 //! 127.0.0.1 that drops the first attempt and answers 503 to the second.
 
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,7 @@ use crate::support::faulty::{Fault, Faulty};
 use crate::support::files::test_file;
 use crate::support::server::{client, hashing_server, received};
 use http::Request;
-use mmap_body::progress::{Progress, ProgressBody, ProgressLayer};
+use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use tower::retry::RetryLayer;
@@ -31,7 +31,7 @@ async fn progress_restarts_with_each_attempt_and_ends_complete() {
 
     let progress = Progress::new();
     // What the previous attempt had handed to the client when the next one
-    // began, read just before `ProgressLayer` starts the new attempt.
+    // began, read just before `TrackProgressLayer` starts the new attempt.
     let before_each = Arc::new(Mutex::new(Vec::<Sample>::new()));
     let log = before_each.clone();
     // What each attempt starts from, read just after.
@@ -48,7 +48,7 @@ async fn progress_restarts_with_each_attempt_and_ends_complete() {
             log.lock().unwrap().push(sample(&watch));
             req
         })
-        .layer(ProgressLayer::new())
+        .layer(TrackProgressLayer::new())
         .map_request(move |req: Request<ProgressBody<ReplayBody<MmapBody>>>| {
             let progress = req.extensions().get::<Progress>().unwrap();
             log_after.lock().unwrap().push(sample(progress));
@@ -127,7 +127,7 @@ async fn requests_without_progress_pass_through() {
     let file = test_file(MIB);
     let addr = hashing_server().await;
     let service = ServiceBuilder::new()
-        .layer(ProgressLayer::new())
+        .layer(TrackProgressLayer::new())
         .service(client::<ProgressBody<MmapBody>>(true));
     // SAFETY: the temp file is private to this test.
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
