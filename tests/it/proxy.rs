@@ -99,12 +99,27 @@ impl Default for Options {
 }
 
 /// Starts the axum proxy on 127.0.0.1, forwarding to `upstream`.
-async fn start_proxy(upstream: &str, options: Options) -> SocketAddr {
-    let client = ServiceBuilder::new()
+/// How a test names the upstream's protocol in its messages.
+fn upstream_label(http2: bool) -> &'static str {
+    if http2 {
+        "[h2 upstream]"
+    } else {
+        "[h1 upstream]"
+    }
+}
+
+/// The proxy's client stack: `ReplayLayer` + `RetryLayer` + a timeout per
+/// attempt + a hyper-util client.
+fn client_stack(options: &Options) -> ClientStack {
+    ServiceBuilder::new()
         .layer(ReplayLayer::new(options.cap))
-        .layer(RetryLayer::new(options.policy))
+        .layer(RetryLayer::new(options.policy.clone()))
         .layer(TimeoutLayer::new(options.attempt_timeout))
-        .service(client::<ReplayBody<Body>>(options.http2));
+        .service(client::<ReplayBody<Body>>(options.http2))
+}
+
+async fn start_proxy(upstream: &str, options: Options) -> SocketAddr {
+    let client = client_stack(&options);
     let state = Proxy {
         client,
         upstream: upstream.parse().expect("an upstream"),
@@ -341,11 +356,7 @@ const RESPONSE_HOP_BY_HOP: [&str; 6] = [
 ];
 
 async fn hop_by_hop_headers_stay_on_their_hop(http2: bool) {
-    let label = if http2 {
-        "[h2 upstream]"
-    } else {
-        "[h1 upstream]"
-    };
+    let label = upstream_label(http2);
     let upstream = Recorder::start().await;
     let proxy = start_proxy(
         &format!("http://{}", upstream.addr),
@@ -678,11 +689,7 @@ async fn upstream_refused_is_502() {
 /// error, not complete; the request must not be retried; the proxy must
 /// go on serving.
 async fn client_body_cut_short(http2: bool) {
-    let label = if http2 {
-        "[h2 upstream]"
-    } else {
-        "[h1 upstream]"
-    };
+    let label = upstream_label(http2);
     let upstream = Recorder::start().await;
     let proxy = start_proxy(
         &format!("http://{}", upstream.addr),
@@ -751,17 +758,14 @@ async fn client_body_cut_short_never_completes_upstream_h2() {
 /// the attempt, the upstream never gets a complete body, and the answer is
 /// `400`, the client's fault, not `502`.
 async fn short_body_is_refused(http2: bool) {
-    let label = if http2 {
-        "[h2 upstream]"
-    } else {
-        "[h1 upstream]"
-    };
+    let label = upstream_label(http2);
     let upstream = Recorder::start().await;
-    let client: ClientStack = ServiceBuilder::new()
-        .layer(ReplayLayer::new(4 * MIB))
-        .layer(RetryLayer::new(Options::default().policy))
-        .layer(TimeoutLayer::new(Duration::from_secs(10)))
-        .service(client::<ReplayBody<Body>>(http2));
+    let client = client_stack(&Options {
+        cap: 4 * MIB,
+        attempt_timeout: Duration::from_secs(10),
+        http2,
+        ..Options::default()
+    });
     let (short, _) = Streamed::random(300 * KIB, 16 * KIB);
     let req = Request::put("http://client.example/short")
         .header("content-length", MIB)
@@ -809,11 +813,7 @@ async fn body_short_of_its_content_length_is_400_h2() {
 // ---------------------------------------------------------------- retries
 
 async fn retry_delivers_the_whole_body(http2: bool) {
-    let label = if http2 {
-        "[h2 upstream]"
-    } else {
-        "[h1 upstream]"
-    };
+    let label = upstream_label(http2);
     let len = 16 * MIB;
     let drop = Fault::DropAfter(4 * MIB as u64);
     let upstream = Faulty::start([drop.clone()]).await;
