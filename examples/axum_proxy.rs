@@ -18,36 +18,30 @@
 //! cargo run --release --example axum_proxy --all-features
 //! ```
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Replay, ReplayBody, ReplayLayer};
 use sha2::{Digest, Sha256};
+use support::flaky::{Flaky, Step};
+use support::BoxError;
 use tower::retry::{Retry, RetryLayer};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::MapRequest;
 use tower::{ServiceBuilder, ServiceExt};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The upload.
 const SIZE: usize = 64 << 20;
-/// What the upstream reads of attempts 1 and 2 before failing them.
-const DROP_AFTER: u64 = 16 << 20;
-const REFUSE_AFTER: u64 = 24 << 20;
 
 /// The client stack of the proxy: replayable body, retries, a timeout per
 /// attempt (and a line printed per attempt), hyper-util.
@@ -105,7 +99,22 @@ async fn forward(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let upstream_addr = flaky_upstream().await?;
+    // Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 24 MiB,
+    // answer 503. Then: read everything, hash it, answer 200.
+    let upstream_addr = Flaky::new(
+        "upstream",
+        [
+            Step::Drop { after: 16 << 20 },
+            Step::Status {
+                status: 503,
+                after: 24 << 20,
+                retry_after: None,
+            },
+        ],
+    )
+    .with_sha256()
+    .start()
+    .await?;
 
     let client = ServiceBuilder::new()
         // Outside the retries: each attempt is held to the client's
@@ -188,114 +197,4 @@ async fn main() -> Result<(), BoxError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 24 MiB,
-/// answer 503. Attempt 3 on: read everything, hash it, answer 200.
-async fn flaky_upstream() -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let seen = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
-                let kill_tx = Arc::new(std::sync::Mutex::new(Some(kill_tx)));
-                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-                    let kill_tx = kill_tx.clone();
-                    async move { upstream_attempt(n, req, kill_tx).await }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = kill_rx => {}
-                }
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn upstream_attempt(
-    n: usize,
-    req: http::Request<Incoming>,
-    kill: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
-) -> Result<http::Response<Full<Bytes>>, Infallible> {
-    let limit = match n {
-        1 => DROP_AFTER,
-        2 => REFUSE_AFTER,
-        _ => u64::MAX,
-    };
-    let header = |name: &str| req.headers().get(name).cloned();
-    let (cl, via, xff) = (
-        header("content-length"),
-        header("via"),
-        header("x-forwarded-for"),
-    );
-    println!(
-        "upstream: attempt {n}: {} {} content-length={cl:?} via={via:?} x-forwarded-for={xff:?}",
-        req.method(),
-        req.uri()
-    );
-    let mut body = req.into_body();
-    let mut hasher = Sha256::new();
-    let mut read = 0u64;
-    let mut failed = None;
-    while read < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    hasher.update(data);
-                    read += data.len() as u64;
-                }
-            }
-            Some(Err(err)) => {
-                failed = Some(err);
-                break;
-            }
-            None => break,
-        }
-    }
-    let reply = |status: u16, text: String| {
-        http::Response::builder()
-            .status(status)
-            .header(http::header::CONNECTION, "close")
-            .body(Full::new(Bytes::from(text)))
-            .unwrap()
-    };
-    match (n, failed) {
-        (_, Some(err)) => {
-            println!("upstream: attempt {n}: the body failed after {read} bytes: {err}");
-            Ok(reply(400, format!("body failed: {err}")))
-        }
-        (1, None) => {
-            println!(
-                "upstream: attempt 1: read {} MiB, dropping the connection",
-                read >> 20
-            );
-            if let Some(tx) = kill.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-            std::future::pending().await
-        }
-        (2, None) => {
-            println!(
-                "upstream: attempt 2: read {} MiB, answering 503",
-                read >> 20
-            );
-            Ok(reply(503, "busy, try again".into()))
-        }
-        (_, None) => {
-            let sha = hex(&hasher.finalize());
-            println!(
-                "upstream: attempt {n}: read all {read} bytes, sha256 {}, answering 200",
-                &sha[..16]
-            );
-            Ok(reply(200, format!("received {read} bytes, sha256 {sha}")))
-        }
-    }
 }

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::serve::{Listener, ListenerExt};
 use mmap_body::MmapBody;
-use support::{human, parse_size, BoxError};
+use support::{human, size_arg, BoxError};
 
 async fn download(
     State(path): State<Arc<PathBuf>>,
@@ -37,14 +37,7 @@ async fn download(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let mut size: u64 = 256 << 20;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--size", Some(value)) => size = parse_size(&value)?.max(1),
-            _ => return Err(format!("unknown option `{arg}`; use --size 256MiB").into()),
-        }
-    }
+    let size = size_arg(256 << 20)?.max(1);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("served.bin");
     support::write_file(&path, size)?;

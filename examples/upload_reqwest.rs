@@ -12,33 +12,23 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
-use support::{framing, human, parse_size, status_kib, write_file, BoxError};
+use mmap_body::{MmapBody, ReplayLayer};
+use support::flaky::{Flaky, Step};
+use support::{human, log_attempt, sent_of_total, size_arg, status_kib, write_file, BoxError};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let mut size: u64 = 256 << 20;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--size", Some(value)) => size = parse_size(&value)?,
-            _ => return Err(format!("unknown option {arg}; options: --size 512MiB").into()),
-        }
-    }
+    let size = size_arg(256 << 20)?;
     // A file truncated while it is sent fails the upload instead of killing
     // the process with SIGBUS (HTTP/2 and TLS copy frames in user space).
     mmap_body::guard::install()?;
@@ -46,11 +36,23 @@ async fn main() -> Result<(), BoxError> {
     let path = dir.path().join("upload.bin");
     write_file(&path, size)?;
 
-    let addr = flaky_server(size / 4).await?;
+    // Attempt 1: read a quarter of the file, drop the connection. Attempt 2:
+    // read a quarter, answer 503 with `Retry-After: 1`. Then: read everything.
+    let addr = Flaky::new(
+        "server",
+        [
+            Step::Drop { after: size / 4 },
+            Step::Status {
+                status: 503,
+                after: size / 4,
+                retry_after: Some(1),
+            },
+        ],
+    )
+    .start()
+    .await?;
     let attempts = Arc::new(AtomicUsize::new(0));
-    let counter = attempts.clone();
     let progress = Progress::new();
-    let watch = progress.clone();
     let client = reqwest::Client::builder().no_proxy().build()?;
     let service = ServiceBuilder::new()
         .layer(ReplayLayer::new(64 * 1024))
@@ -59,24 +61,7 @@ async fn main() -> Result<(), BoxError> {
                 .max_attempts(4)
                 .backoff(Duration::from_millis(100), Duration::from_secs(1)),
         ))
-        .map_request(move |req: http::Request<ReplayBody<MmapBody>>| {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            if n > 1 {
-                println!(
-                    "client: progress: attempt {} had handed {} of {} to reqwest",
-                    watch.attempt(),
-                    human(watch.sent()),
-                    human(watch.total().unwrap_or(0))
-                );
-            }
-            println!(
-                "client: attempt {n}: {} {} content-length={:?}",
-                req.method(),
-                req.uri(),
-                req.headers().get(http::header::CONTENT_LENGTH)
-            );
-            req
-        })
+        .map_request(log_attempt(&attempts, &progress, "reqwest"))
         .layer(TrackProgressLayer::new())
         .service(ReqwestService::new(client));
 
@@ -98,11 +83,9 @@ async fn main() -> Result<(), BoxError> {
         );
         if now != shown && now.0 > 0 {
             println!(
-                "client: progress: attempt {}: {} of {} ({:.0}%)",
+                "client: progress: attempt {}: {}",
                 now.0,
-                human(progress.sent()),
-                human(progress.total().unwrap_or(0)),
-                progress.fraction().unwrap_or(0.0) * 100.0
+                sent_of_total(&progress)
             );
             shown = now;
         }
@@ -119,11 +102,9 @@ async fn main() -> Result<(), BoxError> {
         String::from_utf8_lossy(&text)
     );
     println!(
-        "client: progress: attempt {}, {} of {} ({:.0}%)",
+        "client: progress: attempt {}, {}",
         progress.attempt(),
-        human(progress.sent()),
-        human(progress.total().unwrap_or(0)),
-        progress.fraction().unwrap_or(0.0) * 100.0
+        sent_of_total(&progress)
     );
     println!(
         "client: peak RSS growth {} for a {} file (server in the same process)",
@@ -134,75 +115,4 @@ async fn main() -> Result<(), BoxError> {
         return Err(format!("upload failed with {status}").into());
     }
     Ok(())
-}
-
-/// Attempt 1: read `limit` bytes, drop the connection. Attempt 2: read
-/// `limit` bytes, answer 503 with `Retry-After: 1`. Then: read everything,
-/// answer 200 with the framing seen and the byte count.
-async fn flaky_server(limit: u64) -> std::io::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let seen = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
-                let kill_tx = Arc::new(Mutex::new(Some(kill_tx)));
-                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-                    let kill_tx = kill_tx.clone();
-                    async move {
-                        let framing = framing(req.version(), req.headers());
-                        let limit = if n <= 2 { limit } else { u64::MAX };
-                        let mut body = req.into_body();
-                        let mut read = 0u64;
-                        while read < limit {
-                            match body.frame().await {
-                                Some(Ok(frame)) => {
-                                    read += frame.data_ref().map_or(0, |d| d.len() as u64)
-                                }
-                                _ => break,
-                            }
-                        }
-                        println!("server: attempt {n}: {framing}, read {}", human(read));
-                        let reply = |status: u16| {
-                            http::Response::builder()
-                                .status(status)
-                                .header(http::header::CONNECTION, "close")
-                        };
-                        match n {
-                            1 => {
-                                println!("server: attempt 1: dropping the connection");
-                                if let Some(tx) = kill_tx.lock().unwrap().take() {
-                                    let _ = tx.send(());
-                                }
-                                std::future::pending().await
-                            }
-                            2 => {
-                                println!("server: attempt 2: 503, Retry-After: 1");
-                                Ok::<_, Infallible>(
-                                    reply(503)
-                                        .header(http::header::RETRY_AFTER, "1")
-                                        .body(Full::new(Bytes::from("busy")))
-                                        .unwrap(),
-                                )
-                            }
-                            _ => Ok(reply(200)
-                                .body(Full::new(Bytes::from(format!("{framing} received={read}"))))
-                                .unwrap()),
-                        }
-                    }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = kill_rx => {}
-                }
-            });
-        }
-    });
-    Ok(addr)
 }
