@@ -47,3 +47,23 @@ pub(crate) fn peak_rss_kib() -> std::io::Result<u64> {
 pub(crate) fn time_limit(size: u64) -> Duration {
     Duration::from_secs(60 + size / (10 << 20))
 }
+
+/// Drops the file's pages from the page cache (`posix_fadvise` with
+/// `POSIX_FADV_DONTNEED`; the file was written back when it was made, so
+/// every page is clean and goes), so that the next reader reads the disk.
+#[cfg(target_os = "linux")]
+pub(crate) fn drop_cached_pages(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    // SAFETY: `file` is open for the whole call; the advice reads no memory.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn drop_cached_pages(_path: &std::path::Path) -> std::io::Result<()> {
+    Err(std::io::Error::other("--cold needs Linux"))
+}

@@ -17,8 +17,10 @@ use crate::report::*;
 use crate::support::{self, human, parse_size, BoxError};
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
+  --cold   drop the file's pages from the page cache before each case, so
+           every sender reads it from disk (Linux)
   --runs   rounds of measurements; throughput is the median (default 5)
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
@@ -32,6 +34,7 @@ pub(crate) struct Options {
     pub(crate) size: u64,
     pub(crate) runs: usize,
     pub(crate) quick: bool,
+    pub(crate) cold: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
 
@@ -40,6 +43,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         size: 1 << 30,
         runs: 5,
         quick: false,
+        cold: false,
         only: None,
     };
     let mut size = None;
@@ -52,6 +56,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         };
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--cold" => options.cold = true,
             "--size" => size = Some(parse_size(value()?)?),
             "--runs" => runs = Some(value()?.parse::<usize>()?.max(1)),
             "--only" => {
@@ -102,9 +107,14 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
     std::fs::File::open(&path)?.sync_all()?;
     println!("{}", machine());
     println!(
-        "file: {} in {}; {} round(s) of {} cases; each sender in a fresh process\n",
+        "file: {} in {}{}; {} round(s) of {} cases; each sender in a fresh process\n",
         human(size),
         dir.path().display(),
+        if options.cold {
+            ", cold (its pages dropped before each case)"
+        } else {
+            ""
+        },
         options.runs,
         cases.len()
     );
@@ -132,6 +142,9 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
                 cases.len() - 1 - i
             };
             let case = cases[index];
+            if options.cold {
+                drop_cached_pages(&path)?;
+            }
             let sample = if case.sender.is_download() {
                 run_download(&client_rt, case, &path, size)
             } else {
