@@ -10,6 +10,7 @@ pub(crate) enum Sender {
     Mmap64K,
     Mmap4M,
     MmapKeep,
+    MmapNoHint,
     MmapReplay,
     Sendfile,
     ServeMmap,
@@ -23,7 +24,7 @@ pub(crate) enum Sender {
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 17] = [
+    pub(crate) const ALL: [Sender; 18] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -31,6 +32,7 @@ impl Sender {
         Sender::Mmap64K,
         Sender::Mmap4M,
         Sender::MmapKeep,
+        Sender::MmapNoHint,
         Sender::MmapReplay,
         Sender::Sendfile,
         Sender::ServeMmap,
@@ -52,6 +54,7 @@ impl Sender {
             Sender::Mmap64K => "mmap-64k",
             Sender::Mmap4M => "mmap-4m",
             Sender::MmapKeep => "mmap-keep",
+            Sender::MmapNoHint => "mmap-nohint",
             Sender::MmapReplay => "mmap+replay",
             Sender::Sendfile => "sendfile",
             Sender::ServeMmap => "serve-mmap",
@@ -74,6 +77,7 @@ impl Sender {
             Sender::Mmap64K => "`MmapBody` 64 KiB frames",
             Sender::Mmap4M => "`MmapBody` 4 MiB frames",
             Sender::MmapKeep => "`MmapBody`, sent pages kept mapped",
+            Sender::MmapNoHint => "`MmapBody`, no access hints",
             Sender::MmapReplay => "`MmapBody` behind `ReplayLayer`",
             Sender::Sendfile => "`sendfile(2)`, hand-written head",
             Sender::ServeMmap => "**`MmapBody`** from a hyper server",

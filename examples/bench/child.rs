@@ -189,6 +189,10 @@ pub(crate) async fn upload(
         Sender::Mmap => send(proto, &uri, mmap(mmap_body::DEFAULT_CHUNK_SIZE)?).await?,
         Sender::Mmap64K => send(proto, &uri, mmap(64 << 10)?).await?,
         Sender::Mmap4M => send(proto, &uri, mmap(4 << 20)?).await?,
+        Sender::MmapNoHint => {
+            let body = mmap(mmap_body::DEFAULT_CHUNK_SIZE)?.access_hints(false);
+            send(proto, &uri, body).await?
+        }
         Sender::MmapKeep => {
             let body = mmap(mmap_body::DEFAULT_CHUNK_SIZE)?.release_sent_pages(false);
             send(proto, &uri, body).await?

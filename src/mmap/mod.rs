@@ -201,6 +201,8 @@ pub struct MmapBody {
     pos: usize,
     chunk: usize,
     release: bool,
+    /// Read the next frame ahead (and the mapping was advised sequential).
+    hints: bool,
     /// The frames of this attempt not dropped yet, while the SIGBUS guard
     /// is installed; made with the first frame.
     in_flight: Option<Arc<InFlight>>,
@@ -345,6 +347,7 @@ impl MmapBody {
             pos: 0,
             chunk: DEFAULT_CHUNK_SIZE,
             release,
+            hints: true,
             in_flight: None,
         }
     }
@@ -427,6 +430,20 @@ impl MmapBody {
         self
     }
 
+    /// Whether to tell the kernel how the file will be read (on by
+    /// default): the mapping is advised sequential (`MADV_SEQUENTIAL`:
+    /// larger read-ahead) and each frame asks for the next one to be read
+    /// from disk while it goes out (`MADV_WILLNEED`). Off: the kernel's
+    /// default read-ahead alone. The advice is the mapping's, shared by the
+    /// body's clones and slices. No effect where the OS has no such advice.
+    pub fn access_hints(mut self, hints: bool) -> MmapBody {
+        if !hints {
+            sys::advise_normal(&self.mapping.map);
+        }
+        self.hints = hints;
+        self
+    }
+
     /// Whether to give each frame's pages back to the kernel
     /// (`madvise(MADV_DONTNEED)`) once the last `Bytes` of that frame is
     /// dropped, i.e. once hyper has written it to the socket. On by default.
@@ -470,7 +487,7 @@ impl MmapBody {
         // Start reading the following frame from disk while this one goes
         // out; a cold file then streams at disk speed.
         let ahead = self.chunk.min(self.end - end);
-        if ahead > 0 {
+        if ahead > 0 && self.hints {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }
         let in_flight = if guard::is_installed() {

@@ -418,6 +418,11 @@ async fn collect_matches_the_file() {
     let file = test_file(2 * 1024 * 1024 + 5);
     let got = open(&file.path).collect().await.unwrap().to_bytes();
     assert_eq!(sha256(&got), file.sha256);
+    // Without access hints: the same bytes, the same frames.
+    let body = open(&file.path).chunk_size(64 * 1024).access_hints(false);
+    assert_eq!(body.size_hint().exact(), Some(file.len));
+    let got = body.collect().await.unwrap().to_bytes();
+    assert_eq!(sha256(&got), file.sha256);
 }
 
 /// reqwest sends `Bytes::from(MmapBody)` with its exact length, zero-copy,

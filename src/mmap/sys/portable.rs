@@ -14,6 +14,9 @@ use memmap2::Mmap;
 /// for mapped files applies.
 pub(crate) fn advise_sequential(_map: &Mmap) {}
 
+/// No advice to take back.
+pub(crate) fn advise_normal(_map: &Mmap) {}
+
 /// No read-ahead hint outside Unix; pages are read when first touched.
 pub(crate) fn read_ahead(_map: &Mmap, _offset: usize, _len: usize) {}
 

@@ -14,6 +14,12 @@ pub(crate) fn advise_sequential(map: &Mmap) {
     let _ = map.advise(Advice::Sequential);
 }
 
+/// Takes the sequential hint back (`MADV_NORMAL`: the kernel's default
+/// read-ahead).
+pub(crate) fn advise_normal(map: &Mmap) {
+    let _ = map.advise(Advice::Normal);
+}
+
 /// Starts reading `len` bytes at `offset` from disk (`MADV_WILLNEED`).
 pub(crate) fn read_ahead(map: &Mmap, offset: usize, len: usize) {
     let _ = map.advise_range(Advice::WillNeed, offset, len);
