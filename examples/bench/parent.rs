@@ -17,10 +17,12 @@ use crate::report::*;
 use crate::support::{self, human, parse_size, BoxError};
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--h2-large] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
+  --h2-large  HTTP/2 receivers (the upload server, the download client)
+           allow 1 MiB DATA frames and 8/16 MiB windows
   --runs   rounds of measurements; throughput is the median (default 5)
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
@@ -35,6 +37,7 @@ pub(crate) struct Options {
     pub(crate) runs: usize,
     pub(crate) quick: bool,
     pub(crate) cold: bool,
+    pub(crate) h2_large: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
 
@@ -44,6 +47,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         runs: 5,
         quick: false,
         cold: false,
+        h2_large: false,
         only: None,
     };
     let mut size = None;
@@ -57,6 +61,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--cold" => options.cold = true,
+            "--h2-large" => options.h2_large = true,
             "--size" => size = Some(parse_size(value()?)?),
             "--runs" => runs = Some(value()?.parse::<usize>()?.max(1)),
             "--only" => {
@@ -124,7 +129,12 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let upload_addr = server_rt.block_on(support::start_counting_server())?;
+    let upload_addr = server_rt.block_on(support::start_counting_server_with(options.h2_large))?;
+    if options.h2_large {
+        println!(
+            "HTTP/2 receivers: DATA frames up to 1 MiB, windows 8 MiB (stream) / 16 MiB (connection)\n"
+        );
+    }
     // The download client runs on this thread.
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -146,7 +156,7 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
                 drop_cached_pages(&path)?;
             }
             let sample = if case.sender.is_download() {
-                run_download(&client_rt, case, &path, size)
+                run_download(&client_rt, case, &path, size, options.h2_large)
             } else {
                 run_upload(case, upload_addr, &path, size)
             }
@@ -246,6 +256,7 @@ pub(crate) fn run_download(
     case: Case,
     path: &Path,
     size: u64,
+    h2_large: bool,
 ) -> Result<Sample, BoxError> {
     let mut child = child_command(case, path, size)?
         .stdin(Stdio::piped())
@@ -259,7 +270,7 @@ pub(crate) fn run_download(
         Some(addr) => {
             let addr: SocketAddr = addr.parse()?;
             rt.block_on(async {
-                tokio::time::timeout(time_limit(size), download(case.proto, addr, size))
+                tokio::time::timeout(time_limit(size), download(case.proto, addr, size, h2_large))
                     .await
                     .map_err(|_| BoxError::from("the download took too long"))?
             })
@@ -286,8 +297,20 @@ pub(crate) async fn download(
     proto: Proto,
     addr: SocketAddr,
     size: u64,
+    h2_large: bool,
 ) -> Result<(f64, String), BoxError> {
-    let client = client::<Empty<Bytes>>(proto);
+    let client = if h2_large {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(proto == Proto::H2)
+            .http2_max_frame_size(support::H2_LARGE_FRAME)
+            .http2_initial_stream_window_size(support::H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(support::H2_CONNECTION_WINDOW)
+            .build(connector)
+    } else {
+        client::<Empty<Bytes>>(proto)
+    };
     let uri = format!("http://{addr}/file").parse()?;
     let started = Instant::now();
     let response = client.get(uri).await?;

@@ -42,6 +42,19 @@ pub fn write_file(path: &Path, size: u64) -> std::io::Result<()> {
 /// Accepts HTTP/1.1 and HTTP/2 (prior knowledge) connections on 127.0.0.1,
 /// with `TCP_NODELAY`, and answers each request with [`count_body`].
 pub async fn start_counting_server() -> std::io::Result<SocketAddr> {
+    start_counting_server_with(false).await
+}
+
+/// The HTTP/2 settings that let a receiver of large bodies keep up (see the
+/// README's "HTTP/2" section): `DATA` frames of up to 1 MiB instead of
+/// 16 KiB, and 8 MiB stream / 16 MiB connection windows.
+pub const H2_LARGE_FRAME: u32 = 1 << 20;
+pub const H2_STREAM_WINDOW: u32 = 8 << 20;
+pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// [`start_counting_server`], with the HTTP/2 settings for large bodies
+/// when `large_h2` is set.
+pub async fn start_counting_server_with(large_h2: bool) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -51,7 +64,16 @@ pub async fn start_counting_server() -> std::io::Result<SocketAddr> {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(count_body);
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if large_h2 {
+                    builder
+                        .http2()
+                        .max_frame_size(H2_LARGE_FRAME)
+                        .initial_stream_window_size(H2_STREAM_WINDOW)
+                        .initial_connection_window_size(H2_CONNECTION_WINDOW);
+                }
+                let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
