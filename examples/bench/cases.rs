@@ -21,10 +21,12 @@ pub(crate) enum Sender {
     ProxyPlain,
     ProxySpill,
     ProxyReplay,
+    ManyMmap,
+    ManyReader64K,
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 18] = [
+    pub(crate) const ALL: [Sender; 20] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -43,6 +45,8 @@ impl Sender {
         Sender::ProxyPlain,
         Sender::ProxySpill,
         Sender::ProxyReplay,
+        Sender::ManyMmap,
+        Sender::ManyReader64K,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -65,6 +69,8 @@ impl Sender {
             Sender::ProxyPlain => "proxy-plain",
             Sender::ProxySpill => "proxy-spill",
             Sender::ProxyReplay => "proxy-replay",
+            Sender::ManyMmap => "many-mmap",
+            Sender::ManyReader64K => "many-reader-64k",
         }
     }
 
@@ -88,6 +94,8 @@ impl Sender {
             Sender::ProxyPlain => "`MmapBody` → hyper proxy, plain forwarding",
             Sender::ProxySpill => "`MmapBody` → proxy with `ReplayLayer` + spill",
             Sender::ProxyReplay => "proxy + spill, 2 attempts (503 after all)",
+            Sender::ManyMmap => "**`MmapBody`**, 32 files at once",
+            Sender::ManyReader64K => "`ReaderStream` 64 KiB, 32 files at once",
         }
     }
 
@@ -104,6 +112,11 @@ impl Sender {
             self,
             Sender::ProxyPlain | Sender::ProxySpill | Sender::ProxyReplay
         )
+    }
+
+    /// 32 uploads at once, of 32 files of 1/16 of `--size` each.
+    pub(crate) fn is_many(self) -> bool {
+        matches!(self, Sender::ManyMmap | Sender::ManyReader64K)
     }
 
     pub(crate) fn is_reqwest(self) -> bool {
@@ -157,4 +170,18 @@ pub(crate) struct Sample {
     pub(crate) framing: String,
     /// `proxy-replay`: the seconds of its first and second attempt.
     pub(crate) attempts: Option<(f64, f64)>,
+    /// Bytes sent in all, when not the one file of `--size` (the `many-*`
+    /// cases); 0 otherwise.
+    pub(crate) bytes: u64,
+}
+
+impl Sample {
+    /// Bytes this measurement sent, given the bench's file size.
+    pub(crate) fn sent(&self, size: u64) -> u64 {
+        if self.bytes == 0 {
+            size
+        } else {
+            self.bytes
+        }
+    }
 }

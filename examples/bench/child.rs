@@ -47,6 +47,15 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let mut attempts = None;
     let seen = if sender == Sender::Sendfile {
         sendfile_upload(addr, &path, size)
+    } else if sender.is_many() {
+        rt.block_on(async {
+            tokio::time::timeout(
+                time_limit(size * 32),
+                upload_many(sender, proto, addr, &path),
+            )
+            .await
+            .map_err(|_| BoxError::from("the uploads took too long"))?
+        })
     } else if sender.is_reqwest() {
         rt.block_on(async {
             tokio::time::timeout(time_limit(size), via_reqwest(sender, proto, addr, &path))
@@ -210,7 +219,9 @@ pub(crate) async fn upload(
         | Sender::ReqwestStack
         | Sender::ProxyPlain
         | Sender::ProxySpill
-        | Sender::ProxyReplay => {
+        | Sender::ProxyReplay
+        | Sender::ManyMmap
+        | Sender::ManyReader64K => {
             return Err(format!("{} is not a client body", sender.name()).into())
         }
     };
@@ -293,4 +304,62 @@ pub(crate) fn serve(
         peak_rss_kib()?
     )?;
     Ok(())
+}
+
+/// The `many-*` cases: every file in `dir` uploaded at once through one
+/// client (over HTTP/1.1 one connection each, over HTTP/2 one connection
+/// for all). Returns the first answer; all must say the same.
+async fn upload_many(
+    sender: Sender,
+    proto: Proto,
+    addr: SocketAddr,
+    dir: &Path,
+) -> Result<String, BoxError> {
+    let uri = format!("http://{addr}/upload");
+    let mut uploads = tokio::task::JoinSet::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    for file in files {
+        let uri = uri.clone();
+        match sender {
+            Sender::ManyMmap => {
+                // SAFETY: the bench owns the files in its temp dir and
+                // nothing changes them while they are mapped.
+                let body = unsafe { MmapBody::open(&file)? };
+                uploads.spawn(async move { answer(send(proto, &uri, body).await?).await });
+            }
+            _ => {
+                let reader = tokio::fs::File::open(&file).await?;
+                let stream = ReaderStream::with_capacity(reader, 64 << 10).map_ok(Frame::data);
+                uploads.spawn(async move {
+                    answer(send(proto, &uri, StreamBody::new(stream)).await?).await
+                });
+            }
+        }
+    }
+    let mut first: Option<String> = None;
+    while let Some(done) = uploads.join_next().await {
+        let text = done??;
+        match &first {
+            Some(first) if *first != text => {
+                return Err(format!("uploads disagree: `{first}` and `{text}`").into())
+            }
+            Some(_) => {}
+            None => first = Some(text),
+        }
+    }
+    first.ok_or_else(|| "no file to upload".into())
+}
+
+/// The body of a successful answer.
+async fn answer(response: http::Response<Incoming>) -> Result<String, BoxError> {
+    let status = response.status();
+    let text = response.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    if !status.is_success() {
+        return Err(format!("the server answered {status}: {text}").into());
+    }
+    Ok(text)
 }

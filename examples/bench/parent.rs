@@ -28,8 +28,15 @@ pub(crate) const USAGE: &str =
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
            mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap+replay, sendfile, serve-mmap,
            serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
-           proxy-plain, proxy-spill, proxy-replay (the reqwest cases need
-           --features reqwest, the proxy ones --features spill)";
+           proxy-plain, proxy-spill, proxy-replay, many-mmap,
+           many-reader-64k (the reqwest cases need --features reqwest, the
+           proxy ones --features spill; the many-* ones send 32 files of
+           1/16 of --size at once)";
+
+/// The `many-*` cases: this many uploads at once, each of a file of
+/// `--size / MANY_DIVISOR` bytes (64 MiB at the default 1 GiB).
+pub(crate) const MANY: usize = 32;
+pub(crate) const MANY_DIVISOR: u64 = 16;
 
 /// The command line.
 pub(crate) struct Options {
@@ -110,6 +117,16 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
     support::write_file(&path, size)?;
     // Written back now, so no writeback runs during the measurements.
     std::fs::File::open(&path)?.sync_all()?;
+    let many_dir = dir.path().join("many");
+    let each = (size / MANY_DIVISOR).max(1);
+    if cases.iter().any(|c| c.sender.is_many()) {
+        std::fs::create_dir(&many_dir)?;
+        for i in 0..MANY {
+            let file = many_dir.join(format!("{i}.bin"));
+            support::write_file(&file, each)?;
+            std::fs::File::open(&file)?.sync_all()?;
+        }
+    }
     println!("{}", machine());
     println!(
         "file: {} in {}{}; {} round(s) of {} cases; each sender in a fresh process\n",
@@ -157,10 +174,18 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
             }
             let sample = if case.sender.is_download() {
                 run_download(&client_rt, case, &path, size, options.h2_large)
+            } else if case.sender.is_many() {
+                run_upload(case, upload_addr, &many_dir, each).map(|mut sample| {
+                    sample.bytes = each * MANY as u64;
+                    sample
+                })
             } else {
                 run_upload(case, upload_addr, &path, size)
             }
-            .and_then(|sample| check_framing(case.sender, size, sample));
+            .and_then(|sample| {
+                let expected = if case.sender.is_many() { each } else { size };
+                check_framing(case.sender, expected, sample)
+            });
             match sample {
                 Ok(sample) => {
                     eprintln!(
@@ -174,7 +199,7 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
                         },
                         case.proto.name(),
                         case.sender.name(),
-                        gib_per_s(size, sample.secs),
+                        gib_per_s(sample.sent(size), sample.secs),
                         sample.cpu_secs,
                         human(sample.heap_peak),
                         human(sample.peak_rss_kib * 1024),
@@ -222,7 +247,7 @@ pub(crate) fn child_command(case: Case, path: &Path, size: u64) -> Result<Comman
 pub(crate) fn check_framing(sender: Sender, size: u64, sample: Sample) -> Result<Sample, BoxError> {
     let exact = !matches!(
         sender,
-        Sender::Reader4K | Sender::Reader64K | Sender::ReqwestFile
+        Sender::Reader4K | Sender::Reader64K | Sender::ReqwestFile | Sender::ManyReader64K
     );
     let expected = format!("content-length={size}");
     if exact && sample.framing != expected {
@@ -343,6 +368,7 @@ pub(crate) fn parse_report(text: &str) -> Result<Sample, BoxError> {
         peak_rss_kib: 0,
         framing: String::new(),
         attempts: None,
+        bytes: 0,
     };
     for field in line.split_whitespace() {
         let (key, value) = field.split_once('=').ok_or("malformed report")?;

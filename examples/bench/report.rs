@@ -32,7 +32,7 @@ pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
     println!("|---|---|---|---|---|---|---|---|---|");
     for (case, samples) in results {
         let ok = ok_samples(samples);
-        let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(size, s.secs)).collect();
+        let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(s.sent(size), s.secs)).collect();
         let Some(speed) = median(speeds.clone()) else {
             println!(
                 "| {} | {} | {} | failed | | | | | |",
@@ -51,7 +51,8 @@ pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
         let mut framings: Vec<&str> = ok.iter().map(|s| s.framing.as_str()).collect();
         framings.dedup();
         let framing = framings.join(" / ").replace("content-length=", "length ");
-        let cpu_per_gib = cpu / (size as f64 / (1u64 << 30) as f64);
+        let sent = ok.first().map_or(size, |s| s.sent(size));
+        let cpu_per_gib = cpu / (sent as f64 / (1u64 << 30) as f64);
         println!(
             "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} |",
             direction(case.sender),
@@ -177,6 +178,14 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
                 );
                 goals.push((line, overhead <= 5.0));
             }
+        }
+        let many = case(Sender::ManyMmap, proto);
+        if let Some(r) = paired_ratio(results, many, case(Sender::ManyReader64K, proto), time) {
+            println!("  {p} upload   {:<28} {r}", "32 at once: MmapBody / 64K");
+            goals.push((
+                format!("{p}: 32 uploads at once, MmapBody >= ReaderStream-64K: {r}"),
+                r.median >= 1.0,
+            ));
         }
         let serve = case(Sender::ServeMmap, proto);
         if let Some(r) = paired_ratio(results, serve, case(Sender::ServeFile, proto), time) {
