@@ -276,12 +276,16 @@ pub(crate) fn serve(
                 let io = TokioIo::new(stream);
                 let _ = match sender {
                     Sender::ServeMmap => {
-                        let service = hyper::service::service_fn(move |_req| {
-                            // SAFETY: the bench owns the file in its temp dir
-                            // and nothing changes it while it is mapped.
-                            let body = unsafe { MmapBody::open(&*path) };
-                            async move { body.map(http::Response::new) }
-                        });
+                        let service =
+                            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                                // SAFETY: the bench owns the file in its temp dir
+                                // and nothing changes it while it is mapped.
+                                let body = unsafe { MmapBody::open(&*path) };
+                                let response = body.map(|body| {
+                                    mmap_body::serve::respond(req.method(), req.headers(), body)
+                                });
+                                async move { response }
+                            });
                         builder.serve_connection(io, service).await
                     }
                     _ => {

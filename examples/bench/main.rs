@@ -63,6 +63,7 @@ mod report;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod sendfile;
+mod small;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -17,10 +17,12 @@ use crate::report::*;
 use crate::support::{self, human, parse_size, BoxError};
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--h2-large] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--small] [--h2-large] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
+  --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
+           by serve::respond and by ServeFile, requests per second
   --h2-large  HTTP/2 receivers (the upload server, the download client)
            allow 1 MiB DATA frames and 8/16 MiB windows
   --runs   rounds of measurements; throughput is the median (default 5)
@@ -45,6 +47,7 @@ pub(crate) struct Options {
     pub(crate) quick: bool,
     pub(crate) cold: bool,
     pub(crate) h2_large: bool,
+    pub(crate) small: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
 
@@ -55,6 +58,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
         quick: false,
         cold: false,
         h2_large: false,
+        small: false,
         only: None,
     };
     let mut size = None;
@@ -69,6 +73,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
             "--quick" => options.quick = true,
             "--cold" => options.cold = true,
             "--h2-large" => options.h2_large = true,
+            "--small" => options.small = true,
             "--size" => size = Some(parse_size(value()?)?),
             "--runs" => runs = Some(value()?.parse::<usize>()?.max(1)),
             "--only" => {
@@ -99,6 +104,10 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
 
 pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
     let options = parse_options(args)?;
+    if options.small {
+        let requests = if options.quick { 400 } else { 4000 };
+        return crate::small::run(options.runs, requests);
+    }
     let size = options.size;
     let mut cases = Vec::new();
     for proto in [Proto::H1, Proto::H2] {
