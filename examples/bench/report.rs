@@ -156,6 +156,20 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
                 }
             }
         }
+        let keep = case(Sender::MmapKeep, proto);
+        if let Some(c) = paired_ratio(results, keep, mmap, cpu) {
+            let overhead = (c.median - 1.0) * 100.0;
+            println!(
+                "  {p} upload   {:<28} {c}: {overhead:.1}%",
+                "pages released / kept, CPU"
+            );
+            if proto == Proto::H1 {
+                goals.push((
+                    format!("giving pages back costs <= 3% CPU over keeping them: {overhead:.1}%"),
+                    overhead <= 3.0,
+                ));
+            }
+        }
         let replay = case(Sender::MmapReplay, proto);
         if let Some(r) = paired_ratio(results, replay, mmap, time) {
             let overhead = (1.0 - r.median) * 100.0;
