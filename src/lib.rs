@@ -70,6 +70,11 @@
 //! - [`proxy`] (feature `proxy`): what a handler forwarding requests
 //!   upstream needs: hop-by-hop headers removed both ways, `Via`, the
 //!   upstream URI, and `502` / `504` answers when the upstream fails.
+//! - `ReplayLayer::spill_to_disk` (feature `spill`): replay a streamed body
+//!   of any size, the part past the memory cap kept in a nameless temp file
+//!   and read back as `MmapBody` slices.
+//! - `reqwest::ReqwestService` (feature `reqwest`): the same stack on a
+//!   `reqwest::Client`.
 //! - [`guard`]: an opt-in `SIGBUS` handler that contains faults from files
 //!   truncated under a mapping, for HTTP/2 and TLS.
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
