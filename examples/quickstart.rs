@@ -74,10 +74,11 @@ fn main() -> Result<(), BoxError> {
     let gib_per_s = size as f64 / elapsed.as_secs_f64() / (1u64 << 30) as f64;
     println!("server saw: {}", String::from_utf8_lossy(&text));
     println!(
-        "upload    : {} in {:.3} s = {gib_per_s:.2} GiB/s, {} frames",
+        "upload    : {} in {:.3} s = {gib_per_s:.2} GiB/s, {} frames of the mapping \
+         and the last byte on its own",
         human(size),
         elapsed.as_secs_f64(),
-        size.div_ceil(chunk as u64)
+        size.saturating_sub(1).div_ceil(chunk as u64)
     );
     println!(
         "client    : peak heap {} in {} allocations; peak RSS growth {}",
