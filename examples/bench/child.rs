@@ -225,13 +225,7 @@ pub(crate) async fn upload(
             return Err(format!("{} is not a client body", sender.name()).into())
         }
     };
-    let status = response.status();
-    let text = response.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&text).into_owned();
-    if !status.is_success() {
-        return Err(format!("the server answered {status}: {text}").into());
-    }
-    Ok(text)
+    answer(response).await
 }
 
 pub(crate) async fn send<B>(

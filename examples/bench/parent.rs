@@ -292,6 +292,27 @@ pub(crate) fn run_download(
     size: u64,
     h2_large: bool,
 ) -> Result<Sample, BoxError> {
+    let ((secs, framing), mut sample) = with_server(case, path, size, |addr| {
+        rt.block_on(async {
+            tokio::time::timeout(time_limit(size), download(case.proto, addr, size, h2_large))
+                .await
+                .map_err(|_| BoxError::from("the download took too long"))?
+        })
+    })?;
+    sample.secs = secs;
+    sample.framing = framing;
+    Ok(sample)
+}
+
+/// Starts a server child process for `case` serving `path`, runs `client`
+/// against the address it prints, then closes its stdin so that it reports
+/// what serving cost it; returns what `client` returned and that report.
+pub(crate) fn with_server<T>(
+    case: Case,
+    path: &Path,
+    size: u64,
+    client: impl FnOnce(SocketAddr) -> Result<T, BoxError>,
+) -> Result<(T, Sample), BoxError> {
     let mut child = child_command(case, path, size)?
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -300,29 +321,22 @@ pub(crate) fn run_download(
     let mut stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
     let mut line = String::new();
     stdout.read_line(&mut line)?;
-    let downloaded = match line.trim().strip_prefix("listening ") {
-        Some(addr) => {
-            let addr: SocketAddr = addr.parse()?;
-            rt.block_on(async {
-                tokio::time::timeout(time_limit(size), download(case.proto, addr, size, h2_large))
-                    .await
-                    .map_err(|_| BoxError::from("the download took too long"))?
-            })
-        }
+    let outcome = match line.trim().strip_prefix("listening ") {
+        Some(addr) => addr
+            .parse::<SocketAddr>()
+            .map_err(BoxError::from)
+            .and_then(client),
         None => Err(format!("child said `{}` instead of its address", line.trim()).into()),
     };
     drop(child.stdin.take());
     let mut rest = String::new();
     stdout.read_to_string(&mut rest)?;
     let status = child.wait()?;
-    let (secs, framing) = downloaded?;
+    let outcome = outcome?;
     if !status.success() {
         return Err(format!("server child exited with {status}: {rest}").into());
     }
-    let mut sample = parse_report(&rest)?;
-    sample.secs = secs;
-    sample.framing = framing;
-    Ok(sample)
+    Ok((outcome, parse_report(&rest)?))
 }
 
 /// GETs the file, counting its bytes; returns the seconds from request to

@@ -4,10 +4,8 @@
 //! number of keep-alive HTTP/1.1 clients ask for it again and again. The
 //! measure is requests per second, and the server's CPU per request.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use http_body_util::{BodyExt, Empty};
 
 use crate::cases::*;
 use crate::child::client;
-use crate::parent::{child_command, parse_report};
+use crate::parent::with_server;
 use crate::report::median;
 use crate::support::{self, human, BoxError};
 
@@ -112,29 +110,9 @@ fn measure(
     size: u64,
     requests: usize,
 ) -> Result<(f64, f64, u64, u64), BoxError> {
-    let mut child = child_command(case, path, size)?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening ")
-        .ok_or_else(|| format!("child said `{}` instead of its address", line.trim()))?
-        .parse()?;
-    let elapsed = rt.block_on(load(addr, size, requests));
-    drop(child.stdin.take());
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest)?;
-    let status = child.wait()?;
-    let secs = elapsed?;
-    if !status.success() {
-        return Err(format!("server child exited with {status}: {rest}").into());
-    }
-    let report = parse_report(&rest)?;
+    let (secs, report) = with_server(case, path, size, |addr| {
+        rt.block_on(load(addr, size, requests))
+    })?;
     Ok((
         requests as f64 / secs,
         report.cpu_secs,
