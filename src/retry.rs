@@ -192,6 +192,8 @@ fn is_idempotent(method: &Method) -> bool {
     .contains(method)
 }
 
+// Hand-parsed: `headers` 0.4's `RetryAfter` keeps its delay or date in a
+// private enum (`After`) with no accessor, so it cannot be read out.
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
 fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
