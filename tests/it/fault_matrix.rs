@@ -286,6 +286,7 @@ matrix! {
 
 mod proxy {
     use super::*;
+    use crate::support::server::serve_axum;
     use axum::extract::State;
     use axum::response::IntoResponse;
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -358,18 +359,7 @@ mod proxy {
             upstream: stack,
             base: upstream.uri(""),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, app).await;
-        });
-        addr
+        serve_axum(app).await
     }
 
     async fn proxied_upload_survives_a_dropped_upstream(http2: bool) {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::support::bodies::Streamed;
 use crate::support::faulty::{Fault, Faulty};
 use crate::support::files::{hex, pattern, sha256};
-use crate::support::server::{client, serve, trailer_list};
+use crate::support::server::{client, serve, serve_axum, trailer_list};
 use crate::support::{chain, BoxError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request as AxumRequest, State};
@@ -125,20 +125,7 @@ async fn start_proxy(upstream: &str, options: Options) -> SocketAddr {
         upstream: upstream.parse().expect("an upstream"),
         forwarding: Forwarding::new().via("test-proxy").forwarded_for(true),
     };
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    serve_axum(axum::Router::new().fallback(forward).with_state(state)).await
 }
 
 /// Sends `req` to the proxy with a hyper-util HTTP/1.1 client, within

@@ -75,6 +75,23 @@ where
     addr
 }
 
+/// Serves an axum `app` on 127.0.0.1 with `TCP_NODELAY`, its handlers able
+/// to ask for the peer's address (`ConnectInfo<SocketAddr>`), as a proxy
+/// in front of real clients is.
+pub async fn serve_axum(app: axum::Router) -> SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 /// Trailers as sorted `name=value` pairs joined by commas.
 pub fn trailer_list(trailers: &HeaderMap) -> String {
     let mut pairs: Vec<String> = trailers
