@@ -5,8 +5,6 @@
 //! cargo run --release --example quickstart [-- --size 512MiB --chunk-size 1MiB --keep-pages]
 //! ```
 
-#[path = "../tests/support/alloc.rs"]
-mod alloc;
 mod support;
 
 use std::time::Instant;
@@ -15,10 +13,15 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mmap_body::MmapBody;
-use support::{human, parse_size, status_kib, write_file, BoxError};
+use mmap_body_devkit::alloc::{track_heap, CountingAlloc};
+use mmap_body_devkit::files::temp_file;
+use mmap_body_devkit::rss::status_kib;
+use mmap_body_devkit::server::start_counting_server;
+use mmap_body_devkit::size::{human, parse_size};
+use support::BoxError;
 
 #[global_allocator]
-static ALLOC: alloc::CountingAlloc = alloc::CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> Result<(), BoxError> {
     let mut size: u64 = 512 << 20;
@@ -41,18 +44,16 @@ fn main() -> Result<(), BoxError> {
         }
     }
 
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("quickstart.bin");
-    write_file(&path, size)?;
+    let (_dir, path) = temp_file("quickstart.bin", size)?;
     println!("temp file : {} ({})", path.display(), human(size));
 
     // The server runs on its own runtime threads, so the allocator below
     // counts only the client.
     let server = tokio::runtime::Runtime::new()?;
-    let addr = server.block_on(support::start_counting_server())?;
+    let addr = server.block_on(start_counting_server())?;
     println!("server    : hyper on http://{addr}");
 
-    let (outcome, heap) = alloc::track_heap(async {
+    let (outcome, heap) = track_heap(async {
         // SAFETY: the file is ours, in a temp dir, and nothing changes it
         // while it is mapped.
         let body = unsafe { MmapBody::open(&path)? }
@@ -61,11 +62,11 @@ fn main() -> Result<(), BoxError> {
         let client = Client::builder(TokioExecutor::new()).build_http();
         let request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
         reset_peak_rss();
-        let rss_before = status_kib("VmRSS:");
+        let rss_before = status_kib("VmRSS:").unwrap_or(0);
         let started = Instant::now();
         let response = client.request(request).await?;
         let elapsed = started.elapsed();
-        let rss_growth = status_kib("VmHWM:").saturating_sub(rss_before);
+        let rss_growth = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before);
         let text = response.into_body().collect().await?.to_bytes();
         Ok::<_, BoxError>((text, elapsed, rss_growth))
     });

@@ -22,8 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::files::temp_file;
 use support::flaky::{Flaky, Step};
-use support::{log_attempt, sent_of_total, write_file, BoxError};
+use support::{log_attempt, sent_of_total, BoxError};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -35,9 +36,7 @@ async fn main() -> Result<(), BoxError> {
     // A file truncated while it is sent fails the upload instead of killing
     // the process with SIGBUS (HTTP/2 and TLS copy frames in user space).
     mmap_body::guard::install()?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("upload.bin");
-    write_file(&path, SIZE)?;
+    let (_dir, path) = temp_file("upload.bin", SIZE)?;
 
     // Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 32 MiB,
     // answer 503. Attempt 3: read 8 MiB, then stall. Then: read everything.

@@ -1,8 +1,8 @@
 //! An axum server on 127.0.0.1 that serves a temp file as an `MmapBody`
 //! with `mmap_body::serve::respond` (Range, If-Range, If-None-Match, HEAD),
 //! asked by a reqwest client for the whole file, a resumed download and a
-//! revalidation. Prints what each request got. (`cargo run --release
-//! --example bench` measures serving speed against tower-http `ServeFile`.)
+//! revalidation. Prints what each request got. (`cargo bench --bench
+//! bench -- --small` measures serving speed against tower-http `ServeFile`.)
 //!
 //! ```text
 //! cargo run --release --example serve_file [-- --size 256MiB]
@@ -17,7 +17,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::serve::{Listener, ListenerExt};
 use mmap_body::MmapBody;
-use support::{human, size_arg, BoxError};
+use mmap_body_devkit::files::temp_file;
+use mmap_body_devkit::size::human;
+use support::{size_arg, BoxError};
 
 async fn download(
     State(path): State<Arc<PathBuf>>,
@@ -38,9 +40,7 @@ async fn download(
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let size = size_arg(256 << 20)?.max(1);
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("served.bin");
-    support::write_file(&path, size)?;
+    let (_dir, path) = temp_file("served.bin", size)?;
 
     let app = axum::Router::new()
         .route("/served.bin", axum::routing::get(download))

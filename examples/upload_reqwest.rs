@@ -21,8 +21,11 @@ use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
+use mmap_body_devkit::files::temp_file;
+use mmap_body_devkit::rss::status_kib;
+use mmap_body_devkit::size::human;
 use support::flaky::{Flaky, Step};
-use support::{human, log_attempt, sent_of_total, size_arg, status_kib, write_file, BoxError};
+use support::{log_attempt, sent_of_total, size_arg, BoxError};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -32,9 +35,7 @@ async fn main() -> Result<(), BoxError> {
     // A file truncated while it is sent fails the upload instead of killing
     // the process with SIGBUS (HTTP/2 and TLS copy frames in user space).
     mmap_body::guard::install()?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("upload.bin");
-    write_file(&path, size)?;
+    let (_dir, path) = temp_file("upload.bin", size)?;
 
     // Attempt 1: read a quarter of the file, drop the connection. Attempt 2:
     // read a quarter, answer 503 with `Retry-After: 1`. Then: read everything.
@@ -72,7 +73,7 @@ async fn main() -> Result<(), BoxError> {
 
     // Peak RSS from here on: the file is written, the server is up.
     std::fs::write("/proc/self/clear_refs", "5").ok();
-    let rss_before = status_kib("VmRSS:");
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
     let started = Instant::now();
     let upload = tokio::spawn(service.oneshot(request));
     let mut shown = (0, 0);
@@ -95,7 +96,7 @@ async fn main() -> Result<(), BoxError> {
     let status = response.status();
     let text = response.into_body().collect().await?.to_bytes();
     let elapsed = started.elapsed().as_secs_f64();
-    let grown = status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
+    let grown = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before) * 1024;
     println!(
         "client: {status} after {} attempts in {elapsed:.2} s: {}",
         attempts.load(Ordering::SeqCst),

@@ -3,13 +3,11 @@
 //! This binary installs a counting global allocator; only the client's
 //! thread is counted (the server runs on other threads).
 
-#[path = "support/alloc.rs"]
-mod alloc;
 #[allow(dead_code)] // a process of its own for one test: uses files and server only
 mod support;
 
-use alloc::{track_heap, CountingAlloc, HeapUse};
 use mmap_body::MmapBody;
+use mmap_body_devkit::alloc::{track_heap, CountingAlloc, HeapUse};
 use support::files::test_file;
 use support::server::{client, hashing_server, received};
 

@@ -9,11 +9,6 @@
 //! while a measurement runs: client, proxy and upstream together).
 #![cfg(all(target_os = "linux", feature = "proxy", feature = "spill"))]
 
-#[path = "support/alloc.rs"]
-mod alloc;
-#[path = "support/rss.rs"]
-#[allow(dead_code)] // reads the peak RSS, never resets it
-mod rss;
 #[allow(dead_code)] // a process of its own: uses the files' pattern and `Faulty` only
 mod support;
 
@@ -24,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use alloc::{stop_tracking, track_all_threads, CountingAlloc, HeapUse};
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -35,7 +29,8 @@ use hyper_util::rt::TokioExecutor;
 use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ReplayBody, ReplayLayer};
-use rss::status_kib;
+use mmap_body_devkit::alloc::{stop_tracking, track_all_threads, CountingAlloc, HeapUse};
+use mmap_body_devkit::rss::status_kib;
 use sha2::{Digest, Sha256};
 use support::faulty::{Fault, Faulty};
 use support::files::{hex, pattern};
@@ -237,10 +232,10 @@ fn a_256_mib_upload_is_retried_through_the_proxy_in_bounded_memory() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up: one-time allocations (runtime, thread-locals) out of the way.
     measured(4 * MIB);
-    let hwm_before = status_kib("VmHWM:");
+    let hwm_before = status_kib("VmHWM:").expect("VmHWM:");
     let small = measured(64 * MIB);
     let large = measured(256 * MIB);
-    let hwm_growth = (status_kib("VmHWM:") - hwm_before) / 1024;
+    let hwm_growth = (status_kib("VmHWM:").expect("VmHWM:") - hwm_before) / 1024;
     eprintln!("heap: 64 MiB {small:?}; 256 MiB {large:?}; peak RSS growth {hwm_growth} MiB");
     // Client, proxy and upstream together: hyper's buffers, the 64 KiB
     // kept in memory, and at most 2 MiB of frames waiting for the spill

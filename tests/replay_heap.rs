@@ -2,15 +2,13 @@
 //! frame, never per byte. This binary installs a counting allocator.
 #![cfg(feature = "replay")]
 
-#[path = "support/alloc.rs"]
-mod alloc;
 #[allow(dead_code)] // a process of its own for one test: uses `Streamed` only
 mod support;
 
-use alloc::{track_heap, CountingAlloc};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use mmap_body::ReplayBody;
+use mmap_body_devkit::alloc::{track_heap, CountingAlloc};
 use support::bodies::Streamed;
 
 #[global_allocator]

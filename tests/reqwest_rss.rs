@@ -12,8 +12,6 @@
     feature = "progress"
 ))]
 
-#[path = "support/rss.rs"]
-mod rss;
 #[allow(dead_code)] // a process of its own for one test: uses files and server only
 mod support;
 
@@ -24,7 +22,7 @@ use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
-use rss::{reset_peak_rss, status_kib};
+use mmap_body_devkit::rss::{reset_peak_rss, status_kib};
 use support::files::test_file;
 use support::server::hashing_server;
 use tower::retry::RetryLayer;
@@ -51,8 +49,8 @@ async fn peak_rss_growth_mib(
 ) -> u64 {
     let len = body.len();
     let url = format!("http://{addr}/upload");
-    reset_peak_rss();
-    let before = status_kib("VmRSS:");
+    reset_peak_rss().expect("reset VmHWM");
+    let before = status_kib("VmRSS:").expect("VmRSS:");
     let started = Instant::now();
     let headers = match path {
         Path::Service => {
@@ -83,7 +81,7 @@ async fn peak_rss_growth_mib(
             response.headers().clone()
         }
     };
-    let growth = (status_kib("VmHWM:") - before) / 1024;
+    let growth = (status_kib("VmHWM:").expect("VmHWM:") - before) / 1024;
     let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(get("x-len"), Some(len.to_string()), "{path:?}");
     assert_eq!(get("x-content-length"), Some(len.to_string()), "{path:?}");

@@ -6,26 +6,24 @@
 //! `MADV_DONTNEED` only on Unix.
 #![cfg(all(target_os = "linux", not(mmap_body_portable)))]
 
-#[path = "support/rss.rs"]
-mod rss;
 #[allow(dead_code)] // a process of its own for one test: uses files and server only
 mod support;
 
 use mmap_body::MmapBody;
-use rss::{reset_peak_rss, status_kib};
+use mmap_body_devkit::rss::{reset_peak_rss, status_kib};
 use support::files::test_file;
 use support::server::{client, hashing_server, received};
 
 async fn upload_peak_rss_growth_mib(addr: std::net::SocketAddr, body: MmapBody) -> u64 {
     let len = body.len();
-    reset_peak_rss();
-    let before = status_kib("VmRSS:");
+    reset_peak_rss().expect("reset VmHWM");
+    let before = status_kib("VmRSS:").expect("VmRSS:");
     let req = http::Request::put(format!("http://{addr}/"))
         .body(body)
         .unwrap();
     let res = client(false).request(req).await.unwrap();
     assert_eq!(received(&res).len, len);
-    (status_kib("VmHWM:") - before) / 1024
+    (status_kib("VmHWM:").expect("VmHWM:") - before) / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

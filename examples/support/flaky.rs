@@ -16,7 +16,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
-use super::{framing, human};
+use mmap_body_devkit::server::framing;
+use mmap_body_devkit::size::human;
 
 /// What the upstream does with one attempt.
 #[derive(Debug, Clone, Copy)]

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind};
 
 /// The frame size an [`MmapBody`] uses unless told otherwise: 1 MiB.
 ///
-/// Chosen by measurement (`cargo run --release --example bench`, 64 KiB,
+/// Chosen by measurement (`cargo bench --bench bench`, 64 KiB,
 /// 1 MiB and 4 MiB frames side by side; the README has the numbers). Below
 /// 1 MiB the per-frame cost (one `fstat`, one read-ahead hint, one
 /// `madvise`, one `Bytes` owner and hyper's bookkeeping) shows in the CPU

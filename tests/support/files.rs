@@ -1,7 +1,6 @@
 //! Test files: temp files of deterministic, incompressible bytes, their
 //! SHA-256, and the changes tests make to a file under a body.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -15,35 +14,15 @@ pub struct TestFile {
     pub sha256: String,
 }
 
-/// Deterministic, incompressible bytes: xorshift64*.
-pub fn pattern(seed: u64, buf: &mut [u8]) -> u64 {
-    let mut x = seed | 1;
-    for chunk in buf.chunks_mut(8) {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
-    }
-    x
-}
+pub use mmap_body_devkit::files::pattern;
 
+/// A temp file of `len` bytes of [`pattern`] and their SHA-256.
 pub fn test_file(len: u64) -> TestFile {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("body.bin");
-    let mut file = std::fs::File::create(&path).expect("create");
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut seed = len ^ 0x9e37_79b9_7f4a_7c15;
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        seed = pattern(seed, &mut buf[..n]);
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).expect("write");
-        left -= n as u64;
-    }
-    file.sync_all().expect("sync");
+    mmap_body_devkit::files::write_pattern(&path, len, |block| hasher.update(block))
+        .expect("write the test file");
     TestFile {
         dir,
         path,

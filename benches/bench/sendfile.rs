@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::measure::time_limit;
-use crate::support::BoxError;
+use mmap_body_devkit::BoxError;
 
 /// The physical limit: a request head written by hand, then the kernel
 /// copies the file into the socket with `sendfile(2)`; no user-space

@@ -3,7 +3,7 @@
 //! in one run, and prints a Markdown table and the ratios between them.
 //!
 //! ```text
-//! cargo run --release --example bench [-- --size 1GiB --runs 5 --only mmap,sendfile --quick]
+//! cargo bench --bench bench --all-features [-- --size 1GiB --runs 5 --only mmap,sendfile --quick]
 //! ```
 //!
 //! Upload (a hyper-util client, or a raw socket for `sendfile`, sending to
@@ -51,11 +51,10 @@
 //! frames, and h2 uploads stall for tens of milliseconds at a time whatever
 //! the body.
 
-#[path = "../../tests/support/alloc.rs"]
-mod alloc;
 mod cases;
 mod child;
 mod measure;
+mod options;
 mod parent;
 #[cfg(feature = "spill")]
 mod proxy;
@@ -64,13 +63,12 @@ mod report;
 mod reqwest;
 mod sendfile;
 mod small;
-#[path = "../support/mod.rs"]
-mod support;
 
-use support::BoxError;
+use mmap_body_devkit::alloc::CountingAlloc;
+use mmap_body_devkit::BoxError;
 
 #[global_allocator]
-static ALLOC: alloc::CountingAlloc = alloc::CountingAlloc;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> Result<(), BoxError> {
     if !cfg!(target_os = "linux") {
@@ -81,5 +79,10 @@ fn main() -> Result<(), BoxError> {
     if args.first().map(String::as_str) == Some("--child") {
         return child::child(&args[1..]);
     }
-    parent::parent(&args)
+    let options = options::Options::from_env()?;
+    if cfg!(debug_assertions) {
+        // CI runs the quick modes in the dev profile, to check that they run.
+        println!("an unoptimised build: what follows shows that every case runs, not its speed");
+    }
+    parent::parent(options)
 }

@@ -1,7 +1,7 @@
 //! A counting global allocator that counts only the threads that opt in,
 //! so a test or example can measure its client while a server runs beside
-//! it in the same process. Shared by the tests and the examples.
-#![allow(dead_code)]
+//! it in the same process, or every thread of a process that is only the
+//! side being measured. A binary installs it with `#[global_allocator]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -17,11 +17,11 @@ use mmap_body::{MmapBody, ReplayLayer};
 use tokio_util::io::ReaderStream;
 use tower::{Layer, ServiceExt};
 
-use crate::alloc;
 use crate::cases::*;
 use crate::measure::*;
 use crate::sendfile::*;
-use crate::support::BoxError;
+use mmap_body_devkit::alloc;
+use mmap_body_devkit::BoxError;
 
 /// `--child SENDER PROTO FILE SIZE [ADDR]`: one measurement, reported on
 /// stdout as `report key=value...`.

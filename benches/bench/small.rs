@@ -15,7 +15,9 @@ use crate::cases::*;
 use crate::child::client;
 use crate::parent::with_server;
 use crate::report::median;
-use crate::support::{self, human, BoxError};
+use mmap_body_devkit::files::write_file;
+use mmap_body_devkit::size::human;
+use mmap_body_devkit::BoxError;
 
 /// The file sizes served.
 const SIZES: [u64; 3] = [4 << 10, 64 << 10, 1 << 20];
@@ -39,8 +41,7 @@ pub(crate) fn run(runs: usize, requests: usize) -> Result<(), BoxError> {
     let mut ratios = Vec::new();
     for size in SIZES {
         let path = dir.path().join(format!("small-{size}.bin"));
-        support::write_file(&path, size)?;
-        std::fs::File::open(&path)?.sync_all()?;
+        write_file(&path, size)?;
         let mut samples: Vec<Vec<(f64, f64, u64, u64)>> = vec![Vec::new(); servers.len()];
         for round in 0..runs {
             for i in 0..servers.len() {

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support;
-
 #[cfg(unix)]
 pub(crate) fn rusage() -> std::io::Result<libc::rusage> {
     // SAFETY: `rusage` is plain integers, for which all zeroes is a valid
@@ -37,10 +35,8 @@ pub(crate) fn cpu_secs() -> std::io::Result<f64> {
 /// process that spawned us, so every child would report at least the
 /// parent's size.)
 pub(crate) fn peak_rss_kib() -> std::io::Result<u64> {
-    match support::status_kib("VmHWM:") {
-        0 => Err(std::io::Error::other("no VmHWM in /proc/self/status")),
-        kib => Ok(kib),
-    }
+    mmap_body_devkit::rss::status_kib("VmHWM:")
+        .ok_or_else(|| std::io::Error::other("no VmHWM in /proc/self/status"))
 }
 
 /// Generous: one minute plus 10 MiB/s.

@@ -18,7 +18,7 @@ use mmap_body::{MmapBody, ReplayLayer};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::support::BoxError;
+use mmap_body_devkit::BoxError;
 
 /// How reqwest gets the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::support::BoxError;
+use mmap_body_devkit::BoxError;
 
 /// How the proxy forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ async fn start(
     let starts = Arc::new(Mutex::new(Vec::new()));
     let log = starts.clone();
     let path = if mode == Mode::Replay {
-        crate::support::FAIL_ONCE_PATH
+        mmap_body_devkit::server::FAIL_ONCE_PATH
     } else {
         "/upload"
     };

@@ -1,4 +1,4 @@
-//! The parent process: options, the rounds of cases, each sender run in a
+//! The parent process: the rounds of cases, each sender run in a
 //! child process, and the reports read back from them.
 
 use std::io::{BufRead, BufReader, Read};
@@ -13,97 +13,19 @@ use http_body_util::{BodyExt, Empty};
 use crate::cases::*;
 use crate::child::*;
 use crate::measure::*;
+use crate::options::Options;
 use crate::report::*;
-use crate::support::{self, human, parse_size, BoxError};
-
-pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 3] [--quick] [--cold] [--small] [--h2-large] [--only NAME,NAME...]
-  --size   the file size (default 1GiB)
-  --cold   drop the file's pages from the page cache before each case, so
-           every sender reads it from disk (Linux)
-  --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
-           by serve::respond and by ServeFile, requests per second
-  --h2-large  HTTP/2 receivers (the upload server, the download client)
-           allow 1 MiB DATA frames and 8/16 MiB windows
-  --runs   rounds of measurements; throughput is the median (default 5)
-  --quick  64MiB and one round, to check the bench still runs
-  --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
-           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap+replay, sendfile, serve-mmap,
-           serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
-           proxy-plain, proxy-spill, proxy-replay, many-mmap,
-           many-reader-64k (the reqwest cases need --features reqwest, the
-           proxy ones --features spill; the many-* ones send 32 files of
-           1/16 of --size at once)";
+use mmap_body_devkit::files::write_file;
+use mmap_body_devkit::server::start_counting_server_with;
+use mmap_body_devkit::size::human;
+use mmap_body_devkit::BoxError;
 
 /// The `many-*` cases: this many uploads at once, each of a file of
 /// `--size / MANY_DIVISOR` bytes (64 MiB at the default 1 GiB).
 pub(crate) const MANY: usize = 32;
 pub(crate) const MANY_DIVISOR: u64 = 16;
 
-/// The command line.
-pub(crate) struct Options {
-    pub(crate) size: u64,
-    pub(crate) runs: usize,
-    pub(crate) quick: bool,
-    pub(crate) cold: bool,
-    pub(crate) h2_large: bool,
-    pub(crate) small: bool,
-    pub(crate) only: Option<Vec<Sender>>,
-}
-
-pub(crate) fn parse_options(args: &[String]) -> Result<Options, BoxError> {
-    let mut options = Options {
-        size: 1 << 30,
-        runs: 5,
-        quick: false,
-        cold: false,
-        h2_large: false,
-        small: false,
-        only: None,
-    };
-    let mut size = None;
-    let mut runs = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("missing value after {arg}\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--quick" => options.quick = true,
-            "--cold" => options.cold = true,
-            "--h2-large" => options.h2_large = true,
-            "--small" => options.small = true,
-            "--size" => size = Some(parse_size(value()?)?),
-            "--runs" => runs = Some(value()?.parse::<usize>()?.max(1)),
-            "--only" => {
-                let names = value()?.split(',').map(|name| {
-                    Sender::from_name(name.trim())
-                        .ok_or_else(|| format!("unknown sender `{name}`\n{USAGE}"))
-                });
-                options.only = Some(names.collect::<Result<_, _>>()?);
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown option `{arg}`\n{USAGE}").into()),
-        }
-    }
-    if options.quick {
-        options.size = 64 << 20;
-        options.runs = 1;
-    }
-    options.size = size.unwrap_or(options.size);
-    options.runs = runs.unwrap_or(options.runs);
-    if options.size == 0 {
-        return Err("--size must be at least one byte".into());
-    }
-    Ok(options)
-}
-
-pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
-    let options = parse_options(args)?;
+pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
     if options.small {
         let requests = if options.quick { 400 } else { 4000 };
         return crate::small::run(options.runs, requests);
@@ -123,17 +45,15 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.bin");
-    support::write_file(&path, size)?;
-    // Written back now, so no writeback runs during the measurements.
-    std::fs::File::open(&path)?.sync_all()?;
+    // Written back as it is made, so no writeback runs during the measurements.
+    write_file(&path, size)?;
     let many_dir = dir.path().join("many");
     let each = (size / MANY_DIVISOR).max(1);
     if cases.iter().any(|c| c.sender.is_many()) {
         std::fs::create_dir(&many_dir)?;
         for i in 0..MANY {
             let file = many_dir.join(format!("{i}.bin"));
-            support::write_file(&file, each)?;
-            std::fs::File::open(&file)?.sync_all()?;
+            write_file(&file, each)?;
         }
     }
     println!("{}", machine());
@@ -155,7 +75,7 @@ pub(crate) fn parent(args: &[String]) -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let upload_addr = server_rt.block_on(support::start_counting_server_with(options.h2_large))?;
+    let upload_addr = server_rt.block_on(start_counting_server_with(options.h2_large))?;
     if options.h2_large {
         println!(
             "HTTP/2 receivers: DATA frames up to 1 MiB, windows 8 MiB (stream) / 16 MiB (connection)\n"
@@ -352,9 +272,9 @@ pub(crate) async fn download(
         connector.set_nodelay(true);
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(proto == Proto::H2)
-            .http2_max_frame_size(support::H2_LARGE_FRAME)
-            .http2_initial_stream_window_size(support::H2_STREAM_WINDOW)
-            .http2_initial_connection_window_size(support::H2_CONNECTION_WINDOW)
+            .http2_max_frame_size(mmap_body_devkit::server::H2_LARGE_FRAME)
+            .http2_initial_stream_window_size(mmap_body_devkit::server::H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(mmap_body_devkit::server::H2_CONNECTION_WINDOW)
             .build(connector)
     } else {
         client::<Empty<Bytes>>(proto)
@@ -365,7 +285,7 @@ pub(crate) async fn download(
     if !response.status().is_success() {
         return Err(format!("the server answered {}", response.status()).into());
     }
-    let framing = support::framing(response.version(), response.headers());
+    let framing = mmap_body_devkit::server::framing(response.version(), response.headers());
     let mut body = response.into_body();
     let mut received = 0u64;
     while let Some(frame) = body.frame().await {

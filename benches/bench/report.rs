@@ -1,7 +1,7 @@
 //! The report: the table, the paired ratios and the goals.
 
 use crate::cases::*;
-use crate::support::human;
+use mmap_body_devkit::size::human;
 
 pub(crate) fn gib_per_s(size: u64, secs: f64) -> f64 {
     size as f64 / secs / (1u64 << 30) as f64

@@ -1,0 +1,85 @@
+//! The command line, read with lexopt.
+
+use lexopt::prelude::*;
+use mmap_body_devkit::size::parse_size;
+use mmap_body_devkit::BoxError;
+
+use crate::cases::Sender;
+
+pub(crate) const USAGE: &str =
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--small] [--h2-large] [--only NAME,NAME...]
+  --size   the file size (default 1GiB)
+  --cold   drop the file's pages from the page cache before each case, so
+           every sender reads it from disk (Linux)
+  --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
+           by serve::respond and by ServeFile, requests per second
+  --h2-large  HTTP/2 receivers (the upload server, the download client)
+           allow 1 MiB DATA frames and 8/16 MiB windows
+  --runs   rounds of measurements; throughput is the median (default 5)
+  --quick  64MiB and one round, to check the bench still runs
+  --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
+           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap+replay, sendfile, serve-mmap,
+           serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
+           proxy-plain, proxy-spill, proxy-replay, many-mmap,
+           many-reader-64k (the reqwest cases need --features reqwest, the
+           proxy ones --features spill; the many-* ones send 32 files of
+           1/16 of --size at once)";
+
+/// The command line.
+pub(crate) struct Options {
+    pub(crate) size: u64,
+    pub(crate) runs: usize,
+    pub(crate) quick: bool,
+    pub(crate) cold: bool,
+    pub(crate) h2_large: bool,
+    pub(crate) small: bool,
+    pub(crate) only: Option<Vec<Sender>>,
+}
+
+impl Options {
+    /// Reads this process's arguments. `--bench`, which `cargo bench` adds
+    /// for libtest harnesses, is accepted and ignored.
+    pub(crate) fn from_env() -> Result<Options, BoxError> {
+        let (mut size, mut runs, mut only) = (None, None, None);
+        let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
+        let mut parser = lexopt::Parser::from_env();
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("quick") => quick = true,
+                Long("cold") => cold = true,
+                Long("h2-large") => h2_large = true,
+                Long("small") => small = true,
+                Long("bench") => {}
+                Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
+                Long("runs") => runs = Some(parser.value()?.parse::<usize>()?.max(1)),
+                Long("only") => {
+                    let names = parser.value()?.string()?;
+                    let senders = names.split(',').map(|name| {
+                        Sender::from_name(name.trim())
+                            .ok_or_else(|| format!("unknown sender `{name}`\n{USAGE}"))
+                    });
+                    only = Some(senders.collect::<Result<_, _>>()?);
+                }
+                Short('h') | Long("help") => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                _ => return Err(format!("{}\n{USAGE}", arg.unexpected()).into()),
+            }
+        }
+        // `--quick` is 64 MiB and one round unless said otherwise.
+        let size = size.unwrap_or(if quick { 64 << 20 } else { 1 << 30 });
+        if size == 0 {
+            return Err("--size must be at least one byte".into());
+        }
+        Ok(Options {
+            size,
+            runs: runs.unwrap_or(if quick { 1 } else { 5 }),
+            quick,
+            cold,
+            h2_large,
+            small,
+            only,
+        })
+    }
+}

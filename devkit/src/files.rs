@@ -1,0 +1,52 @@
+//! Deterministic, incompressible bytes (so that no layer can compress or
+//! deduplicate them away), and temp files made of them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Fills `buf` with the xorshift64* sequence from `seed` and returns the
+/// state to continue from: the same seed always gives the same bytes.
+pub fn pattern(seed: u64, buf: &mut [u8]) -> u64 {
+    let mut x = seed | 1;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    x
+}
+
+/// Writes `size` bytes of [`pattern`] to a new file at `path`, a MiB at a
+/// time, calling `each` with every block written (to hash it, say).
+pub fn write_pattern(path: &Path, size: u64, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut seed = size ^ 0x9e37_79b9_7f4a_7c15;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        seed = pattern(seed, &mut block[..n]);
+        each(&block[..n]);
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
+}
+
+/// A new temp dir holding one file, `name`, of `size` bytes (see
+/// [`write_file`]); both go when the returned `TempDir` is dropped.
+pub fn temp_file(name: &str, size: u64) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(name);
+    write_file(&path, size)?;
+    Ok((dir, path))
+}
+
+/// Writes `size` bytes of [`pattern`] to a new file at `path`, written back
+/// to the disk before it returns (so no writeback runs while a measurement
+/// reads it).
+pub fn write_file(path: &Path, size: u64) -> std::io::Result<()> {
+    write_pattern(path, size, |_| {})
+}
