@@ -32,8 +32,8 @@ use hyper_util::rt::TokioExecutor;
 use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Replay, ReplayBody, ReplayLayer};
+use mmap_body_devkit::faulty::{Fault, Faulty};
 use sha2::{Digest, Sha256};
-use support::flaky::{Flaky, Step};
 use support::BoxError;
 use tower::retry::{Retry, RetryLayer};
 use tower::timeout::{Timeout, TimeoutLayer};
@@ -101,20 +101,15 @@ async fn forward(
 async fn main() -> Result<(), BoxError> {
     // Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 24 MiB,
     // answer 503. Then: read everything, hash it, answer 200.
-    let upstream_addr = Flaky::new(
+    let upstream_addr = Faulty::narrated(
         "upstream",
         [
-            Step::Drop { after: 16 << 20 },
-            Step::Status {
-                status: 503,
-                after: 24 << 20,
-                retry_after: None,
-            },
+            Fault::DropAfter(16 << 20),
+            Fault::StatusAfter(503, 24 << 20, None),
         ],
     )
-    .with_sha256()
-    .start()
-    .await?;
+    .await
+    .addr;
 
     let client = ServiceBuilder::new()
         // Outside the retries: each attempt is held to the client's

@@ -14,9 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mmap_body::MmapBody;
 use mmap_body_devkit::alloc::{track_heap, CountingAlloc};
+use mmap_body_devkit::counting::start_counting_server;
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::rss::status_kib;
-use mmap_body_devkit::server::start_counting_server;
 use mmap_body_devkit::size::{human, parse_size};
 use support::BoxError;
 

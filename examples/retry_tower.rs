@@ -22,8 +22,8 @@ use hyper_util::rt::TokioExecutor;
 use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::faulty::{Fault, Faulty};
 use mmap_body_devkit::files::temp_file;
-use support::flaky::{Flaky, Step};
 use support::{log_attempt, sent_of_total, BoxError};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
@@ -40,20 +40,16 @@ async fn main() -> Result<(), BoxError> {
 
     // Attempt 1: read 16 MiB, drop the connection. Attempt 2: read 32 MiB,
     // answer 503. Attempt 3: read 8 MiB, then stall. Then: read everything.
-    let addr = Flaky::new(
+    let addr = Faulty::narrated(
         "server",
         [
-            Step::Drop { after: 16 << 20 },
-            Step::Status {
-                status: 503,
-                after: 32 << 20,
-                retry_after: None,
-            },
-            Step::Stall { after: 8 << 20 },
+            Fault::DropAfter(16 << 20),
+            Fault::StatusAfter(503, 32 << 20, None),
+            Fault::StallAfter(8 << 20),
         ],
     )
-    .start()
-    .await?;
+    .await
+    .addr;
     let attempts = Arc::new(AtomicUsize::new(0));
     let client =
         Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<MmapBody>>>();

@@ -21,10 +21,10 @@ use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
+use mmap_body_devkit::faulty::{Fault, Faulty};
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::rss::status_kib;
 use mmap_body_devkit::size::human;
-use support::flaky::{Flaky, Step};
 use support::{log_attempt, sent_of_total, size_arg, BoxError};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -39,19 +39,15 @@ async fn main() -> Result<(), BoxError> {
 
     // Attempt 1: read a quarter of the file, drop the connection. Attempt 2:
     // read a quarter, answer 503 with `Retry-After: 1`. Then: read everything.
-    let addr = Flaky::new(
+    let addr = Faulty::narrated(
         "server",
         [
-            Step::Drop { after: size / 4 },
-            Step::Status {
-                status: 503,
-                after: size / 4,
-                retry_after: Some(1),
-            },
+            Fault::DropAfter(size / 4),
+            Fault::StatusAfter(503, size / 4, Some("1")),
         ],
     )
-    .start()
-    .await?;
+    .await
+    .addr;
     let attempts = Arc::new(AtomicUsize::new(0));
     let progress = Progress::new();
     let client = reqwest::Client::builder().no_proxy().build()?;

@@ -7,9 +7,6 @@
 //! process: this binary started again for one test.
 #![cfg(all(unix, feature = "retry"))]
 
-#[allow(dead_code)] // a process of its own: uses neither `Faulty` nor the test bodies
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +16,10 @@ use http::Request;
 use http_body::Body;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
-use support::bodies::poll_now;
-use support::files::{change, test_file, truncate, Change};
-use support::server::{client, pausing_server, Upload};
-use support::BoxError;
+use mmap_body_devkit::bodies::poll_now;
+use mmap_body_devkit::files::{change, test_file, truncate, Change};
+use mmap_body_devkit::server::{client, pausing_server, Upload};
+use mmap_body_devkit::BoxError;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -207,7 +204,7 @@ async fn changed_mid_upload_through_the_retry_stack_is_reported_and_not_retried(
 fn run_child(test: &str, env: &str) -> std::process::ExitStatus {
     std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--exact")
-        .arg(support::test_name(module_path!(), test))
+        .arg(mmap_body_devkit::harness::test_name(module_path!(), test))
         .args(["--nocapture", "--test-threads=1"])
         .env("MMAP_BODY_CHILD", env)
         .stdout(std::process::Stdio::null())

@@ -3,13 +3,10 @@
 //! This binary installs a counting global allocator; only the client's
 //! thread is counted (the server runs on other threads).
 
-#[allow(dead_code)] // a process of its own for one test: uses files and server only
-mod support;
-
 use mmap_body::MmapBody;
 use mmap_body_devkit::alloc::{track_heap, CountingAlloc, HeapUse};
-use support::files::test_file;
-use support::server::{client, hashing_server, received};
+use mmap_body_devkit::files::test_file;
+use mmap_body_devkit::server::{client, hashing_server, received};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -9,9 +9,6 @@
 //! while a measurement runs: client, proxy and upstream together).
 #![cfg(all(target_os = "linux", feature = "proxy", feature = "spill"))]
 
-#[allow(dead_code)] // a process of its own: uses the files' pattern and `Faulty` only
-mod support;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,10 +27,10 @@ use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ReplayBody, ReplayLayer};
 use mmap_body_devkit::alloc::{stop_tracking, track_all_threads, CountingAlloc, HeapUse};
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::{hex, pattern};
 use mmap_body_devkit::rss::status_kib;
 use sha2::{Digest, Sha256};
-use support::faulty::{Fault, Faulty};
-use support::files::{hex, pattern};
 use tower::retry::RetryLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -177,7 +174,7 @@ struct Upload {
     client: Result<u16, String>,
     /// The statuses the proxy answered.
     answered: Vec<u16>,
-    seen: Vec<support::faulty::Seen>,
+    seen: Vec<mmap_body_devkit::faulty::Seen>,
     hash: String,
 }
 

@@ -2,14 +2,11 @@
 //! frame, never per byte. This binary installs a counting allocator.
 #![cfg(feature = "replay")]
 
-#[allow(dead_code)] // a process of its own for one test: uses `Streamed` only
-mod support;
-
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use mmap_body::ReplayBody;
 use mmap_body_devkit::alloc::{track_heap, CountingAlloc};
-use support::bodies::Streamed;
+use mmap_body_devkit::bodies::Streamed;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

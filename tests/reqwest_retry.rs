@@ -14,9 +14,6 @@
 //! user space), so these tests have a binary of their own.
 #![cfg(all(feature = "reqwest", feature = "retry", feature = "progress"))]
 
-#[allow(dead_code)] // a process of its own: uses neither the test bodies nor `client`
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,10 +23,10 @@ use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, MmapBody, ReplayBody, ReplayLayer};
-use support::faulty::{Fault, Faulty};
-use support::files::{change, test_file, Change};
-use support::server::pausing_server;
-use support::BoxError;
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::{change, test_file, Change};
+use mmap_body_devkit::server::pausing_server;
+use mmap_body_devkit::BoxError;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -12,9 +12,6 @@
     feature = "progress"
 ))]
 
-#[allow(dead_code)] // a process of its own for one test: uses files and server only
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,9 +19,9 @@ use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayLayer};
+use mmap_body_devkit::files::test_file;
 use mmap_body_devkit::rss::{reset_peak_rss, status_kib};
-use support::files::test_file;
-use support::server::hashing_server;
+use mmap_body_devkit::server::hashing_server;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -6,13 +6,10 @@
 //! `MADV_DONTNEED` only on Unix.
 #![cfg(all(target_os = "linux", not(mmap_body_portable)))]
 
-#[allow(dead_code)] // a process of its own for one test: uses files and server only
-mod support;
-
 use mmap_body::MmapBody;
+use mmap_body_devkit::files::test_file;
 use mmap_body_devkit::rss::{reset_peak_rss, status_kib};
-use support::files::test_file;
-use support::server::{client, hashing_server, received};
+use mmap_body_devkit::server::{client, hashing_server, received};
 
 async fn upload_peak_rss_growth_mib(addr: std::net::SocketAddr, body: MmapBody) -> u64 {
     let len = body.len();

@@ -15,8 +15,8 @@ use crate::child::*;
 use crate::measure::*;
 use crate::options::Options;
 use crate::report::*;
+use mmap_body_devkit::counting::start_counting_server_with;
 use mmap_body_devkit::files::write_file;
-use mmap_body_devkit::server::start_counting_server_with;
 use mmap_body_devkit::size::human;
 use mmap_body_devkit::BoxError;
 
@@ -272,9 +272,9 @@ pub(crate) async fn download(
         connector.set_nodelay(true);
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(proto == Proto::H2)
-            .http2_max_frame_size(mmap_body_devkit::server::H2_LARGE_FRAME)
-            .http2_initial_stream_window_size(mmap_body_devkit::server::H2_STREAM_WINDOW)
-            .http2_initial_connection_window_size(mmap_body_devkit::server::H2_CONNECTION_WINDOW)
+            .http2_max_frame_size(mmap_body_devkit::counting::H2_LARGE_FRAME)
+            .http2_initial_stream_window_size(mmap_body_devkit::counting::H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(mmap_body_devkit::counting::H2_CONNECTION_WINDOW)
             .build(connector)
     } else {
         client::<Empty<Bytes>>(proto)
@@ -285,7 +285,7 @@ pub(crate) async fn download(
     if !response.status().is_success() {
         return Err(format!("the server answered {}", response.status()).into());
     }
-    let framing = mmap_body_devkit::server::framing(response.version(), response.headers());
+    let framing = mmap_body_devkit::counting::framing(response.version(), response.headers());
     let mut body = response.into_body();
     let mut received = 0u64;
     while let Some(frame) = body.frame().await {

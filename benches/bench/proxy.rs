@@ -66,7 +66,7 @@ async fn start(
     let starts = Arc::new(Mutex::new(Vec::new()));
     let log = starts.clone();
     let path = if mode == Mode::Replay {
-        mmap_body_devkit::server::FAIL_ONCE_PATH
+        mmap_body_devkit::counting::FAIL_ONCE_PATH
     } else {
         "/upload"
     };

@@ -1,8 +1,12 @@
 //! Deterministic, incompressible bytes (so that no layer can compress or
-//! deduplicate them away), and temp files made of them.
+//! deduplicate them away), temp files made of them, their SHA-256, and the
+//! changes tests make to a file under a body.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 /// Fills `buf` with the xorshift64* sequence from `seed` and returns the
 /// state to continue from: the same seed always gives the same bytes.
@@ -49,4 +53,72 @@ pub fn temp_file(name: &str, size: u64) -> std::io::Result<(tempfile::TempDir, P
 /// reads it).
 pub fn write_file(path: &Path, size: u64) -> std::io::Result<()> {
     write_pattern(path, size, |_| {})
+}
+
+/// A temp file of `len` pseudo-random bytes, removed with its directory.
+pub struct TestFile {
+    /// The directory, removed when dropped.
+    pub dir: tempfile::TempDir,
+    /// The file in it.
+    pub path: PathBuf,
+    /// Its length.
+    pub len: u64,
+    /// The SHA-256 of its bytes, in lower-case hex.
+    pub sha256: String,
+}
+
+/// A temp file of `len` bytes of [`pattern`] and their SHA-256.
+pub fn test_file(len: u64) -> TestFile {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("body.bin");
+    let mut hasher = Sha256::new();
+    write_pattern(&path, len, |block| hasher.update(block)).expect("write the test file");
+    TestFile {
+        dir,
+        path,
+        len,
+        sha256: hex(&hasher.finalize()),
+    }
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex, as `sha256` writes it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Cuts the file at `path` to `len` bytes.
+pub fn truncate(path: &Path, len: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// How a test changes a file under a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Cut to 1 MiB.
+    Truncate,
+    /// The same bytes, a modification time 5 s in the future.
+    Touch,
+}
+
+/// Changes the file at `path` as `how` says.
+pub fn change(path: &Path, how: Change) {
+    match how {
+        Change::Truncate => truncate(path, 1 << 20),
+        Change::Touch => std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap(),
+    }
 }

@@ -1,19 +1,33 @@
 //! What mmap-body's tests, examples and benchmark share, and a user of the
 //! crate never needs, one module a role:
 //!
-//! - [`alloc`]: a counting global allocator (heap peaks of one thread or of
-//!   the whole process), for the binaries that install it;
-//! - [`files`]: deterministic, incompressible bytes and temp files of them;
+//! - [`files`]: deterministic, incompressible bytes, temp files of them and
+//!   their SHA-256, and the changes tests make to a file under a body;
+//! - [`server`]: real servers and the client the tests use on 127.0.0.1:
+//!   the hashing server (and what it saw), `serve` for a handler of a
+//!   test's own, `serve_axum`, the pausing server, the hyper-util client;
+//! - [`counting`]: the receiving end of the examples and the benchmark, a
+//!   server that counts what arrives and says how its length was announced
+//!   (no hashing: it must not slow a measurement down);
+//! - [`faulty`]: the one misbehaving server (HTTP/1.1 and HTTP/2), following
+//!   a script of faults, logging every request and, if asked, narrating;
+//! - [`bodies`]: test bodies (`Streamed`, `ExactStreamed`) and `poll_now`;
+//! - [`alloc`]: a counting global allocator, for the binaries that install
+//!   it (one per binary: it counts the whole process);
 //! - [`rss`]: the process's resident memory from `/proc/self/status`;
-//! - [`server`]: a hyper server on 127.0.0.1 that counts what it receives
-//!   and reports how the request announced its length;
-//! - [`size`]: sizes on the command line and in reports (`64MiB`, `1.0 GiB`).
+//! - [`size`]: sizes on the command line and in reports (`64MiB`, `1.0 GiB`);
+//! - [`harness`]: an error chain on one line, a test's name for `--exact`.
 //!
-//! Not published: mmap-body reaches it as a path-only dev-dependency.
+//! Not published: mmap-body reaches it as a path-only dev-dependency, and
+//! it does not depend on mmap-body (its types would be a second copy).
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod bodies;
+pub mod counting;
+pub mod faulty;
 pub mod files;
+pub mod harness;
 pub mod rss;
 pub mod server;
 pub mod size;

@@ -1,104 +1,303 @@
-//! A hyper server on 127.0.0.1 that reads every request body to its end and
-//! answers with how many bytes arrived and how the request announced its
-//! length: the receiving end of the examples and of the benchmark.
+//! Real servers and clients on 127.0.0.1: the hashing server (and what it
+//! saw, read back from its answer), `serve` for a handler of a test's own,
+//! the pausing server, and the hyper-util client.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
-/// Accepts HTTP/1.1 and HTTP/2 (prior knowledge) connections on 127.0.0.1,
-/// with `TCP_NODELAY`, and answers each request with [`count_body`].
-pub async fn start_counting_server() -> std::io::Result<SocketAddr> {
-    start_counting_server_with(false).await
+use crate::files::hex;
+use crate::BoxError;
+
+/// What the server saw of one request, sent back in response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The request's HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
+    /// Its `Content-Length` header.
+    pub content_length: Option<u64>,
+    /// Its `Transfer-Encoding` header.
+    pub transfer_encoding: Option<String>,
+    /// Body bytes read.
+    pub len: u64,
+    /// Their SHA-256, in lower-case hex.
+    pub sha256: String,
+    /// Its trailers, as [`trailer_list`] writes them.
+    pub trailers: Option<String>,
 }
 
-/// The HTTP/2 settings that let a receiver of large bodies keep up (see the
-/// README's "HTTP/2" section): `DATA` frames of up to 1 MiB instead of
-/// 16 KiB, and 8 MiB stream / 16 MiB connection windows.
-pub const H2_LARGE_FRAME: u32 = 1 << 20;
-/// See [`H2_LARGE_FRAME`].
-pub const H2_STREAM_WINDOW: u32 = 8 << 20;
-/// See [`H2_LARGE_FRAME`].
-pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on 127.0.0.1; every request
+/// body is read to the end, hashed, and described in the answer (see
+/// [`hash_request`]).
+pub async fn hashing_server() -> SocketAddr {
+    serve(|req| async move { Ok(hash_request(req).await) }).await
+}
 
-/// [`start_counting_server`], with the HTTP/2 settings for large bodies
-/// when `large_h2` is set.
-pub async fn start_counting_server_with(large_h2: bool) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// hyper-util's auto (HTTP/1.1 + h2c) connection builder, with windows big
+/// enough for HTTP/2 not to be the bottleneck.
+pub fn auto_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_frame_size(1 << 20);
+    builder
+}
+
+/// Serves `handler` on 127.0.0.1 with [`auto_builder`].
+pub async fn serve<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            // As HTTP/2 servers do: without it, Nagle's algorithm holds back
-            // the small WINDOW_UPDATE frames and h2 uploads stall.
-            let _ = stream.set_nodelay(true);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(count_body);
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if large_h2 {
-                    builder
-                        .http2()
-                        .max_frame_size(H2_LARGE_FRAME)
-                        .initial_stream_window_size(H2_STREAM_WINDOW)
-                        .initial_connection_window_size(H2_CONNECTION_WINDOW);
-                }
-                let _ = builder
+                let service = hyper::service::service_fn(handler);
+                let _ = auto_builder()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    Ok(addr)
+    addr
 }
 
-/// Requests to this path are answered `503` after their whole body was
-/// read, every other time (the first, third ... of them): a fault that
-/// makes a proxy send the body again.
-pub const FAIL_ONCE_PATH: &str = "/fail-once";
-
-/// Reads the whole request body and answers `<framing> received=<bytes>`,
-/// where framing is what the request's headers promised (see [`framing`]);
-/// see [`FAIL_ONCE_PATH`] for the one exception.
-pub async fn count_body(
-    req: http::Request<Incoming>,
-) -> Result<http::Response<Full<Bytes>>, Infallible> {
-    static FAIL_ONCE_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let fail = req.uri().path() == FAIL_ONCE_PATH
-        && FAIL_ONCE_SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) & 1 == 0;
-    let framing = framing(req.version(), req.headers());
-    let mut body = req.into_body();
-    let mut received = 0u64;
-    while let Some(Ok(frame)) = body.frame().await {
-        received += frame.data_ref().map_or(0, |d| d.len() as u64);
-    }
-    let text = format!("{framing} received={received}");
-    let mut response = http::Response::new(Full::new(Bytes::from(text)));
-    if fail {
-        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    }
-    Ok(response)
+/// Serves an axum `app` on 127.0.0.1 with `TCP_NODELAY`, its handlers able
+/// to ask for the peer's address (`ConnectInfo<SocketAddr>`), as a proxy
+/// in front of real clients is.
+pub async fn serve_axum(app: axum::Router) -> SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
 
-/// How a message's length was announced: `content-length=N`, `chunked`
-/// (HTTP/1.1 chunked encoding), or `no-length` (an HTTP/2 stream without a
-/// `content-length` header, whose end only its last DATA frame tells).
-pub fn framing(version: http::Version, headers: &http::HeaderMap) -> String {
-    let header = |name| {
-        headers
+/// Trailers as sorted `name=value` pairs joined by commas.
+pub fn trailer_list(trailers: &HeaderMap) -> String {
+    let mut pairs: Vec<String> = trailers
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("")))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// Reads the body of `req` to its end, hashes it, and describes it in the
+/// headers of a 200 (or a 400 if the body failed; see [`received`]), whose
+/// body says the same for a person: `<framing> received=<bytes>
+/// sha256=<hex>` (see [`framing`](crate::counting::framing)).
+pub async fn hash_request(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let version = format!("{:?}", req.version());
+    let framing = crate::counting::framing(req.version(), req.headers());
+    let header = |name: http::header::HeaderName| {
+        req.headers()
             .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or("<bad>").to_owned())
     };
-    match (
-        header(http::header::CONTENT_LENGTH),
-        header(http::header::TRANSFER_ENCODING),
-    ) {
-        (Some(n), None) => format!("content-length={n}"),
-        (None, Some(te)) if te.eq_ignore_ascii_case("chunked") => "chunked".to_owned(),
-        (None, None) if version == http::Version::HTTP_2 => "no-length".to_owned(),
-        (cl, te) => format!("content-length={cl:?} transfer-encoding={te:?}"),
+    let content_length = header(http::header::CONTENT_LENGTH);
+    let transfer_encoding = header(http::header::TRANSFER_ENCODING);
+    let mut body = req.into_body();
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => {
+                    hasher.update(&data);
+                    len += data.len() as u64;
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(trailer_list(&t));
+                    }
+                }
+            },
+            Err(err) => {
+                return Response::builder()
+                    .status(400)
+                    .body(Full::new(Bytes::from(format!("body error: {err}"))))
+                    .unwrap()
+            }
+        }
+    }
+    let mut res = Response::builder()
+        .header("x-version", version)
+        .header("x-len", len.to_string());
+    if let Some(cl) = content_length {
+        res = res.header("x-content-length", cl);
+    }
+    if let Some(te) = transfer_encoding {
+        res = res.header("x-transfer-encoding", te);
+    }
+    if let Some(t) = trailers {
+        res = res.header("x-trailers", t);
+    }
+    let sha256 = hex(&hasher.finalize());
+    let text = format!("{framing} received={len} sha256={sha256}");
+    res.header("x-sha256", sha256)
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+/// Reads back what [`hash_request`] put in the response headers.
+pub fn received<B>(res: &Response<B>) -> Received {
+    let get = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(res.status(), 200, "server answered {}", res.status());
+    Received {
+        version: get("x-version").expect("x-version"),
+        content_length: get("x-content-length").map(|v| v.parse().unwrap()),
+        transfer_encoding: get("x-transfer-encoding"),
+        len: get("x-len").expect("x-len").parse().unwrap(),
+        sha256: get("x-sha256").expect("x-sha256"),
+        trailers: get("x-trailers"),
+    }
+}
+
+/// A hyper-util legacy client speaking HTTP/1.1, or HTTP/2 with prior
+/// knowledge when `http2` is set.
+pub fn client<B>(http2: bool) -> Client<HttpConnector, B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut builder = Client::builder(TokioExecutor::new());
+    if http2 {
+        builder
+            .http2_only(true)
+            .http2_initial_stream_window_size(8 << 20)
+            .http2_initial_connection_window_size(16 << 20);
+    }
+    builder.build_http()
+}
+
+// ---------------------------------------------------------------- pausing
+
+/// What the pausing server saw of one upload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Upload {
+    /// Body bytes read so far.
+    pub read: u64,
+    /// The body has ended (cleanly or not).
+    pub ended: bool,
+    /// The body ended cleanly (not reset, not cut off).
+    pub complete: bool,
+}
+
+/// A [`pausing_server`] and the handles a test drives it with.
+pub struct Pausing {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Fires once the first upload has read `pause_at` bytes.
+    paused: oneshot::Receiver<()>,
+    /// Lets the paused upload read on.
+    go: oneshot::Sender<()>,
+    /// Every upload, in the order they arrived, updated as they are read.
+    pub log: Arc<Mutex<Vec<Upload>>>,
+}
+
+impl Pausing {
+    /// Waits (at most 30 s) until the server has paused, lets the client
+    /// fill every window and buffer (200 ms), calls `change`, and lets the
+    /// server read on; returns the log.
+    pub async fn change_while_paused(self, change: impl FnOnce()) -> Arc<Mutex<Vec<Upload>>> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.paused)
+            .await
+            .expect("the server paused in time")
+            .expect("the server paused");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        change();
+        self.go.send(()).expect("the server waits");
+        self.log
+    }
+}
+
+/// A server (HTTP/1.1 and HTTP/2) that reads `pause_at` bytes of its first
+/// upload, says so, waits to be told to go on, then reads on; it answers
+/// 200 with the number of bytes it read, and logs every upload.
+pub async fn pausing_server(pause_at: u64) -> Pausing {
+    let (paused_tx, paused) = oneshot::channel::<()>();
+    let (go, go_rx) = oneshot::channel::<()>();
+    let gate = Arc::new(Mutex::new(Some((paused_tx, go_rx))));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let addr = serve(move |req: Request<Incoming>| {
+        let gate = gate.clone();
+        let seen = seen.clone();
+        async move {
+            let index = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(Upload::default());
+                seen.len() - 1
+            };
+            let update = |f: &dyn Fn(&mut Upload)| f(&mut seen.lock().unwrap()[index]);
+            let mut body = req.into_body();
+            let mut read = 0u64;
+            let mut complete = true;
+            let mut waiting = gate.lock().unwrap().take();
+            loop {
+                match body.frame().await {
+                    None => break,
+                    Some(Err(_)) => {
+                        complete = false;
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        update(&|u| u.read = read);
+                    }
+                }
+                if read >= pause_at {
+                    if let Some((paused, go)) = waiting.take() {
+                        let _ = paused.send(());
+                        let _ = go.await;
+                    }
+                }
+            }
+            update(&|u| {
+                u.ended = true;
+                u.complete = complete;
+            });
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
+        }
+    })
+    .await;
+    Pausing {
+        addr,
+        paused,
+        go,
+        log,
     }
 }

@@ -1,11 +1,9 @@
-//! Pieces the examples share: the `--size` argument, a line printed per
-//! attempt of a retried upload, and a scripted misbehaving upstream
-//! ([`flaky`]); the rest (temp files of incompressible bytes, the counting
-//! server, sizes, RSS, the counting allocator) comes from the repository's
-//! unpublished `mmap-body-devkit`, shared with the tests and the benchmark.
-#![allow(dead_code)] // each example uses a different part of this module (and of `flaky`)
-
-pub mod flaky;
+//! Pieces the examples share: the `--size` argument and a line printed per
+//! attempt of a retried upload. The rest (temp files of incompressible
+//! bytes, the counting server, the scripted misbehaving upstream, sizes,
+//! RSS, the counting allocator) comes from the repository's unpublished
+//! `mmap-body-devkit`, shared with the tests and the benchmark.
+#![allow(dead_code)] // each example uses a different part of this module
 
 use mmap_body_devkit::size::{human, parse_size};
 pub use mmap_body_devkit::BoxError;

@@ -21,17 +21,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::bodies::{ExactStreamed, Streamed};
-use crate::support::faulty::{Fault, Faulty};
-use crate::support::files::{pattern, sha256, test_file};
-use crate::support::server::{client, hashing_server, received};
-use crate::support::{chain, BoxError};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::bodies::{ExactStreamed, Streamed};
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::{pattern, sha256, test_file};
+use mmap_body_devkit::harness::chain;
+use mmap_body_devkit::server::{client, hashing_server, received};
+use mmap_body_devkit::BoxError;
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -286,11 +287,11 @@ matrix! {
 
 mod proxy {
     use super::*;
-    use crate::support::server::serve_axum;
     use axum::extract::State;
     use axum::response::IntoResponse;
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     use mmap_body::Replay;
+    use mmap_body_devkit::server::serve_axum;
     use tower::retry::Retry;
 
     type Upstream = Replay<Retry<RetryPolicy, Client<HttpConnector, ReplayBody<axum::body::Body>>>>;
@@ -620,7 +621,7 @@ fn sparse_file() -> Sparse {
     let file = std::fs::File::create(&path).expect("create");
     file.set_len(len).expect("set_len");
     let mut pattern = vec![0u8; MIB as usize];
-    crate::support::files::pattern(4, &mut pattern);
+    mmap_body_devkit::files::pattern(4, &mut pattern);
     let pattern_at = 4 * GIB - 512 * KIB;
     file.write_all_at(&pattern, pattern_at).expect("write");
     let marker: &'static [u8] = b"<- the last 16 B";

@@ -5,23 +5,6 @@
 //! The tests that do need a process of their own (a global allocator, peak
 //! RSS, the process-wide SIGBUS guard) are the other files of `tests/`.
 
-// With fewer features (or on another OS) some modules below are left out
-// and the helpers only they use go unused; with `--all-features` on Linux
-// (CI's clippy) every helper is used.
-#[cfg_attr(
-    not(all(
-        target_os = "linux",
-        feature = "proxy",
-        feature = "progress",
-        feature = "retry",
-        feature = "serve",
-        feature = "spill"
-    )),
-    allow(dead_code)
-)]
-#[path = "../support/mod.rs"]
-mod support;
-
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
 mod mmap_body;

@@ -3,14 +3,13 @@
 
 use std::io::Write;
 
-use crate::support;
-use crate::support::bodies::poll_now;
-use crate::support::files::{change, pattern, sha256, test_file, Change};
-use crate::support::server::{client, hashing_server, received, Received};
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
 use mmap_body::{ErrorKind, MmapBody};
+use mmap_body_devkit::bodies::poll_now;
+use mmap_body_devkit::files::{change, pattern, sha256, test_file, Change};
+use mmap_body_devkit::server::{client, hashing_server, received, Received};
 use proptest::prelude::*;
 
 fn open(path: &std::path::Path) -> MmapBody {
@@ -186,7 +185,7 @@ fn truncation_mid_body_is_an_error_not_sigbus() {
 async fn truncation_during_an_upload_fails_the_request() {
     let file = test_file(64 * 1024 * 1024);
     // A server that reads 4 MiB, lets the test truncate the file, then reads on.
-    let server = crate::support::server::pausing_server(4 << 20).await;
+    let server = mmap_body_devkit::server::pausing_server(4 << 20).await;
     let addr = server.addr;
     let req = http::Request::put(format!("http://{addr}/"))
         .body(open(&file.path))
@@ -356,7 +355,7 @@ fn permission_denied_names_the_path() {
     };
     let out = cmd
         .arg("--exact")
-        .arg(support::test_name(
+        .arg(mmap_body_devkit::harness::test_name(
             module_path!(),
             "permission_denied_child",
         ))

@@ -5,13 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::faulty::{Fault, Faulty};
-use crate::support::files::test_file;
-use crate::support::server::{client, hashing_server, received};
 use http::Request;
 use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::test_file;
+use mmap_body_devkit::server::{client, hashing_server, received};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 

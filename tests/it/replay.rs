@@ -4,17 +4,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::bodies::Streamed;
-use crate::support::faulty::{Fault, Faulty};
-use crate::support::files::{sha256, test_file};
-use crate::support::server::{client, hashing_server, received};
-use crate::support::BoxError;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::bodies::Streamed;
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::{sha256, test_file};
+use mmap_body_devkit::server::{client, hashing_server, received};
+use mmap_body_devkit::BoxError;
 use tower::retry::budget::TpsBudget;
 use tower::retry::RetryLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};

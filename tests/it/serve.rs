@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::support::files::{sha256, test_file, TestFile};
-use crate::support::server::client;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, StatusCode};
 use bytes::Bytes;
 use http::header;
 use http_body_util::{BodyExt, Empty};
 use mmap_body::MmapBody;
+use mmap_body_devkit::files::{sha256, test_file, TestFile};
+use mmap_body_devkit::server::client;
 
 const LEN: u64 = 3 * 1024 * 1024 + 123;
 

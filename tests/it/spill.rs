@@ -9,16 +9,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support;
-use crate::support::bodies::Streamed;
-use crate::support::faulty::{Fault, Faulty};
-use crate::support::files::sha256;
-use crate::support::server::{client, received};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Error, ErrorKind, ReplayBody, ReplayLayer};
+use mmap_body_devkit::bodies::Streamed;
+use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::files::sha256;
+use mmap_body_devkit::server::{client, received};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -263,7 +262,7 @@ fn a_failed_spill_write_fails_the_replay_not_the_attempt() {
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--exact")
-        .arg(support::test_name(
+        .arg(mmap_body_devkit::harness::test_name(
             module_path!(),
             "a_failed_spill_write_fails_the_replay_not_the_attempt",
         ))

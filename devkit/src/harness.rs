@@ -1,21 +1,5 @@
-//! Shared pieces of the integration tests, one file a role:
-//!
-//! - [`files`]: temp files of pseudo-random bytes, the pattern, SHA-256;
-//! - [`server`]: the hashing server, `serve`, the hyper-util client, the
-//!   pausing server;
-//! - [`faulty`]: the server that misbehaves on purpose, following a script;
-//! - [`bodies`]: test bodies (`Streamed`, `ExactStreamed`) and `poll_now`.
-//!
-//! The helpers that only a process of its own may use are not declared
-//! here: a binary that needs them includes them itself, `alloc.rs` (the
-//! counting allocator, shared with the examples) and `rss.rs` (peak RSS).
-
-pub mod bodies;
-pub mod faulty;
-pub mod files;
-pub mod server;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//! What a test prints and how it runs itself again: an error and its
+//! sources on one line, and a test's own name for `--exact`.
 
 /// An error and its sources, on one line.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {

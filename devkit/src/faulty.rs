@@ -5,7 +5,9 @@
 //! body (with `Retry-After` if asked), an early answer that reads none of
 //! the body, and a stall that reads part of it and then neither reads nor
 //! answers. Every request is logged: method, version, framing headers,
-//! bytes read and, for a body read whole, its SHA-256.
+//! bytes read and, for a body read whole, its SHA-256. A narrated one
+//! ([`Faulty::narrated`], the examples') also prints what it does with
+//! each request.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -19,7 +21,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::server::{auto_builder, hash_request};
+use crate::counting::framing;
+use crate::server::{auto_builder, hash_request};
+use crate::size::human;
 
 /// What the faulty server does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +46,15 @@ pub enum Fault {
 /// One request the faulty server saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The request's method.
     pub method: String,
+    /// The request's HTTP version.
     pub version: Version,
+    /// Its `Content-Length` header, as sent.
     pub content_length: Option<String>,
+    /// Its `Transfer-Encoding` header, as sent.
     pub transfer_encoding: Option<String>,
+    /// What the server did with it.
     pub fault: Fault,
     /// Body bytes the server read (so far, for a stalled request).
     pub read: u64,
@@ -55,25 +64,42 @@ pub struct Seen {
 
 /// A hyper server on 127.0.0.1 (HTTP/1.1 and HTTP/2 prior knowledge, with
 /// `TCP_NODELAY` and the big HTTP/2 windows of
-/// [`auto_builder`](super::server::auto_builder))
+/// [`auto_builder`](crate::server::auto_builder))
 /// that follows a script of faults, one per request, then succeeds; it
 /// logs every request it sees.
 #[derive(Clone)]
 pub struct Faulty {
+    /// Where it listens.
     pub addr: SocketAddr,
     script: Arc<Mutex<VecDeque<Fault>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     hang_up: Arc<tokio::sync::Notify>,
+    /// Set for a narrated server: the prefix of what it prints.
+    name: Option<&'static str>,
 }
 
 impl Faulty {
+    /// Starts a server that follows `script`, one fault per request, then
+    /// succeeds.
     pub async fn start(script: impl IntoIterator<Item = Fault>) -> Faulty {
+        Faulty::launch(None, script).await
+    }
+
+    /// [`start`](Faulty::start), and the server prints each request and
+    /// what it does with it, after `name` and the request's number:
+    /// `upstream: request 2: read 32.0 MiB, answering 503`.
+    pub async fn narrated(name: &'static str, script: impl IntoIterator<Item = Fault>) -> Faulty {
+        Faulty::launch(Some(name), script).await
+    }
+
+    async fn launch(name: Option<&'static str>, script: impl IntoIterator<Item = Fault>) -> Faulty {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let faulty = Faulty {
             addr: listener.local_addr().expect("addr"),
             script: Arc::new(Mutex::new(script.into_iter().collect())),
             seen: Default::default(),
             hang_up: Default::default(),
+            name,
         };
         let server = faulty.clone();
         tokio::spawn(async move {
@@ -101,6 +127,7 @@ impl Faulty {
         faulty
     }
 
+    /// `http://<addr><path>`.
     pub fn uri(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -117,6 +144,13 @@ impl Faulty {
 
     fn update(&self, index: usize, f: impl FnOnce(&mut Seen)) {
         f(&mut self.seen.lock().unwrap()[index]);
+    }
+
+    /// Prints `what` for request `index`, if narrated.
+    fn say(&self, index: usize, what: impl FnOnce() -> String) {
+        if let Some(name) = self.name {
+            println!("{name}: request {}: {}", index + 1, what());
+        }
     }
 
     async fn handle(
@@ -148,6 +182,17 @@ impl Faulty {
             });
             seen.len() - 1
         };
+        self.say(index, || {
+            // What a proxy adds, when there is one in front.
+            let mut forwarded = String::new();
+            for name in ["via", "x-forwarded-for"] {
+                if let Some(value) = req.headers().get(name) {
+                    forwarded += &format!(" {name}={value:?}");
+                }
+            }
+            let framing = framing(req.version(), req.headers());
+            format!("{} {} {framing}{forwarded}", req.method(), req.uri())
+        });
         let close = req.version() < Version::HTTP_2;
         match fault {
             Fault::Succeed => {
@@ -159,21 +204,40 @@ impl Faulty {
                         .map(str::to_owned)
                 };
                 let (len, sha) = (get("x-len"), get("x-sha256"));
+                let read = len.and_then(|l| l.parse().ok()).unwrap_or(0);
+                self.say(index, || match &sha {
+                    Some(sha) => format!(
+                        "read all {}, sha256 {}.., answering 200",
+                        human(read),
+                        &sha[..16]
+                    ),
+                    None => format!("the body failed, answering {}", res.status()),
+                });
                 self.update(index, |s| {
-                    s.read = len.and_then(|l| l.parse().ok()).unwrap_or(0);
+                    s.read = read;
                     s.sha256 = sha;
                 });
                 Ok(res)
             }
             Fault::DropAfter(limit) => {
                 let mut body = req.into_body();
-                self.read_some(index, limit, &mut body).await;
+                let read = self.read_some(index, limit, &mut body).await;
+                self.say(index, || {
+                    format!("read {}, dropping the connection", human(read))
+                });
                 kill.notify_one();
                 std::future::pending().await
             }
             Fault::StatusAfter(status, limit, retry_after) => {
                 let mut body = req.into_body();
-                self.read_some(index, limit, &mut body).await;
+                let read = self.read_some(index, limit, &mut body).await;
+                self.say(index, || match retry_after {
+                    Some(after) => format!(
+                        "read {}, answering {status}, Retry-After: {after}",
+                        human(read)
+                    ),
+                    None => format!("read {}, answering {status}", human(read)),
+                });
                 let mut res = Response::builder().status(status);
                 if close {
                     res = res.header(http::header::CONNECTION, "close");
@@ -186,6 +250,9 @@ impl Faulty {
                     .unwrap())
             }
             Fault::EarlyStatus(status) => {
+                self.say(index, || {
+                    format!("answering {status} before reading the body")
+                });
                 let mut res = Response::builder().status(status);
                 if close {
                     res = res.header(http::header::CONNECTION, "close");
@@ -196,7 +263,8 @@ impl Faulty {
             }
             Fault::StallAfter(limit) => {
                 let mut body = req.into_body();
-                self.read_some(index, limit, &mut body).await;
+                let read = self.read_some(index, limit, &mut body).await;
+                self.say(index, || format!("read {}, stalling", human(read)));
                 // Keep the body (and so the stream) open, read nothing more.
                 std::future::pending::<()>().await;
                 drop(body);
@@ -206,8 +274,8 @@ impl Faulty {
     }
 
     /// Reads body frames until at least `limit` bytes came (or the body
-    /// ended or failed), logging the count as it goes.
-    async fn read_some(&self, index: usize, limit: u64, body: &mut Incoming) {
+    /// ended or failed), logging the count as it goes; returns the count.
+    async fn read_some(&self, index: usize, limit: u64, body: &mut Incoming) -> u64 {
         let mut read = 0u64;
         while read < limit {
             match body.frame().await {
@@ -218,5 +286,6 @@ impl Faulty {
                 _ => break,
             }
         }
+        read
     }
 }

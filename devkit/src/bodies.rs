@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::files::{pattern, sha256};
+use crate::files::{pattern, sha256};
 
 /// A streamed body that cannot be cloned and does not know its size: its
 /// frames come one at a time, each after a `Pending`, then optional
@@ -22,6 +22,7 @@ pub struct Streamed {
 }
 
 impl Streamed {
+    /// A body of these frames, then these trailers.
     pub fn new(frames: impl IntoIterator<Item = Bytes>, trailers: Option<http::HeaderMap>) -> Self {
         Streamed {
             frames: frames.into_iter().collect(),
@@ -42,6 +43,7 @@ impl Streamed {
         (Streamed::new(frames, None), hash)
     }
 
+    /// The same body, ending with `trailers`.
     pub fn with_trailers(mut self, trailers: http::HeaderMap) -> Self {
         self.trailers = Some(trailers);
         self
