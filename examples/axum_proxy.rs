@@ -18,8 +18,6 @@
 //! cargo run --release --example axum_proxy --all-features
 //! ```
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +31,8 @@ use mmap_body::proxy::{self, Forwarding, Upstream};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{Replay, ReplayBody, ReplayLayer};
 use mmap_body_devkit::faulty::{Fault, Faulty};
+use mmap_body_devkit::BoxError;
 use sha2::{Digest, Sha256};
-use support::BoxError;
 use tower::retry::{Retry, RetryLayer};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::MapRequest;

@@ -5,8 +5,6 @@
 //! cargo run --release --example quickstart [-- --size 512MiB --chunk-size 1MiB --keep-pages]
 //! ```
 
-mod support;
-
 use std::time::Instant;
 
 use http_body_util::BodyExt;
@@ -18,7 +16,7 @@ use mmap_body_devkit::counting::start_counting_server;
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::rss::status_kib;
 use mmap_body_devkit::size::{human, parse_size};
-use support::BoxError;
+use mmap_body_devkit::BoxError;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -8,8 +8,6 @@
 //! cargo run --release --example serve_file [-- --size 256MiB]
 //! ```
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +17,8 @@ use axum::serve::{Listener, ListenerExt};
 use mmap_body::MmapBody;
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::size::human;
-use support::{size_arg, BoxError};
+use mmap_body_devkit::size::size_arg;
+use mmap_body_devkit::BoxError;
 
 async fn download(
     State(path): State<Arc<PathBuf>>,

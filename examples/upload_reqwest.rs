@@ -25,7 +25,9 @@ use mmap_body_devkit::faulty::{Fault, Faulty};
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::rss::status_kib;
 use mmap_body_devkit::size::human;
-use support::{log_attempt, sent_of_total, size_arg, BoxError};
+use mmap_body_devkit::size::size_arg;
+use mmap_body_devkit::BoxError;
+use support::{log_attempt, sent_of_total};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -16,6 +16,19 @@ pub fn parse_size(text: &str) -> Result<u64, BoxError> {
     Ok(size.as_u64())
 }
 
+/// The one option of most examples, `--size 256MiB`; `default` without it.
+pub fn size_arg(default: u64) -> Result<u64, BoxError> {
+    let mut size = default;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--size", Some(value)) => size = parse_size(&value)?,
+            _ => return Err(format!("unknown option `{arg}`; use --size 256MiB").into()),
+        }
+    }
+    Ok(size)
+}
+
 /// `1.0 GiB`, `41.0 KiB`, `512 B`.
 pub fn human(bytes: u64) -> String {
     ByteSize(bytes).display().iec().to_string()

@@ -1,25 +1,10 @@
-//! Pieces the examples share: the `--size` argument and a line printed per
-//! attempt of a retried upload. The rest (temp files of incompressible
-//! bytes, the counting server, the scripted misbehaving upstream, sizes,
+//! What the two retrying uploads (`retry_tower`, `upload_reqwest`) print
+//! of each attempt and of its progress. The rest the examples share (temp
+//! files, the counting server, the scripted misbehaving upstream, sizes,
 //! RSS, the counting allocator) comes from the repository's unpublished
 //! `mmap-body-devkit`, shared with the tests and the benchmark.
-#![allow(dead_code)] // each example uses a different part of this module
 
-use mmap_body_devkit::size::{human, parse_size};
-pub use mmap_body_devkit::BoxError;
-
-/// The examples' one option, `--size 256MiB`; `default` without it.
-pub fn size_arg(default: u64) -> Result<u64, BoxError> {
-    let mut size = default;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--size", Some(value)) => size = parse_size(&value)?,
-            _ => return Err(format!("unknown option `{arg}`; use --size 256MiB").into()),
-        }
-    }
-    Ok(size)
-}
+use mmap_body_devkit::size::human;
 
 /// For `ServiceBuilder::map_request` in a client stack, inside the retries:
 /// counts each attempt in `attempts` and prints it as it leaves (method,
