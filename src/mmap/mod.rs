@@ -1,16 +1,18 @@
 //! [`MmapBody`]: an HTTP body whose frames are slices of a memory-mapped file.
 
+mod chunk;
 pub mod guard;
+mod mapping;
+mod open;
 mod sys;
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{ready, Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -18,6 +20,9 @@ use http_body::{Frame, SizeHint};
 use memmap2::Mmap;
 
 use crate::error::{Error, ErrorKind};
+use chunk::{Chunk, InFlight, Whole};
+use mapping::{Mapping, Origin};
+use open::{maybe_with_path, reject_non_regular, reject_pseudo_file, with_path};
 
 /// The frame size an [`MmapBody`] uses unless told otherwise: 1 MiB.
 ///
@@ -30,117 +35,6 @@ use crate::error::{Error, ErrorKind};
 /// is 1 MiB in hyper) does slightly worse. The heap used is the same at
 /// every size.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
-
-/// The file behind a mapping, kept open to check it has not changed.
-#[derive(Debug)]
-struct Origin {
-    file: File,
-    path: Option<PathBuf>,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-impl Origin {
-    fn name(&self) -> String {
-        match &self.path {
-            Some(path) => format!("`{}`", path.display()),
-            None => "the mapped file".to_owned(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Mapping {
-    /// Registered with the SIGBUS guard; declared first so that it is
-    /// dropped, and unregistered, before `map` is unmapped.
-    region: Option<guard::Region>,
-    map: Mmap,
-    /// `None` for [`MmapBody::from_mmap`]: the caller vouched for the mapping
-    /// and there is no file to check.
-    origin: Option<Origin>,
-}
-
-impl Mapping {
-    fn new(map: Mmap, origin: Option<Origin>) -> Mapping {
-        Mapping {
-            region: guard::Region::register(map.as_ptr(), map.len()),
-            map,
-            origin,
-        }
-    }
-
-    /// `true` once the SIGBUS guard replaced a page of this mapping with
-    /// zeros: some bytes read from it were not the file's.
-    fn poisoned(&self) -> bool {
-        self.region.as_ref().is_some_and(guard::Region::poisoned)
-    }
-
-    fn name(&self) -> String {
-        self.origin
-            .as_ref()
-            .map_or_else(|| "the mapped file".to_owned(), Origin::name)
-    }
-
-    /// [`check`](Mapping::check), after first making sure no read of the
-    /// mapping hit a page the file no longer has.
-    fn verify(&self, end: usize) -> Result<(), Error> {
-        if self.poisoned() {
-            return Err(Error::new(
-                ErrorKind::Truncated,
-                format!(
-                    "{} was truncated while it was being sent: pages past its new end \
-                     were read as zeros (the SIGBUS guard kept the process alive), so \
-                     the body was failed rather than sent with them. Send it again once \
-                     the writer has finished with it.",
-                    self.name()
-                ),
-            ));
-        }
-        self.check(end)
-    }
-
-    /// Checks, with one `fstat`, that bytes up to `end` are still backed by
-    /// the file and that the file has not changed since it was mapped.
-    fn check(&self, end: usize) -> Result<(), Error> {
-        let Some(origin) = &self.origin else {
-            return Ok(());
-        };
-        let meta = origin.file.metadata().map_err(|e| {
-            Error::io(
-                format!("could not fstat {} to check it is unchanged", origin.name()),
-                e,
-            )
-        })?;
-        if meta.len() < end as u64 {
-            return Err(Error::new(
-                ErrorKind::Truncated,
-                format!(
-                    "{} shrank from {} to {} bytes while {} bytes of it were being sent; \
-                     the body stopped before reading past the end of the file. \
-                     Send it again once the writer has finished with it.",
-                    origin.name(),
-                    origin.len,
-                    meta.len(),
-                    end
-                ),
-            ));
-        }
-        if meta.len() != origin.len || meta.modified().ok() != origin.modified {
-            return Err(Error::new(
-                ErrorKind::Modified,
-                format!(
-                    "{} changed since it was mapped (size {} -> {} bytes or a new \
-                     modification time); the bytes sent would not be the bytes mapped. \
-                     Open the file again to send its new contents.",
-                    origin.name(),
-                    origin.len,
-                    meta.len()
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// An [`http_body::Body`] that sends a memory-mapped file, or a range of it,
 /// without copying it.
@@ -206,43 +100,6 @@ pub struct MmapBody {
     /// The frames of this attempt not dropped yet, while the SIGBUS guard
     /// is installed; made with the first frame.
     in_flight: Option<Arc<InFlight>>,
-}
-
-/// The frames one attempt gave out and their holders have not dropped yet,
-/// and the task waiting for them to be, to end the body.
-#[derive(Debug, Default)]
-struct InFlight {
-    frames: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl InFlight {
-    fn dropped(&self) {
-        if self.frames.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let waker = self
-                .waker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-
-    /// Ready once every frame is dropped; otherwise `cx` is woken when the
-    /// last one is.
-    fn poll_all_dropped(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.frames.load(Ordering::Acquire) == 0 {
-            return Poll::Ready(());
-        }
-        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        // The last frame may have gone between the check and the store.
-        if self.frames.load(Ordering::Acquire) == 0 {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
 }
 
 impl MmapBody {
@@ -492,7 +349,7 @@ impl MmapBody {
         }
         let in_flight = if guard::is_installed() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
-            in_flight.frames.fetch_add(1, Ordering::AcqRel);
+            in_flight.gave_out();
             Some(Arc::clone(in_flight))
         } else {
             None
@@ -548,52 +405,6 @@ impl Clone for MmapBody {
     }
 }
 
-/// The owner of one frame's bytes: keeps the mapping alive and, when the
-/// last `Bytes` of the frame is dropped, gives its pages back.
-struct Chunk {
-    mapping: Arc<Mapping>,
-    start: usize,
-    end: usize,
-    release: bool,
-    in_flight: Option<Arc<InFlight>>,
-}
-
-impl AsRef<[u8]> for Chunk {
-    fn as_ref(&self) -> &[u8] {
-        &self.mapping.map[self.start..self.end]
-    }
-}
-
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        if self.release {
-            // SAFETY: `release` is only set for the shared read-only file
-            // mappings this module makes itself (never for `from_mmap`). For
-            // those, MADV_DONTNEED only unmaps the pages from this process;
-            // the data stays in the page cache and any later access, by
-            // another frame sharing an edge page or by a clone, faults the
-            // same bytes back in.
-            unsafe { sys::release(&self.mapping.map, self.start, self.end - self.start) };
-        }
-        if let Some(in_flight) = &self.in_flight {
-            in_flight.dropped();
-        }
-    }
-}
-
-/// The owner of [`Bytes::from`]`(MmapBody)`: the whole range, never released.
-struct Whole {
-    mapping: Arc<Mapping>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for Whole {
-    fn as_ref(&self) -> &[u8] {
-        &self.mapping.map[self.start..self.end]
-    }
-}
-
 impl From<MmapBody> for Bytes {
     /// The body's whole range (from its start, whatever was already sent) as
     /// one zero-copy `Bytes`, for APIs that take `Bytes`, such as
@@ -645,52 +456,6 @@ impl http_body::Body for MmapBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining() as u64)
-    }
-}
-
-fn with_path(err: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(err.kind(), format!("{what} `{}`: {err}", path.display()))
-}
-
-fn maybe_with_path(err: io::Error, what: &str, path: Option<&Path>) -> io::Error {
-    match path {
-        Some(path) => with_path(err, what, path),
-        None => io::Error::new(err.kind(), format!("{what} the file: {err}")),
-    }
-}
-
-fn invalid_input(path: Option<&Path>, reason: &str) -> io::Error {
-    let name = match path {
-        Some(path) => format!("`{}`", path.display()),
-        None => "the file".to_owned(),
-    };
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("cannot send {name} as an MmapBody: {reason}"),
-    )
-}
-
-fn reject_non_regular(meta: &Metadata, path: Option<&Path>) -> io::Result<()> {
-    let kind = meta.file_type();
-    if kind.is_file() {
-        return Ok(());
-    }
-    Err(invalid_input(path, sys::non_regular_reason(kind)))
-}
-
-/// Files such as those in `/proc` and `/sys` report a size of 0 and still
-/// have contents, made up as they are read: a mapping of them is empty or
-/// faults. A regular file of size 0 that yields a byte is one of them.
-fn reject_pseudo_file(file: &File, path: Option<&Path>) -> io::Result<()> {
-    let mut probe = [0u8; 1];
-    match sys::read_start(file, &mut probe) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(invalid_input(
-            path,
-            "it reports a size of 0 but is not empty (a /proc-style file); \
-             read it into memory instead",
-        )),
-        Err(err) => Err(maybe_with_path(err, "cannot read", path)),
     }
 }
 
