@@ -351,6 +351,9 @@ mod untrusted_headers {
             "bytes=-[0-9]{0,6}",
             "bytes=[0-9]{1,25}-",
             "(W/)?\"[a-z0-9.+-]{0,12}\"( ?, ?(W/)?\"[a-z0-9]{0,4}\")?",
+            // Not entity tags (RFC 9110 §8.8.3 allows no space or tab
+            // inside the quotes), but header values all the same.
+            "(W/)?\"[ \t!#-~]{0,12}\"( ?, ?(W/)?\"[ \ta-z]{0,4}\")?",
             Just("*".to_owned()),
             (0u64..4_000_000_000).prop_map(|s| httpdate::fmt_http_date(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
