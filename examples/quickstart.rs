@@ -14,7 +14,7 @@ use mmap_body::MmapBody;
 use mmap_body_devkit::alloc::{track_heap, CountingAlloc};
 use mmap_body_devkit::counting::start_counting_server;
 use mmap_body_devkit::files::temp_file;
-use mmap_body_devkit::rss::status_kib;
+use mmap_body_devkit::rss::{reset_peak_rss, status_kib};
 use mmap_body_devkit::size::{human, parse_size};
 use mmap_body_devkit::BoxError;
 
@@ -59,7 +59,9 @@ fn main() -> Result<(), BoxError> {
             .release_sent_pages(release);
         let client = Client::builder(TokioExecutor::new()).build_http();
         let request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
-        reset_peak_rss();
+        // Linux; elsewhere the figure printed is the process's peak since
+        // it started.
+        let _ = reset_peak_rss();
         let rss_before = status_kib("VmRSS:").unwrap_or(0);
         let started = Instant::now();
         let response = client.request(request).await?;
@@ -90,10 +92,4 @@ fn main() -> Result<(), BoxError> {
         return Err(format!("the server did not see `{expected}`").into());
     }
     Ok(())
-}
-
-/// Resets the peak-RSS counter to the current RSS (Linux); elsewhere the
-/// figure printed is the process's peak since it started.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -72,7 +72,7 @@ impl Drop for Chunk {
     fn drop(&mut self) {
         if self.release {
             // SAFETY: `release` is only set for the shared read-only file
-            // mappings this module makes itself (never for `from_mmap`). For
+            // mappings `MmapBody` makes itself (never for `from_mmap`). For
             // those, MADV_DONTNEED only unmaps the pages from this process;
             // the data stays in the page cache and any later access, by
             // another frame sharing an edge page or by a clone, faults the
@@ -85,7 +85,8 @@ impl Drop for Chunk {
     }
 }
 
-/// The owner of [`Bytes::from`]`(MmapBody)`: the whole range, never released.
+/// The owner of [`Bytes::from`](bytes::Bytes::from)`(MmapBody)`: the whole
+/// range, never released.
 pub(super) struct Whole {
     pub(super) mapping: Arc<Mapping>,
     pub(super) start: usize,

@@ -34,7 +34,7 @@ pub(super) struct Mapping {
     /// dropped, and unregistered, before `map` is unmapped.
     region: Option<guard::Region>,
     pub(super) map: Mmap,
-    /// `None` for [`MmapBody::from_mmap`]: the caller vouched for the mapping
+    /// `None` for [`MmapBody::from_mmap`](super::MmapBody::from_mmap): the caller vouched for the mapping
     /// and there is no file to check.
     pub(super) origin: Option<Origin>,
 }
@@ -50,7 +50,7 @@ impl Mapping {
 
     /// `true` once the SIGBUS guard replaced a page of this mapping with
     /// zeros: some bytes read from it were not the file's.
-    pub(super) fn poisoned(&self) -> bool {
+    fn poisoned(&self) -> bool {
         self.region.as_ref().is_some_and(guard::Region::poisoned)
     }
 

@@ -58,7 +58,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///   changed, with [`ErrorKind::Modified`]. A clone about to replay does the
 ///   same check first, so a retry never sends a changed file.
 /// - The last byte is a frame of its own, copied and sent only after the
-///   same check (and, with the [`guard`](crate::guard) installed, after
+///   same check (and, with the [`guard`] installed, after
 ///   every other frame was released and the mapping found unpoisoned): a
 ///   receiver never gets the whole length of a body whose file was seen to
 ///   change.
@@ -336,7 +336,7 @@ impl MmapBody {
     }
 
     /// The next frame: up to `chunk` bytes, never the body's last byte,
-    /// which [`last_byte`](MmapBody::last_byte) sends.
+    /// which [`poll_last_byte`](MmapBody::poll_last_byte) sends.
     fn next_frame(&mut self) -> Result<Bytes, Error> {
         let len = self.chunk.min(self.remaining() - 1);
         let end = self.pos + len;
