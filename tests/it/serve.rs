@@ -290,6 +290,81 @@ async fn preconditions_fail_with_412() {
     }
 }
 
+/// Lists sent on several field lines are one list (RFC 9110 §5.3), and a
+/// tag with a blank inside its quotes (not an entity tag) matches nothing
+/// and harms nothing, over HTTP/1.1 and HTTP/2.
+#[tokio::test]
+async fn tag_lists_on_several_lines_and_malformed_tags() {
+    let file = test_file(LEN);
+    let url = file_server(file.path.clone()).await;
+    for http2 in [false, true] {
+        let client = client::<Empty<Bytes>>(http2);
+        let whole = client
+            .request(http::Request::get(&url).body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let etag = whole.headers()[header::ETAG].clone();
+        drop(whole);
+        let cases: [(&[(header::HeaderName, header::HeaderValue)], StatusCode); 4] = [
+            (
+                &[
+                    (
+                        header::IF_MATCH,
+                        header::HeaderValue::from_static("\"stale\""),
+                    ),
+                    (header::IF_MATCH, etag.clone()),
+                ],
+                StatusCode::PARTIAL_CONTENT,
+            ),
+            (
+                &[
+                    (
+                        header::IF_NONE_MATCH,
+                        header::HeaderValue::from_static("\"x\""),
+                    ),
+                    (header::IF_NONE_MATCH, etag.clone()),
+                ],
+                StatusCode::NOT_MODIFIED,
+            ),
+            (
+                &[(
+                    header::IF_MATCH,
+                    header::HeaderValue::from_static("\"a b\""),
+                )],
+                StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                &[(
+                    header::IF_NONE_MATCH,
+                    header::HeaderValue::from_static("W/\"a\tb\""),
+                )],
+                StatusCode::PARTIAL_CONTENT,
+            ),
+        ];
+        for (lines, want) in cases {
+            let mut request = http::Request::get(&url).header(header::RANGE, "bytes=0-9");
+            for (name, value) in lines {
+                request = request.header(name, value);
+            }
+            let response = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.request(request.body(Empty::new()).unwrap()),
+            )
+            .await
+            .expect("in time")
+            .unwrap_or_else(|err| panic!("http2={http2} {lines:?}: {err}"));
+            assert_eq!(response.status(), want, "http2={http2} {lines:?}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let len = if want == StatusCode::PARTIAL_CONTENT {
+                10
+            } else {
+                0
+            };
+            assert_eq!(body.len(), len, "http2={http2} {lines:?}");
+        }
+    }
+}
+
 /// A file modified before 1970 (an HTTP date cannot say so) is served
 /// whole, without `Last-Modified`; the server does not panic.
 #[tokio::test]
