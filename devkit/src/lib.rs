@@ -6,6 +6,10 @@
 //! - [`server`]: real servers and the client the tests use on 127.0.0.1:
 //!   the hashing server (and what it saw), `serve` for a handler of a
 //!   test's own, `serve_axum`, the pausing server, the hyper-util client;
+//! - [`tls`]: the same over TLS on 127.0.0.1 (rustls with ring): a test
+//!   certificate made at run time, `serve_tls`, the hashing and pausing
+//!   servers, a hyper-util client trusting that certificate, HTTP/1.1 or
+//!   HTTP/2 through ALPN;
 //! - [`counting`]: the receiving end of the examples and the benchmark, a
 //!   server that counts what arrives and says how its length was announced
 //!   (no hashing: it must not slow a measurement down);
@@ -31,6 +35,7 @@ pub mod harness;
 pub mod rss;
 pub mod server;
 pub mod size;
+pub mod tls;
 
 /// The error type of the helpers here and of the programs using them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,6 +1,7 @@
 //! Real servers and clients on 127.0.0.1: the hashing server (and what it
 //! saw, read back from its answer), `serve` for a handler of a test's own,
-//! the pausing server, and the hyper-util client.
+//! the pausing server, and the hyper-util client. Their TLS twins are in
+//! [`tls`](crate::tls).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -55,7 +56,8 @@ pub fn auto_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> 
     builder
 }
 
-/// Serves `handler` on 127.0.0.1 with [`auto_builder`].
+/// Serves `handler` on 127.0.0.1 with [`auto_builder`] (over TLS:
+/// [`serve_tls`](crate::tls::serve_tls)).
 pub async fn serve<F, Fut, B>(handler: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -216,7 +218,8 @@ pub struct Upload {
     pub complete: bool,
 }
 
-/// A [`pausing_server`] and the handles a test drives it with.
+/// A [`pausing_server`] (or its TLS twin) and the handles a test drives it
+/// with.
 pub struct Pausing {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -246,58 +249,90 @@ impl Pausing {
 
 /// A server (HTTP/1.1 and HTTP/2) that reads `pause_at` bytes of its first
 /// upload, says so, waits to be told to go on, then reads on; it answers
-/// 200 with the number of bytes it read, and logs every upload.
+/// 200 with the number of bytes it read, and logs every upload. Its TLS
+/// twin is [`pausing_server_tls`](crate::tls::pausing_server_tls).
 pub async fn pausing_server(pause_at: u64) -> Pausing {
+    let (handler, pausing) = pausing(pause_at);
+    pausing(serve(move |req| handler.clone().handle(req)).await)
+}
+
+/// The pausing server's handler, shared by [`pausing_server`] and its TLS
+/// twin: one clone a request, all clones with the same gate and log.
+#[derive(Clone)]
+pub(crate) struct PausingHandler {
+    pause_at: u64,
+    /// Taken by the first upload: whom to tell it paused, and what to wait on.
+    gate: Arc<Mutex<Option<Gate>>>,
+    log: Arc<Mutex<Vec<Upload>>>,
+}
+
+/// Says "paused" and waits for "go".
+type Gate = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// The handler of a pausing server that pauses at `pause_at`, and what makes
+/// its [`Pausing`] once it listens at an address.
+pub(crate) fn pausing(pause_at: u64) -> (PausingHandler, impl FnOnce(SocketAddr) -> Pausing) {
     let (paused_tx, paused) = oneshot::channel::<()>();
     let (go, go_rx) = oneshot::channel::<()>();
-    let gate = Arc::new(Mutex::new(Some((paused_tx, go_rx))));
     let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let addr = serve(move |req: Request<Incoming>| {
-        let gate = gate.clone();
-        let seen = seen.clone();
-        async move {
-            let index = {
-                let mut seen = seen.lock().unwrap();
-                seen.push(Upload::default());
-                seen.len() - 1
-            };
-            let update = |f: &dyn Fn(&mut Upload)| f(&mut seen.lock().unwrap()[index]);
-            let mut body = req.into_body();
-            let mut read = 0u64;
-            let mut complete = true;
-            let mut waiting = gate.lock().unwrap().take();
-            loop {
-                match body.frame().await {
-                    None => break,
-                    Some(Err(_)) => {
-                        complete = false;
-                        break;
-                    }
-                    Some(Ok(frame)) => {
-                        read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                        update(&|u| u.read = read);
-                    }
-                }
-                if read >= pause_at {
-                    if let Some((paused, go)) = waiting.take() {
-                        let _ = paused.send(());
-                        let _ = go.await;
-                    }
-                }
-            }
-            update(&|u| {
-                u.ended = true;
-                u.complete = complete;
-            });
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
-        }
-    })
-    .await;
-    Pausing {
+    let handler = PausingHandler {
+        pause_at,
+        gate: Arc::new(Mutex::new(Some((paused_tx, go_rx)))),
+        log: log.clone(),
+    };
+    let pausing = move |addr| Pausing {
         addr,
         paused,
         go,
         log,
+    };
+    (handler, pausing)
+}
+
+impl PausingHandler {
+    /// Reads one upload (pausing if it is the first), logging it as it goes.
+    pub(crate) async fn handle(
+        self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let PausingHandler {
+            pause_at,
+            gate,
+            log: seen,
+        } = self;
+        let index = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(Upload::default());
+            seen.len() - 1
+        };
+        let update = |f: &dyn Fn(&mut Upload)| f(&mut seen.lock().unwrap()[index]);
+        let mut body = req.into_body();
+        let mut read = 0u64;
+        let mut complete = true;
+        let mut waiting = gate.lock().unwrap().take();
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Err(_)) => {
+                    complete = false;
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    update(&|u| u.read = read);
+                }
+            }
+            if read >= pause_at {
+                if let Some((paused, go)) = waiting.take() {
+                    let _ = paused.send(());
+                    let _ = go.await;
+                }
+            }
+        }
+        update(&|u| {
+            u.ended = true;
+            u.complete = complete;
+        });
+        Ok(Response::new(Full::new(Bytes::from(read.to_string()))))
     }
 }

@@ -18,3 +18,4 @@ mod replay;
 mod serve;
 #[cfg(all(feature = "spill", feature = "retry", unix))]
 mod spill;
+mod tls;
