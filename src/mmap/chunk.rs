@@ -3,52 +3,48 @@
 //! to the kernel and counts the frame out of those an attempt has in
 //! flight.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
 
 use super::mapping::Mapping;
-use super::sys;
 
-/// The frames one attempt gave out and their holders have not dropped yet,
-/// and the task waiting for them to be, to end the body.
+/// The frames one attempt gave out that their holders have not dropped
+/// yet, by the range of the mapping each covers: what the body's last byte
+/// waits for, or detaches from the file when the holder keeps them.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
-    frames: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
+    held: Mutex<BTreeMap<usize, usize>>,
 }
 
 impl InFlight {
-    /// Counts one more frame given out.
-    pub(super) fn gave_out(&self) {
-        self.frames.fetch_add(1, Ordering::AcqRel);
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, usize>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn dropped(&self) {
-        if self.frames.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let waker = self
-                .waker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(waker) = waker {
-                waker.wake();
+    /// Counts the frame of `start..end` as given out.
+    pub(super) fn gave_out(&self, start: usize, end: usize) {
+        self.held().insert(start, end);
+    }
+
+    fn dropped(&self, start: usize) {
+        self.held().remove(&start);
+    }
+
+    /// How many frames are still held.
+    pub(super) fn count(&self) -> usize {
+        self.held().len()
+    }
+
+    /// The ranges still held, adjacent ones merged, in order.
+    pub(super) fn ranges(&self) -> Vec<(usize, usize)> {
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (&start, &end) in self.held().iter() {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
         }
-    }
-
-    /// Ready once every frame is dropped; otherwise `cx` is woken when the
-    /// last one is.
-    pub(super) fn poll_all_dropped(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.frames.load(Ordering::Acquire) == 0 {
-            return Poll::Ready(());
-        }
-        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        // The last frame may have gone between the check and the store.
-        if self.frames.load(Ordering::Acquire) == 0 {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        merged
     }
 }
 
@@ -76,11 +72,12 @@ impl Drop for Chunk {
             // those, MADV_DONTNEED only unmaps the pages from this process;
             // the data stays in the page cache and any later access, by
             // another frame sharing an edge page or by a clone, faults the
-            // same bytes back in.
-            unsafe { sys::release(&self.mapping.map, self.start, self.end - self.start) };
+            // same bytes back in. `release` skips a mapping with detached
+            // pages (anonymous memory, which MADV_DONTNEED would zero).
+            unsafe { self.mapping.release(self.start, self.end) };
         }
         if let Some(in_flight) = &self.in_flight {
-            in_flight.dropped();
+            in_flight.dropped(self.start);
         }
     }
 }
@@ -96,5 +93,57 @@ pub(super) struct Whole {
 impl AsRef<[u8]> for Whole {
     fn as_ref(&self) -> &[u8] {
         &self.mapping.map[self.start..self.end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_frames_are_counted_and_merged_until_dropped() {
+        let in_flight = InFlight::default();
+        assert_eq!(in_flight.count(), 0);
+        assert!(in_flight.ranges().is_empty());
+        in_flight.gave_out(0, 10);
+        in_flight.gave_out(10, 20);
+        in_flight.gave_out(30, 40);
+        assert_eq!(in_flight.count(), 3);
+        assert_eq!(in_flight.ranges(), [(0, 20), (30, 40)]);
+        in_flight.dropped(10);
+        assert_eq!(in_flight.ranges(), [(0, 10), (30, 40)]);
+        in_flight.dropped(0);
+        in_flight.dropped(30);
+        assert_eq!(in_flight.count(), 0);
+    }
+
+    /// Frames are given out on one thread and dropped on others, as a
+    /// transport's writer task does: the count ends at zero, never below.
+    #[test]
+    fn frames_dropped_on_other_threads_are_all_counted_out() {
+        let in_flight = Arc::new(InFlight::default());
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let rx = Arc::new(Mutex::new(rx));
+        let droppers: Vec<_> = (0..4)
+            .map(|_| {
+                let (in_flight, rx) = (in_flight.clone(), rx.clone());
+                std::thread::spawn(move || loop {
+                    let next = rx.lock().unwrap().recv();
+                    match next {
+                        Ok(start) => in_flight.dropped(start),
+                        Err(_) => break,
+                    }
+                })
+            })
+            .collect();
+        for frame in 0..10_000 {
+            in_flight.gave_out(frame * 8, frame * 8 + 8);
+            tx.send(frame * 8).unwrap();
+        }
+        drop(tx);
+        for dropper in droppers {
+            dropper.join().unwrap();
+        }
+        assert_eq!(in_flight.count(), 0);
     }
 }

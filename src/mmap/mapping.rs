@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
 
 use memmap2::Mmap;
 
-use super::guard;
+use super::{guard, sys};
 use crate::error::{Error, ErrorKind};
 
 /// The file behind a mapping, kept open to check it has not changed.
@@ -17,6 +18,8 @@ pub(super) struct Origin {
     pub(super) path: Option<PathBuf>,
     pub(super) len: u64,
     pub(super) modified: Option<SystemTime>,
+    /// The inode's change time and link count, where the platform has them.
+    pub(super) stamp: Option<sys::Stamp>,
 }
 
 impl Origin {
@@ -37,15 +40,81 @@ pub(super) struct Mapping {
     /// `None` for [`MmapBody::from_mmap`](super::MmapBody::from_mmap): the caller vouched for the mapping
     /// and there is no file to check.
     pub(super) origin: Option<Origin>,
+    /// `true` once some pages were detached from the file (replaced by a
+    /// private copy): from then on no page is released, since
+    /// `MADV_DONTNEED` would zero a private page. Frames take it shared to
+    /// release their pages; [`detach`](Mapping::detach) takes it exclusive.
+    detached: RwLock<bool>,
 }
 
 impl Mapping {
+    /// A mapping of a file (`origin`), for which the `SIGBUS` guard is
+    /// installed unless the program opted out, or one the caller vouched
+    /// for.
     pub(super) fn new(map: Mmap, origin: Option<Origin>) -> Mapping {
+        if origin.is_some() {
+            guard::ensure();
+        }
         Mapping {
             region: guard::Region::register(map.as_ptr(), map.len()),
             map,
             origin,
+            detached: RwLock::new(false),
         }
+    }
+
+    /// Gives the pages of `start..end` back to the kernel, unless some
+    /// pages of the mapping were detached.
+    ///
+    /// # Safety
+    ///
+    /// The mapping is a shared, read-only mapping of a file (see
+    /// [`sys::release`]).
+    pub(super) unsafe fn release(&self, start: usize, end: usize) {
+        let detached = self.detached.read().unwrap_or_else(PoisonError::into_inner);
+        if !*detached {
+            // SAFETY: the caller's promise; no page is private yet, and
+            // none becomes private while `detached` is held.
+            unsafe { sys::release(&self.map, start, end - start) };
+        }
+    }
+
+    /// Replaces the pages of `ranges` (offsets into the mapping) with a
+    /// private copy of themselves, so that the frames over them keep their
+    /// bytes whatever happens to the file. The bytes copied are the file's
+    /// only if [`verify`](Mapping::verify) passes afterwards.
+    pub(super) fn detach(&self, ranges: &[(usize, usize)]) -> Result<(), Error> {
+        let mut detached = self
+            .detached
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let page = sys::page_size();
+        let base = self.map.as_ptr() as usize;
+        // The mapping's pages: it starts on a page and ends in its last page.
+        let limit = (self.map.len() + (base & (page - 1)) + page - 1) & !(page - 1);
+        for &(start, end) in ranges {
+            let from = (base + start) & !(page - 1);
+            let to = ((base + end + page - 1) & !(page - 1)).min((base & !(page - 1)) + limit);
+            if to <= from {
+                continue;
+            }
+            *detached = true;
+            // SAFETY: `from..to` is page-aligned and inside the pages of
+            // this mapping, which `self` keeps mapped; reading it goes
+            // through the SIGBUS guard, which the caller has installed.
+            unsafe { sys::detach(from as *const u8, to - from) }.map_err(|e| {
+                Error::io(
+                    format!(
+                        "could not copy the {} bytes of {} its reader still holds, \
+                         to end the body safely",
+                        end - start,
+                        self.name()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// `true` once the SIGBUS guard replaced a page of this mapping with
@@ -104,12 +173,16 @@ impl Mapping {
                 ),
             ));
         }
-        if meta.len() != origin.len || meta.modified().ok() != origin.modified {
+        if meta.len() != origin.len
+            || meta.modified().ok() != origin.modified
+            || sys::changed_in_place(origin.stamp, sys::stamp(&meta))
+        {
             return Err(Error::new(
                 ErrorKind::Modified,
                 format!(
-                    "{} changed since it was mapped (size {} -> {} bytes or a new \
-                     modification time); the bytes sent would not be the bytes mapped. \
+                    "{} changed since it was mapped (size {} -> {} bytes, or a new \
+                     modification or inode change time: written, or its mode or owner \
+                     changed); the bytes sent would not be the bytes mapped. \
                      Open the file again to send its new contents.",
                     origin.name(),
                     origin.len,

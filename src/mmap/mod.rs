@@ -100,6 +100,9 @@ pub struct MmapBody {
     /// The frames of this attempt not dropped yet, while the SIGBUS guard
     /// is installed; made with the first frame.
     in_flight: Option<Arc<InFlight>>,
+    /// How many frames were still held when the last byte was last asked
+    /// for: while that number falls, the holder is dropping them.
+    held_before: Option<usize>,
 }
 
 impl MmapBody {
@@ -129,9 +132,13 @@ impl MmapBody {
     /// written once and then left alone.
     pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<MmapBody> {
         let path = path.as_ref();
+        // For the message: a socket or device is named as such before any
+        // open. What counts is the check of the open file in `map_file`:
+        // the path may name something else by the time it is opened, which
+        // `open_read` makes sure cannot block.
         let meta = std::fs::metadata(path).map_err(|e| with_path(e, "cannot stat", path))?;
         reject_non_regular(&meta, Some(path))?;
-        let file = File::open(path).map_err(|e| with_path(e, "cannot open", path))?;
+        let file = sys::open_read(path).map_err(|e| with_path(e, "cannot open", path))?;
         // SAFETY: the caller's promise above is the one `map_file` needs.
         unsafe { MmapBody::map_file(file, Some(path.to_owned())) }
     }
@@ -189,6 +196,7 @@ impl MmapBody {
         let origin = Origin {
             len: meta.len(),
             modified: meta.modified().ok(),
+            stamp: sys::stamp(&meta),
             file,
             path,
         };
@@ -206,6 +214,7 @@ impl MmapBody {
             release,
             hints: true,
             in_flight: None,
+            held_before: None,
         }
     }
 
@@ -347,9 +356,10 @@ impl MmapBody {
         if ahead > 0 && self.hints {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }
-        let in_flight = if guard::is_installed() {
+        // Only a file's mapping can lose pages; the others need no hold.
+        let in_flight = if guard::is_active() && self.mapping.origin.is_some() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
-            in_flight.gave_out();
+            in_flight.gave_out(self.pos, end);
             Some(Arc::clone(in_flight))
         } else {
             None
@@ -368,15 +378,30 @@ impl MmapBody {
     /// The body's last byte, sent on its own once the rest is verified.
     ///
     /// HTTP/1.1 takes a body as complete once `Content-Length` bytes have
-    /// arrived, so the last of them is the only thing that can still stop
-    /// a receiver from accepting a body read from a changed file. It is
-    /// held back until every other frame has been dropped by its reader
-    /// (when the SIGBUS guard is installed: see [`guard`]), then copied
-    /// (one byte, through the guard), and sent only if the mapping is not
-    /// poisoned and the file is as it was.
+    /// arrived, and HTTP/2 once the frame with `END_STREAM` has: the last
+    /// byte is the only thing that can still stop a receiver from accepting
+    /// a body read from a changed file. With the SIGBUS guard installed a
+    /// page the file lost reads as zeros, so the byte goes only once no
+    /// frame of this attempt can still be read from the file: all were
+    /// dropped, or those still held were detached from it (see [`guard`]).
+    /// Then the mapping is checked unpoisoned and the file unchanged, and
+    /// the byte is copied (through the guard) and sent.
     fn poll_last_byte(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
         if let Some(in_flight) = &self.in_flight {
-            ready!(in_flight.poll_all_dropped(cx));
+            let held = in_flight.count();
+            if held > 0 {
+                if self.held_before.is_none_or(|before| held < before) {
+                    // Frames are being dropped (or this is the first look):
+                    // a transport a frame behind finishes its writes before
+                    // this task runs again.
+                    self.held_before = Some(held);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // Nothing dropped since the last look: the consumer keeps
+                // its frames until the end. Waiting would hang it.
+                self.mapping.detach(&in_flight.ranges())?;
+            }
         }
         let at = self.end - 1;
         // Checked before the read too: without the guard, reading a page
@@ -390,6 +415,30 @@ impl MmapBody {
         self.pos = self.end;
         Poll::Ready(Ok(Bytes::copy_from_slice(&[byte])))
     }
+
+    /// Checks now, with one `fstat`, that the file is as long, as old and
+    /// as unwritten as when it was mapped, and that no read of the mapping
+    /// hit a page it lost. A retry policy asks this before sending a clone
+    /// again ([`ReplayBody::is_replayable`] does), since a connection can
+    /// break on a changed file before the body itself sees the change.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Truncated`] or [`ErrorKind::Modified`], saying what
+    /// changed; [`ErrorKind::Io`] if the `fstat` fails. Always `Ok` for
+    /// [`from_mmap`](MmapBody::from_mmap) bodies, which have no file.
+    ///
+    #[cfg_attr(
+        feature = "replay",
+        doc = "[`ReplayBody::is_replayable`]: crate::ReplayBody::is_replayable"
+    )]
+    #[cfg_attr(
+        not(feature = "replay"),
+        doc = "[`ReplayBody::is_replayable`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html#method.is_replayable"
+    )]
+    pub fn verify(&self) -> Result<(), Error> {
+        self.mapping.verify(self.end)
+    }
 }
 
 impl Clone for MmapBody {
@@ -400,6 +449,7 @@ impl Clone for MmapBody {
             mapping: Arc::clone(&self.mapping),
             pos: self.start,
             in_flight: None,
+            held_before: None,
             ..*self
         }
     }

@@ -112,6 +112,18 @@ enum Source<B> {
 struct Pristine<B> {
     body: Mutex<B>,
     clone: fn(&B) -> Option<B>,
+    /// Whether a copy would still send what the first attempt was sending.
+    intact: fn(&B) -> Result<(), Error>,
+}
+
+/// For an [`MmapBody`]: its file is unchanged now. A connection can break
+/// on a changed file (a "broken pipe" over HTTP/2, say) before the body's
+/// own check saw the change; the retry policy asks this before replaying.
+fn intact_known<B: 'static>(body: &B) -> Result<(), Error> {
+    match (body as &dyn Any).downcast_ref::<MmapBody>() {
+        Some(body) => body.verify(),
+        None => Ok(()),
+    }
 }
 
 fn get_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
@@ -205,7 +217,7 @@ impl<B> ReplayBody<B> {
 
     fn from_pristine(body: B, clone: fn(&B) -> Option<B>) -> ReplayBody<B>
     where
-        B: Body,
+        B: Body + 'static,
     {
         match clone(&body) {
             Some(first) => ReplayBody::with_source(Source::Cloned {
@@ -213,6 +225,7 @@ impl<B> ReplayBody<B> {
                 pristine: Arc::new(Pristine {
                     body: Mutex::new(body),
                     clone,
+                    intact: intact_known::<B>,
                 }),
             }),
             // Unreachable for the clone functions above; without a copy the
@@ -235,14 +248,23 @@ impl<B> ReplayBody<B> {
     /// for good (the original body failed, a file behind it was truncated
     /// or changed, it was longer or shorter than its `Content-Length`).
     ///
-    /// Otherwise always `true` for bodies that are cloned instead of
-    /// recorded.
+    /// For bodies that are cloned instead of recorded, otherwise always
+    /// `true`, except for an [`MmapBody`] whose file is no longer as it was
+    /// mapped ([`MmapBody::verify`], one `fstat`).
     pub fn is_replayable(&self) -> bool {
         if self.outcome.failed() {
             return false;
         }
         match &self.source {
-            Source::Cloned { .. } => true,
+            Source::Cloned { pristine, .. } => match (pristine.intact)(&lock(&pristine.body)) {
+                Ok(()) => true,
+                Err(err) => {
+                    // Kept for the response future: the caller learns the
+                    // file changed, not only that the connection broke.
+                    self.outcome.record(&err);
+                    false
+                }
+            },
             Source::Recorded { shared, .. } => lock(shared).is_replayable(),
         }
     }

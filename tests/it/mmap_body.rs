@@ -450,3 +450,122 @@ async fn reqwest_uploads_an_mmap_body() {
         assert_eq!(get("x-sha256"), file.sha256);
     }
 }
+
+/// A file rewritten in place with the same length, its modification time
+/// put back (what `touch -d` does): size and mtime cannot see it; the
+/// inode's change time, which no user can set back, does. The body, a
+/// clone about to replay and `ReplayBody::is_replayable` all refuse it.
+#[cfg(all(unix, not(mmap_body_portable)))]
+#[test]
+fn a_rewrite_in_place_with_the_old_mtime_is_a_change() {
+    let file = test_file(3 * 1024 * 1024);
+    let mut body = open(&file.path).chunk_size(1024 * 1024);
+    let first = poll_now(&mut body).unwrap().unwrap();
+    drop(first);
+    let mtime = std::fs::metadata(&file.path).unwrap().modified().unwrap();
+    // The change time has a granularity of a clock tick: let one pass.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.path)
+        .unwrap();
+    writer.write_all(b"rewritten").unwrap();
+    writer.set_modified(mtime).unwrap();
+    drop(writer);
+    let meta = std::fs::metadata(&file.path).unwrap();
+    assert_eq!((meta.len(), meta.modified().unwrap()), (file.len, mtime));
+    assert_eq!(body.verify().unwrap_err().kind(), ErrorKind::Modified);
+    let err = poll_now(&mut body).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Modified, "{err}");
+    let mut replay = body.clone();
+    assert_eq!(
+        poll_now(&mut replay).unwrap().unwrap_err().kind(),
+        ErrorKind::Modified
+    );
+    #[cfg(feature = "replay")]
+    assert!(!mmap_body::ReplayBody::new(body.clone(), 0).is_replayable());
+}
+
+/// `open` checks the path, then opens it: a FIFO swapped in between must
+/// not block the open forever (it opens without blocking and checks the
+/// open file). A thread swaps a regular file and a FIFO at one path as
+/// fast as it can (`renameat2(RENAME_EXCHANGE)`) while opens run; each
+/// open must end within 5 s, with a body or the FIFO's error.
+#[cfg(all(target_os = "linux", not(mmap_body_portable)))]
+#[test]
+fn a_fifo_swapped_in_after_the_check_never_blocks_open() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swapped");
+    let other = dir.path().join("other");
+    std::fs::write(&path, b"a regular file").unwrap();
+    let c = |p: &std::path::Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C path; mkfifo has no other precondition.
+    assert_eq!(unsafe { libc::mkfifo(c(&other).as_ptr(), 0o600) }, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, a, b) = (stop.clone(), c(&path), c(&other));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: valid C paths in a directory of this test.
+                let swapped = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(swapped, 0, "{}", std::io::Error::last_os_error());
+            }
+        })
+    };
+    let (mut bodies, mut fifos) = (0, 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2) || bodies == 0 || fifos == 0 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = path.clone();
+        std::thread::spawn(move || {
+            // SAFETY: a temp file of this test, never written once made.
+            let _ = tx.send(unsafe { MmapBody::open(&at) }.map(|b| b.len()));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(Ok(len)) => {
+                assert_eq!(len, 14);
+                bodies += 1;
+            }
+            Ok(Err(err)) => {
+                assert!(
+                    matches!(
+                        err.kind(),
+                        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotFound
+                    ),
+                    "{err}"
+                );
+                fifos += 1;
+            }
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                swapper.join().unwrap();
+                // Free the blocked open: give its FIFO a writer.
+                for p in [&path, &other] {
+                    let _ = std::os::unix::fs::OpenOptionsExt::custom_flags(
+                        std::fs::OpenOptions::new().write(true),
+                        libc::O_NONBLOCK,
+                    )
+                    .open(p);
+                }
+                panic!("open blocked on a FIFO swapped in after the check");
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("{bodies} bodies, {fifos} FIFOs refused");
+}

@@ -55,3 +55,39 @@ pub(crate) fn read_start(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
     file.seek(SeekFrom::Start(0))?;
     file.read(buf)
 }
+
+/// Opens `path` for reading (the open file is checked to be a regular file
+/// right after).
+pub(crate) fn open_read(path: &std::path::Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Nothing beyond size and modification time is kept here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp;
+
+pub(crate) fn stamp(_meta: &std::fs::Metadata) -> Option<Stamp> {
+    None
+}
+
+pub(crate) fn changed_in_place(_before: Option<Stamp>, _now: Option<Stamp>) -> bool {
+    false
+}
+
+/// Pages are never swapped in place here (and no `SIGBUS` guard makes it
+/// needed).
+///
+/// # Safety
+///
+/// None needed; `unsafe` to match the Unix version.
+pub(crate) unsafe fn detach(_addr: *const u8, _len: usize) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "pages cannot be swapped in place on this platform",
+    ))
+}
+
+/// A page, for rounding; nothing here depends on its exact size.
+pub(crate) fn page_size() -> usize {
+    4096
+}

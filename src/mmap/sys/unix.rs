@@ -64,3 +64,117 @@ pub(crate) fn non_regular_reason(kind: FileType) -> &'static str {
 pub(crate) fn read_start(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     file.read_at(buf, 0)
 }
+
+/// Opens `path` for reading without blocking: `O_NONBLOCK`, so that a FIFO
+/// or device put at the path after it was checked opens at once (and is
+/// then refused by the `fstat` of the open file) instead of waiting for a
+/// writer; `O_NOCTTY`, so that a terminal never becomes the process's.
+/// Neither flag changes how a regular file is read.
+pub(crate) fn open_read(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// What a file's metadata says beyond its size and modification time:
+/// the inode's change time, which every write sets and no user can set
+/// back (`touch -d` sets the modification time only), and its link count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    ctime: (i64, i64),
+    links: u64,
+}
+
+pub(crate) fn stamp(meta: &std::fs::Metadata) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    Some(Stamp {
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+        links: meta.nlink(),
+    })
+}
+
+/// `true` if the inode changed from `before` to `now` in a way a write in
+/// place explains: a new change time with the same link count. A new link
+/// count also sets the change time (the file renamed over, unlinked or
+/// linked); then the change time says nothing about the contents, which the
+/// size and modification time still vouch for.
+pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> bool {
+    match (before, now) {
+        (Some(before), Some(now)) => before.links == now.links && before.ctime != now.ctime,
+        _ => false,
+    }
+}
+
+/// Replaces the pages of `len` bytes at `addr` (page-aligned, inside a
+/// mapping) with a private, read-only copy of themselves, in one step:
+/// the copy is made in fresh anonymous memory, then moved over the range
+/// with `mremap(MREMAP_FIXED)`, which swaps the page-table entries under
+/// the address-space lock. A thread reading the range meanwhile sees the
+/// file's bytes or the copy's, which are the same bytes.
+///
+/// # Safety
+///
+/// `addr..addr + len` is page-aligned and lies inside a live mapping that
+/// the caller owns; its contents may be read (through the `SIGBUS` guard
+/// if the file may have been truncated).
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn detach(addr: *const u8, len: usize) -> io::Result<()> {
+    use libc::{c_void, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    // SAFETY: a fresh anonymous mapping; no address is imposed.
+    let copy = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if copy == MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `copy` is `len` writable bytes of our own; `addr` is `len`
+    // readable bytes (the caller's promise); they cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(addr, copy.cast::<u8>(), len) };
+    // SAFETY: `copy` is ours; making it read-only is what the range was.
+    let moved = unsafe {
+        libc::mprotect(copy, len, PROT_READ);
+        libc::mremap(
+            copy,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            addr as *mut c_void,
+        )
+    };
+    if moved == MAP_FAILED {
+        let err = io::Error::last_os_error();
+        // SAFETY: `copy` is still ours: the move failed.
+        unsafe { libc::munmap(copy, len) };
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// No `mremap` outside Linux: the pages cannot be swapped in one step.
+///
+/// # Safety
+///
+/// None needed; `unsafe` to match the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub(crate) unsafe fn detach(_addr: *const u8, _len: usize) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "no mremap(2) on this platform",
+    ))
+}
+
+/// The size of a page.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(4096).max(1)
+}
