@@ -75,8 +75,9 @@
 //!   and read back as `MmapBody` slices.
 //! - `reqwest::ReqwestService` (feature `reqwest`): the same stack on a
 //!   `reqwest::Client`.
-//! - [`guard`]: an opt-in `SIGBUS` handler that contains faults from files
-//!   truncated under a mapping, for HTTP/2 and TLS.
+//! - [`guard`]: the `SIGBUS` handler the first file mapping installs, which
+//!   contains faults from files truncated under a mapping (HTTP/2, TLS),
+//!   and [`guard::opt_out`] for a process that owns `SIGBUS` itself.
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
 //!   and [`Error::find_in`] to find it in hyper's, reqwest's or tower's.
 //!
@@ -111,13 +112,17 @@
 //! - Over HTTP/1.1 on plain TCP the kernel reads the frames: a page the file
 //!   lost is an `EFAULT` write error, not a signal.
 //! - HTTP/2 (h2 copies the start of every `DATA` frame) and TLS read frames
-//!   in user space, after the check. [`guard::install`] adds a chained
-//!   `SIGBUS` handler that turns such a read into zeros and poisons the
-//!   mapping, and makes every body wait for its frames to be released and
-//!   verify the mapping before its last byte: the process lives, the
-//!   request fails, and the receiver never gets a complete body. Without it,
-//!   a truncation there kills the process. The [`guard`] docs have the
-//!   whole table, and the limits.
+//!   in user space, after the check. So the first file mapping installs a
+//!   process-wide, chained `SIGBUS` handler (no setup call): a read of a
+//!   page the file lost sees zeros and poisons the mapping, and the body
+//!   sends its last byte only once its frames are dropped, or detached from
+//!   the file if their consumer keeps them, and the mapping is verified:
+//!   the process lives, the request fails, the receiver never gets a
+//!   complete body, and no consumer waits forever. Faults outside the
+//!   crate's mappings go to the handler that was there before.
+//!   [`guard::opt_out`] keeps the handler out, for processes that own
+//!   `SIGBUS`; a truncation under a user-space copy then kills the process.
+//!   The [`guard`] docs have the whole table, and the limits.
 //! - [`ReplayLayer`] hands the caller the body's own error over HTTP/2 as
 //!   over HTTP/1.1, and a body that failed that way is never retried.
 //!

@@ -11,6 +11,7 @@ pub(crate) enum Sender {
     Mmap4M,
     MmapKeep,
     MmapNoHint,
+    MmapNoGuard,
     MmapReplay,
     Sendfile,
     ServeMmap,
@@ -26,7 +27,7 @@ pub(crate) enum Sender {
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 20] = [
+    pub(crate) const ALL: [Sender; 21] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -35,6 +36,7 @@ impl Sender {
         Sender::Mmap4M,
         Sender::MmapKeep,
         Sender::MmapNoHint,
+        Sender::MmapNoGuard,
         Sender::MmapReplay,
         Sender::Sendfile,
         Sender::ServeMmap,
@@ -59,6 +61,7 @@ impl Sender {
             Sender::Mmap4M => "mmap-4m",
             Sender::MmapKeep => "mmap-keep",
             Sender::MmapNoHint => "mmap-nohint",
+            Sender::MmapNoGuard => "mmap-noguard",
             Sender::MmapReplay => "mmap+replay",
             Sender::Sendfile => "sendfile",
             Sender::ServeMmap => "serve-mmap",
@@ -84,6 +87,7 @@ impl Sender {
             Sender::Mmap4M => "`MmapBody` 4 MiB frames",
             Sender::MmapKeep => "`MmapBody`, sent pages kept mapped",
             Sender::MmapNoHint => "`MmapBody`, no access hints",
+            Sender::MmapNoGuard => "`MmapBody` after `guard::opt_out()`",
             Sender::MmapReplay => "`MmapBody` behind `ReplayLayer`",
             Sender::Sendfile => "`sendfile(2)`, hand-written head",
             Sender::ServeMmap => "**`MmapBody`** from a hyper server",

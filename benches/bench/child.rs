@@ -202,6 +202,15 @@ pub(crate) async fn upload(
             let body = mmap(mmap_body::DEFAULT_CHUNK_SIZE)?.access_hints(false);
             send(proto, &uri, body).await?
         }
+        Sender::MmapNoGuard => {
+            // Before the first mapping: the SIGBUS handler is never
+            // installed, and no frame is tracked (the body as it was
+            // before the handler was on by default).
+            if !mmap_body::guard::opt_out() {
+                return Err("mmap-noguard: the guard was installed already".into());
+            }
+            send(proto, &uri, mmap(mmap_body::DEFAULT_CHUNK_SIZE)?).await?
+        }
         Sender::MmapKeep => {
             let body = mmap(mmap_body::DEFAULT_CHUNK_SIZE)?.release_sent_pages(false);
             send(proto, &uri, body).await?

@@ -17,6 +17,9 @@
 //!   and at 64 KiB and 4 MiB;
 //! - `mmap-keep`: `MmapBody` with `release_sent_pages(false)`, which is how
 //!   a plain mapping behaves: every page sent stays resident;
+//! - `mmap-noguard`: `MmapBody` in a process that called
+//!   `guard::opt_out()`: no SIGBUS handler, no frame tracked, the cost of
+//!   the default's safety paired against it;
 //! - `mmap+replay`: `MmapBody` behind `ReplayLayer`;
 //! - `sendfile` (HTTP/1.1 only): a hand-written request head, then
 //!   `sendfile(2)` of the file into the socket, the physical limit.

@@ -18,7 +18,8 @@ pub(crate) const USAGE: &str =
   --runs   rounds of measurements; throughput is the median (default 5)
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
-           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap+replay, sendfile, serve-mmap,
+           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap-noguard, mmap+replay, sendfile,
+           serve-mmap,
            serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
            proxy-plain, proxy-spill, proxy-replay, many-mmap,
            many-reader-64k (the reqwest cases need --features reqwest, the

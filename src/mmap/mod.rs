@@ -58,10 +58,30 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///   changed, with [`ErrorKind::Modified`]. A clone about to replay does the
 ///   same check first, so a retry never sends a changed file.
 /// - The last byte is a frame of its own, copied and sent only after the
-///   same check (and, with the [`guard`] installed, after
-///   every other frame was released and the mapping found unpoisoned): a
-///   receiver never gets the whole length of a body whose file was seen to
-///   change.
+///   same check: a receiver never gets the whole length of a body whose
+///   file was seen to change.
+///
+/// # What it does to the process
+///
+/// The first file an `MmapBody` maps installs the crate's `SIGBUS` handler
+/// for the whole process (once; see [`guard`]). It acts only on faults in
+/// this crate's mappings, which a file truncated while HTTP/2 or TLS copies
+/// a frame causes: the page reads as zeros, the body fails with
+/// [`ErrorKind::Truncated`] instead of sending its last byte, and the
+/// process lives. Every other `SIGBUS` goes to the handler installed
+/// before (yours, Rust's, or the default, which ends the process). Call
+/// [`guard::opt_out`] before the first mapping to keep it out.
+///
+/// With the handler, the last byte goes only once no frame of the attempt
+/// can still be read from the file. Transports drop frames as they write
+/// them; the body yields to them once while they do. A consumer that keeps
+/// frames to the end (`collect()`, `axum::body::to_bytes`, a channel, a
+/// recording) is never made to wait: the frames it still holds are
+/// replaced in place by a private copy of their pages (Linux; elsewhere the
+/// last byte goes after the checks), so the bytes it keeps are the file's
+/// as it was, whatever happens to the file afterwards. That copy is the
+/// only one the crate ever makes of file bytes, and only for frames a
+/// consumer held back; after it the mapping gives no pages back.
 ///
 /// # Example
 ///
@@ -108,8 +128,9 @@ pub struct MmapBody {
 impl MmapBody {
     /// Opens and maps the regular file at `path`.
     ///
-    /// The file is checked to be a regular file before it is opened, so
-    /// naming a FIFO returns an error instead of blocking.
+    /// The path is opened without blocking and the open file is checked to
+    /// be a regular file, so naming a FIFO (even one put at the path a
+    /// moment before) returns an error instead of blocking.
     ///
     /// # Errors
     ///
@@ -124,12 +145,14 @@ impl MmapBody {
     /// body, any clone of it or any [`Bytes`] it produced is alive, the file
     /// is neither truncated nor modified, by this process or another.
     /// Truncation under the mapping makes reads past the new end raise
-    /// `SIGBUS`; a change in place changes bytes already handed out as
-    /// immutable `Bytes`. The body checks the file before every frame and
+    /// `SIGBUS` (which the crate's handler turns into zeros and an error,
+    /// unless the program [opted out](guard::opt_out)); a change in place
+    /// changes bytes already handed out as immutable `Bytes`. The body
+    /// checks the file before every frame and before its last byte, and
     /// stops with an error when it sees a change, which narrows that window
-    /// but cannot close it: a file replaced between the check and the socket
-    /// write is still read. Map only files that your program owns or that are
-    /// written once and then left alone.
+    /// but cannot close it: bytes rewritten between the check and the
+    /// socket write are still read. Map only files that your program owns
+    /// or that are written once and then left alone.
     pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<MmapBody> {
         let path = path.as_ref();
         // For the message: a socket or device is named as such before any
