@@ -171,6 +171,9 @@ pub(crate) struct Sample {
     pub(crate) heap_peak: u64,
     pub(crate) allocations: u64,
     pub(crate) peak_rss_kib: u64,
+    /// Major page faults on the sender's runtime thread, and a 1 ms
+    /// ticker's p99 and worst lag on that runtime (µs); uploads only.
+    pub(crate) neighbour: Option<(u64, u32, u32)>,
     pub(crate) framing: String,
     /// `proxy-replay`: the seconds of its first and second attempt.
     pub(crate) attempts: Option<(f64, f64)>,

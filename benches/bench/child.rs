@@ -19,6 +19,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::cases::*;
 use crate::measure::*;
+use crate::neighbour::*;
 use crate::sendfile::*;
 use mmap_body_devkit::alloc;
 use mmap_body_devkit::BoxError;
@@ -41,6 +42,8 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
         return serve(&rt, sender, path);
     }
     let addr: SocketAddr = rest.first().ok_or("no server address")?.parse()?;
+    let ticker = Ticker::start(&rt);
+    let faults_before = thread_major_faults();
     let cpu_before = cpu_secs()?;
     alloc::track_all_threads();
     let started = Instant::now();
@@ -82,6 +85,14 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let secs = started.elapsed().as_secs_f64();
     let heap = alloc::stop_tracking();
     let cpu = cpu_secs()? - cpu_before;
+    let faults = thread_major_faults() - faults_before;
+    let (lag_p99, lag_max) = ticker.stop();
+    // `sendfile` runs outside the runtime: no ticker ran beside it.
+    let neighbour = if sender == Sender::Sendfile {
+        String::new()
+    } else {
+        format!(" majflt={faults} lag_p99={lag_p99} lag_max={lag_max}")
+    };
     let seen = seen?;
     let (framing, received) = seen
         .rsplit_once(" received=")
@@ -92,7 +103,7 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let attempts = attempts.map_or_else(String::new, |(a, b)| format!(" attempts={a},{b}"));
     writeln!(
         std::io::stdout(),
-        "report secs={secs} cpu={cpu} heap={} allocations={} rss_kib={} framing={}{attempts}",
+        "report secs={secs} cpu={cpu} heap={} allocations={} rss_kib={}{neighbour} framing={}{attempts}",
         heap.peak,
         heap.allocations,
         peak_rss_kib()?,

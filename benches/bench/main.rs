@@ -57,6 +57,7 @@
 mod cases;
 mod child;
 mod measure;
+mod neighbour;
 mod options;
 mod parent;
 #[cfg(feature = "spill")]

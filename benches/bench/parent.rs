@@ -309,6 +309,7 @@ pub(crate) fn parse_report(text: &str) -> Result<Sample, BoxError> {
         heap_peak: 0,
         allocations: 0,
         peak_rss_kib: 0,
+        neighbour: None,
         framing: String::new(),
         attempts: None,
         bytes: 0,
@@ -321,6 +322,9 @@ pub(crate) fn parse_report(text: &str) -> Result<Sample, BoxError> {
             "heap" => sample.heap_peak = value.parse()?,
             "allocations" => sample.allocations = value.parse()?,
             "rss_kib" => sample.peak_rss_kib = value.parse()?,
+            "majflt" => sample.neighbour.get_or_insert((0, 0, 0)).0 = value.parse()?,
+            "lag_p99" => sample.neighbour.get_or_insert((0, 0, 0)).1 = value.parse()?,
+            "lag_max" => sample.neighbour.get_or_insert((0, 0, 0)).2 = value.parse()?,
             "framing" => sample.framing = value.to_owned(),
             "attempts" => {
                 let (first, second) = value.split_once(',').ok_or("malformed attempts")?;

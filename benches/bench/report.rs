@@ -27,15 +27,16 @@ pub(crate) fn ok_samples(samples: &[Option<Sample>]) -> Vec<&Sample> {
 pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
     println!(
         "\n| direction | proto | sender | framing seen | GiB/s (median; min–max) \
-         | sender CPU s | CPU s/GiB | heap peak (allocations) | sender peak RSS |"
+         | sender CPU s | CPU s/GiB | heap peak (allocations) | sender peak RSS \
+         | major faults on the runtime thread | 1 ms ticker p99 / worst lag |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (case, samples) in results {
         let ok = ok_samples(samples);
         let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(s.sent(size), s.secs)).collect();
         let Some(speed) = median(speeds.clone()) else {
             println!(
-                "| {} | {} | {} | failed | | | | | |",
+                "| {} | {} | {} | failed | | | | | | | |",
                 direction(case.sender),
                 case.proto.name(),
                 case.sender.describe()
@@ -53,8 +54,20 @@ pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
         let framing = framings.join(" / ").replace("content-length=", "length ");
         let sent = ok.first().map_or(size, |s| s.sent(size));
         let cpu_per_gib = cpu / (sent as f64 / (1u64 << 30) as f64);
+        let neighbour: Vec<(u64, u32, u32)> = ok.iter().filter_map(|s| s.neighbour).collect();
+        let (faults, lags) = if neighbour.is_empty() {
+            (String::new(), String::new())
+        } else {
+            let faults = median(neighbour.iter().map(|n| n.0 as f64).collect()).unwrap_or(0.0);
+            let p99 = median(neighbour.iter().map(|n| f64::from(n.1)).collect()).unwrap_or(0.0);
+            let worst = neighbour.iter().map(|n| n.2).max().unwrap_or(0);
+            (
+                format!("{faults:.0}"),
+                format!("{:.1} / {:.1} ms", p99 / 1000.0, f64::from(worst) / 1000.0),
+            )
+        };
         println!(
-            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} |",
+            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} | {faults} | {lags} |",
             direction(case.sender),
             case.proto.name(),
             case.sender.describe(),

@@ -79,6 +79,20 @@ impl Mapping {
         }
     }
 
+    /// `true` if the pages of `start..end` are in memory: handing them out
+    /// costs the reader no disk read.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(super) fn resident(&self, start: usize, end: usize) -> bool {
+        sys::resident(&self.map, start, end - start)
+    }
+
+    /// Reads the pages of `start..end` in, on the calling (blocking) thread.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(super) fn populate(&self, start: usize, end: usize) {
+        let file = self.origin.as_ref().map(|origin| &origin.file);
+        sys::populate(&self.map, file, start, end - start);
+    }
+
     /// Replaces the pages of `ranges` (offsets into the mapping) with a
     /// private copy of themselves, so that the frames over them keep their
     /// bytes whatever happens to the file. The bytes copied are the file's

@@ -5,6 +5,7 @@ pub mod guard;
 mod mapping;
 mod open;
 mod sys;
+mod warm;
 
 use std::fs::File;
 use std::io;
@@ -23,6 +24,7 @@ use crate::error::{Error, ErrorKind};
 use chunk::{Chunk, InFlight, Whole};
 use mapping::{Mapping, Origin};
 use open::{maybe_with_path, reject_non_regular, reject_pseudo_file, with_path};
+use warm::Warm;
 
 /// The frame size an [`MmapBody`] uses unless told otherwise: 1 MiB.
 ///
@@ -60,6 +62,23 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 /// - The last byte is a frame of its own, copied and sent only after the
 ///   same check: a receiver never gets the whole length of a body whose
 ///   file was seen to change.
+///
+/// # On a tokio runtime
+///
+/// With the `runtime` feature (on by default), inside a tokio runtime, a
+/// body is a good neighbour to the other tasks of its worker thread:
+///
+/// - it gives the worker back (tokio's `yield_now`) after every 2 MiB it
+///   hands out, so one upload never holds a worker for long stretches;
+/// - before a frame goes out it checks that the frame's pages are in
+///   memory (`mincore`), and if they are not, reads them in on tokio's
+///   blocking pool (`MADV_POPULATE_READ`, or a read of the file) and waits
+///   for that instead of letting hyper's `write()` take the page faults on
+///   the worker; once one frame was cold, the next one is read ahead there
+///   while the current one goes out.
+///
+/// Outside a runtime, or without the feature, frames are always ready at
+/// once and their pages fault in where they are read, as with any mapping.
 ///
 /// # What it does to the process
 ///
@@ -123,6 +142,8 @@ pub struct MmapBody {
     /// How many frames were still held when the last byte was last asked
     /// for: while that number falls, the holder is dropping them.
     held_before: Option<usize>,
+    /// Yields to the runtime and loads cold pages off its workers.
+    warm: Warm,
 }
 
 impl MmapBody {
@@ -238,6 +259,7 @@ impl MmapBody {
             hints: true,
             in_flight: None,
             held_before: None,
+            warm: Warm::default(),
         }
     }
 
@@ -395,6 +417,7 @@ impl MmapBody {
             in_flight,
         });
         self.pos = end;
+        self.warm.sent(len);
         Ok(frame)
     }
 
@@ -473,6 +496,7 @@ impl Clone for MmapBody {
             pos: self.start,
             in_flight: None,
             held_before: None,
+            warm: Warm::default(),
             ..*self
         }
     }
@@ -511,7 +535,13 @@ impl http_body::Body for MmapBody {
         let frame = match this.remaining() {
             0 => return Poll::Ready(None),
             1 => ready!(this.poll_last_byte(cx)),
-            _ => this.next_frame(),
+            _ => {
+                let end = this.pos + this.chunk.min(this.remaining() - 1);
+                let next = end + this.chunk.min(this.end - end);
+                let frame = (this.pos, end, next);
+                ready!(this.warm.poll_ready(&this.mapping, frame, cx));
+                this.next_frame()
+            }
         };
         match frame {
             Ok(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),

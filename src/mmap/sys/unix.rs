@@ -178,3 +178,75 @@ pub(crate) fn page_size() -> usize {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(page).unwrap_or(4096).max(1)
 }
+
+/// `true` if every page of `offset..offset + len` of `map` is in memory
+/// (`mincore(2)`), so that reading it takes no major fault. A failed
+/// `mincore` answers `true`: the pages are then read where they are used,
+/// as without the check.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(crate) fn resident(map: &Mmap, offset: usize, len: usize) -> bool {
+    let page = page_size();
+    let base = map.as_ptr() as usize;
+    let mut from = (base + offset) & !(page - 1);
+    let to = base + offset + len;
+    // 256 pages a call: a stack buffer, no allocation per frame.
+    let mut vec = [0u8; 256];
+    while from < to {
+        let span = (to - from).min(vec.len() * page);
+        // SAFETY: `from..from + span` lies in the pages of `map`, which is
+        // alive; `vec` holds one byte for each of its pages (at most 256).
+        let done =
+            unsafe { libc::mincore(from as *mut libc::c_void, span, vec.as_mut_ptr().cast()) };
+        if done != 0 {
+            return true;
+        }
+        let pages = span.div_ceil(page);
+        if vec[..pages].iter().any(|&v| v & 1 == 0) {
+            return false;
+        }
+        from += span;
+    }
+    true
+}
+
+/// Brings the pages of `offset..offset + len` of `map` into memory and into
+/// this process's page tables, on the calling thread (a blocking one):
+/// `MADV_POPULATE_READ` (Linux 5.14), which reports a page the file lost as
+/// an error instead of raising `SIGBUS`. Elsewhere, or if the kernel lacks
+/// it, `file` is read over the same range (the page cache then holds it,
+/// and the reader of the mapping takes minor faults only).
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(crate) fn populate(map: &Mmap, file: Option<&File>, offset: usize, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        // `MADV_POPULATE_READ`, spelt out for libc versions older than it.
+        const MADV_POPULATE_READ: libc::c_int = 22;
+        let page = page_size();
+        let base = map.as_ptr() as usize;
+        let from = (base + offset) & !(page - 1);
+        // SAFETY: the range lies in the pages of `map`, which is alive;
+        // populating reads pages and changes no byte.
+        let done = unsafe {
+            libc::madvise(
+                from as *mut libc::c_void,
+                base + offset + len - from,
+                MADV_POPULATE_READ,
+            )
+        };
+        if done == 0 {
+            return;
+        }
+    }
+    if let Some(file) = file {
+        let mut buf = [0u8; 64 * 1024];
+        let mut at = offset as u64;
+        let end = (offset + len) as u64;
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
+            match file.read_at(&mut buf[..want], at) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => at += n as u64,
+            }
+        }
+    }
+}
