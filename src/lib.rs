@@ -181,6 +181,7 @@ pub mod retry;
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub mod serve;
+mod sync;
 
 pub use error::{Error, ErrorKind};
 pub use mmap::guard;

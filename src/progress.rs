@@ -91,7 +91,7 @@ impl Progress {
     fn state(&self) -> MutexGuard<'_, State> {
         // The figures are plain numbers: a panic elsewhere cannot leave them
         // half-written, so a poisoned lock is still good to read.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The attempt being sent: 1 for the first, 2 for the first retry...;
@@ -215,10 +215,6 @@ impl<B: Body> Body for ProgressBody<B> {
 pub struct TrackProgressLayer {
     _private: (),
 }
-
-/// [`TrackProgressLayer`] by the name the design (and code written
-/// against it) uses: the same layer.
-pub type ProgressLayer = TrackProgressLayer;
 
 impl TrackProgressLayer {
     /// The layer.

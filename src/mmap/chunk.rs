@@ -4,7 +4,7 @@
 //! flight.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::mapping::Mapping;
 
@@ -18,7 +18,7 @@ pub(super) struct InFlight {
 
 impl InFlight {
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, usize>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.held)
     }
 
     /// Counts the frame of `start..end` as given out.

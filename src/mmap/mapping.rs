@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use memmap2::Mmap;
@@ -71,7 +71,7 @@ impl Mapping {
     /// The mapping is a shared, read-only mapping of a file (see
     /// [`sys::release`]).
     pub(super) unsafe fn release(&self, start: usize, end: usize) {
-        let detached = self.detached.read().unwrap_or_else(PoisonError::into_inner);
+        let detached = crate::sync::read(&self.detached);
         if !*detached {
             // SAFETY: the caller's promise; no page is private yet, and
             // none becomes private while `detached` is held.
@@ -98,10 +98,7 @@ impl Mapping {
     /// bytes whatever happens to the file. The bytes copied are the file's
     /// only if [`verify`](Mapping::verify) passes afterwards.
     pub(super) fn detach(&self, ranges: &[(usize, usize)]) -> Result<(), Error> {
-        let mut detached = self
-            .detached
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut detached = crate::sync::write(&self.detached);
         let page = sys::page_size();
         let base = self.map.as_ptr() as usize;
         // The mapping's pages: it starts on a page and ends in its last page.

@@ -17,6 +17,7 @@ use super::mapping::Mapping;
 /// timer or another connection on the same worker waits no longer than
 /// that for one upload. Each yield costs one more poll of the connection's
 /// task (a few microseconds).
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(super) const YIELD_BYTES: usize = 2 << 20;
 
 /// A body's place in the cooperative schedule, and a load in progress.
@@ -24,6 +25,7 @@ pub(super) const YIELD_BYTES: usize = 2 << 20;
 pub(super) struct Warm {
     /// Bytes handed out since the last yield.
     since_yield: usize,
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     state: imp::State,
 }
 

@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -126,9 +126,7 @@ fn intact_known<B: 'static>(body: &B) -> Result<(), Error> {
     }
 }
 
-fn get_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
-    mutex.get_mut().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::get_mut;
 
 /// Moves `value` into a `U` when `T` and `U` are the same type.
 fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {

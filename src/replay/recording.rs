@@ -4,7 +4,7 @@
 //! in memory up to the cap, then (with a spill configured) on disk.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -161,11 +161,7 @@ pub(super) struct Cursor {
     trailers_sent: bool,
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while the lock was held leaves nothing half-written that later
-    // polls could misread: each field is updated in one step.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(super) use crate::sync::lock;
 
 impl<B: Body> Recording<B> {
     /// A recording of `body` that keeps up to `cap` bytes in memory and,

@@ -95,7 +95,7 @@ use unsupported as platform;
 
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 pub(crate) use registry::Region;
 
@@ -130,7 +130,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn install() -> io::Result<()> {
-    let _once = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _once = crate::sync::lock(&LOCK);
     if STATE.load(Ordering::Acquire) == INSTALLED {
         return Ok(());
     }
@@ -156,7 +156,7 @@ pub fn install() -> io::Result<()> {
 /// ```
 #[must_use = "`false` says the handler was installed already"]
 pub fn opt_out() -> bool {
-    let _once = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _once = crate::sync::lock(&LOCK);
     match STATE.load(Ordering::Acquire) {
         INSTALLED => false,
         _ => {
@@ -185,7 +185,7 @@ pub(crate) fn ensure() {
     if STATE.load(Ordering::Acquire) != UNDECIDED {
         return;
     }
-    let _once = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _once = crate::sync::lock(&LOCK);
     if STATE.load(Ordering::Acquire) != UNDECIDED {
         return;
     }
