@@ -398,7 +398,10 @@ impl MmapBody {
         // Start reading the following frame from disk while this one goes
         // out; a cold file then streams at disk speed.
         let ahead = self.chunk.min(self.end - end);
-        if ahead > 0 && self.hints {
+        // (On a runtime that is reading this file ahead on its blocking
+        // pool, not here: `MADV_WILLNEED` of a cold range can block the
+        // worker while it queues the reads.)
+        if ahead > 0 && self.hints && !self.warm.reads_ahead() {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }
         // Only a file's mapping can lose pages; the others need no hold.
@@ -537,7 +540,9 @@ impl http_body::Body for MmapBody {
             1 => ready!(this.poll_last_byte(cx)),
             _ => {
                 let end = this.pos + this.chunk.min(this.remaining() - 1);
-                let next = end + this.chunk.min(this.end - end);
+                // Read ahead at least 4 MiB: one 1 MiB frame ahead keeps a
+                // cold file's disk reads too short to stream.
+                let next = end + this.chunk.max(4 << 20).min(this.end - end);
                 let frame = (this.pos, end, next);
                 ready!(this.warm.poll_ready(&this.mapping, frame, cx));
                 this.next_frame()

@@ -44,6 +44,11 @@ impl Warm {
         imp::poll_ready(self, mapping, start, end, next, cx)
     }
 
+    /// `true` once the body reads its file ahead on the blocking pool.
+    pub(super) fn reads_ahead(&self) -> bool {
+        imp::reads_ahead(self)
+    }
+
     /// Counts `len` bytes handed out.
     pub(super) fn sent(&mut self, len: usize) {
         self.since_yield += len;
@@ -85,6 +90,10 @@ mod imp {
                 .field("cold", &self.cold)
                 .finish()
         }
+    }
+
+    pub(super) fn reads_ahead(warm: &Warm) -> bool {
+        warm.state.cold
     }
 
     fn spawn(
@@ -153,6 +162,10 @@ mod imp {
 
     #[derive(Debug, Default)]
     pub(super) struct State;
+
+    pub(super) fn reads_ahead(_warm: &Warm) -> bool {
+        false
+    }
 
     pub(super) fn poll_ready(
         _warm: &mut Warm,
