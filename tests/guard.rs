@@ -12,12 +12,11 @@
 //! from a fault it did not repair makes the read fault again forever.
 #![cfg(all(unix, not(mmap_body_portable)))]
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -70,55 +69,17 @@ impl Ended {
 /// `case`, and returns how it ended; fails if it runs longer than
 /// [`CHILD_TIMEOUT`] (then kills it) or never started the case.
 fn run_child(test: &str, case: &str) -> Ended {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--exact")
-        .arg(mmap_body_devkit::harness::test_name(module_path!(), test))
-        .args(["--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = format!(
-        "{}{}",
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default()
-    );
-    let Some(status) = status else {
-        panic!(
-            "child `{case}` of `{test}` did not end within {CHILD_TIMEOUT:?} and was killed \
-             (a fault nobody repaired or passed on?); its output:\n{output}"
-        );
-    };
+    let ended =
+        mmap_body_devkit::harness::run_child(module_path!(), test, CHILD_ENV, case, CHILD_TIMEOUT);
+    let output = format!("{}{}", ended.stdout, ended.stderr);
     assert!(
         output.contains(&started(case)),
-        "child `{case}` never ran: is `{test}` this test's name? ({status:?}); its output:\n{output}"
+        "child `{case}` never ran: is `{test}` this test's name? ({:?}); its output:\n{output}",
+        ended.status
     );
     Ended {
         case: case.to_owned(),
-        status,
+        status: ended.status,
         output,
     }
 }

@@ -18,9 +18,9 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -275,29 +275,14 @@ fn child_upload_and_truncate() {
 /// Runs `test` of this binary in a child with `MMAP_BODY_CASE=case`, for at
 /// most 90 s; returns how it ended and its stdout.
 fn run_child(test: &str, case: &str) -> (ExitStatus, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--exact")
-        .arg(mmap_body_devkit::harness::test_name(module_path!(), test))
-        .args(["--nocapture", "--test-threads=1"])
-        .env("MMAP_BODY_CASE", case)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{case}: the child hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    (status, stdout)
+    let ended = mmap_body_devkit::harness::run_child(
+        module_path!(),
+        test,
+        "MMAP_BODY_CASE",
+        case,
+        Duration::from_secs(90),
+    );
+    (ended.status, ended.stdout)
 }
 
 /// truncation × {h1, h2, TLS h1, TLS h2, ReplayLayer stack, reqwest stack}

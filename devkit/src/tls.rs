@@ -13,6 +13,8 @@
 //! `rustls` (aws-lc-rs) makes every `reqwest::Client` of the build panic
 //! unless a rustls provider was installed for the whole process first, and
 //! features unify, so the plain clients of the other tests would panic.
+//! reqwest over TLS is tested in `interop/reqwest-tls/`, a workspace of its
+//! own, with a client handed [`TestCert::client_config`].
 
 use std::convert::Infallible;
 use std::future::Future;
