@@ -687,3 +687,39 @@ async fn a_connection_broken_on_a_changed_file_is_not_retried() {
         "a changed file was sent again"
     );
 }
+
+/// A consumer keeps every frame and the file is truncated before it asks
+/// for the last byte (to a length that is not a page multiple): the body
+/// ends with `Truncated`, the kept frames are never copied (nothing reads
+/// past the new end: the process lives), and nothing hangs.
+#[test]
+fn a_keeper_whose_file_was_truncated_gets_an_error_and_lives() {
+    if std::env::var("MMAP_BODY_CASE").is_ok() {
+        return;
+    }
+    for cut in [0, 4096 + 77, 2 * MIB + 5] {
+        let file = test_file(4 * MIB + 77);
+        let mut body = mapped(&file.path);
+        let mut frames = Vec::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while body.size_hint().exact() != Some(1) {
+            if let Poll::Ready(Some(frame)) = Pin::new(&mut body).poll_frame(&mut cx) {
+                frames.push(frame.unwrap().into_data().unwrap());
+            }
+        }
+        truncate(&file.path, cut);
+        let mut end = None;
+        for _ in 0..10 {
+            if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(&mut cx) {
+                end = Some(frame);
+                break;
+            }
+        }
+        let err = end
+            .expect("the body ended within a few polls")
+            .expect("an error, not the end")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Truncated, "cut at {cut}: {err}");
+        drop(frames);
+    }
+}

@@ -40,11 +40,12 @@ pub(super) struct Mapping {
     /// `None` for [`MmapBody::from_mmap`](super::MmapBody::from_mmap): the caller vouched for the mapping
     /// and there is no file to check.
     pub(super) origin: Option<Origin>,
-    /// `true` once some pages were detached from the file (replaced by a
-    /// private copy): from then on no page is released, since
-    /// `MADV_DONTNEED` would zero a private page. Frames take it shared to
-    /// release their pages; [`detach`](Mapping::detach) takes it exclusive.
-    detached: RwLock<bool>,
+    /// The page ranges (offsets) detached from the file, replaced by a
+    /// private copy: never released, since `MADV_DONTNEED` would zero a
+    /// private page. Frames take it shared to release their pages (and skip
+    /// the release while it is taken exclusive); [`detach`](Mapping::detach)
+    /// takes it exclusive.
+    detached: RwLock<Vec<(usize, usize)>>,
 }
 
 impl Mapping {
@@ -52,29 +53,43 @@ impl Mapping {
     /// installed unless the program opted out, or one the caller vouched
     /// for.
     pub(super) fn new(map: Mmap, origin: Option<Origin>) -> Mapping {
-        if origin.is_some() {
+        // Only a file's mapping can lose pages. Registered whole pages,
+        // as the handler repairs them: a copy of the last page may read
+        // past the file's length (as `detach` does not, but a `memmove`
+        // may load a vector beyond its range).
+        let region = if origin.is_some() {
             guard::ensure();
-        }
+            let page = sys::page_size();
+            let len = (map.len() + page - 1) & !(page - 1);
+            guard::Region::register(map.as_ptr(), len)
+        } else {
+            None
+        };
         Mapping {
-            region: guard::Region::register(map.as_ptr(), map.len()),
+            region,
             map,
             origin,
-            detached: RwLock::new(false),
+            detached: RwLock::new(Vec::new()),
         }
     }
 
-    /// Gives the pages of `start..end` back to the kernel, unless some
-    /// pages of the mapping were detached.
+    /// Gives the pages of `start..end` back to the kernel, unless one of
+    /// them was detached (or a detach is under way: not releasing a page is
+    /// always safe, and a frame's drop never waits for a copy).
     ///
     /// # Safety
     ///
     /// The mapping is a shared, read-only mapping of a file (see
     /// [`sys::release`]).
     pub(super) unsafe fn release(&self, start: usize, end: usize) {
-        let detached = crate::sync::read(&self.detached);
-        if !*detached {
-            // SAFETY: the caller's promise; no page is private yet, and
-            // none becomes private while `detached` is held.
+        let Ok(detached) = self.detached.try_read() else {
+            return;
+        };
+        let page = sys::page_size();
+        let (from, to) = (start & !(page - 1), end);
+        if detached.iter().all(|&(a, b)| to <= a || b <= from) {
+            // SAFETY: the caller's promise; no page of the range is
+            // private, and none becomes private while `detached` is held.
             unsafe { sys::release(&self.map, start, end - start) };
         }
     }
@@ -96,34 +111,43 @@ impl Mapping {
     /// Replaces the pages of `ranges` (offsets into the mapping) with a
     /// private copy of themselves, so that the frames over them keep their
     /// bytes whatever happens to the file. The bytes copied are the file's
-    /// only if [`verify`](Mapping::verify) passes afterwards.
+    /// only if [`verify`](Mapping::verify) passes afterwards. Where pages
+    /// cannot be swapped in place (Unix other than Linux and Android), does
+    /// nothing.
     pub(super) fn detach(&self, ranges: &[(usize, usize)]) -> Result<(), Error> {
         let mut detached = crate::sync::write(&self.detached);
         let page = sys::page_size();
         let base = self.map.as_ptr() as usize;
-        // The mapping's pages: it starts on a page and ends in its last page.
-        let limit = (self.map.len() + (base & (page - 1)) + page - 1) & !(page - 1);
+        debug_assert_eq!(base & (page - 1), 0, "a file mapping starts on a page");
+        let len = self.map.len();
         for &(start, end) in ranges {
-            let from = (base + start) & !(page - 1);
-            let to = ((base + end + page - 1) & !(page - 1)).min((base & !(page - 1)) + limit);
+            let from = start & !(page - 1);
+            let to = ((end + page - 1) & !(page - 1)).min((len + page - 1) & !(page - 1));
             if to <= from {
                 continue;
             }
-            *detached = true;
+            // Past the file's length, the last page reads as zeros: the
+            // copy leaves them so and reads nothing there.
+            let copied = to.min(len) - from;
             // SAFETY: `from..to` is page-aligned and inside the pages of
-            // this mapping, which `self` keeps mapped; reading it goes
-            // through the SIGBUS guard, which the caller has installed.
-            unsafe { sys::detach(from as *const u8, to - from) }.map_err(|e| {
-                Error::io(
-                    format!(
-                        "could not copy the {} bytes of {} its reader still holds, \
-                         to end the body safely",
-                        end - start,
-                        self.name()
-                    ),
-                    e,
-                )
-            })?;
+            // this mapping, which `self` keeps mapped; the `copied` bytes
+            // read lie in the file's length, registered with the SIGBUS
+            // guard (installed: the caller checked).
+            match unsafe { sys::detach((base + from) as *const u8, to - from, copied) } {
+                Ok(()) => detached.push((from, to)),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(()),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!(
+                            "could not copy the {} bytes of {} its reader still holds, \
+                             to end the body safely",
+                            end - start,
+                            self.name()
+                        ),
+                        e,
+                    ))
+                }
+            }
         }
         Ok(())
     }

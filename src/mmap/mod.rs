@@ -93,14 +93,17 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///
 /// With the handler, the last byte goes only once no frame of the attempt
 /// can still be read from the file. Transports drop frames as they write
-/// them; the body yields to them once while they do. A consumer that keeps
+/// them; the body yields to them for as long as they keep dropping (on
+/// tokio, until the runtime has polled its I/O). A consumer that keeps
 /// frames to the end (`collect()`, `axum::body::to_bytes`, a channel, a
-/// recording) is never made to wait: the frames it still holds are
-/// replaced in place by a private copy of their pages (Linux; elsewhere the
-/// last byte goes after the checks), so the bytes it keeps are the file's
-/// as it was, whatever happens to the file afterwards. That copy is the
-/// only one the crate ever makes of file bytes, and only for frames a
-/// consumer held back; after it the mapping gives no pages back.
+/// recording), or a transport stuck on a full socket, is never made to
+/// wait: the pages of the frames it still holds are replaced in place by a
+/// private copy of themselves (Linux and Android; elsewhere the last byte
+/// goes after the checks), so the bytes it keeps are the file's as it was,
+/// whatever happens to the file afterwards. Besides the last byte, that
+/// copy is the only one the crate makes of file bytes, and only of frames
+/// held back at the end; it lives as long as the mapping (the body and its
+/// clones), and those pages are never given back early.
 ///
 /// # Example
 ///
@@ -344,8 +347,9 @@ impl MmapBody {
     /// Whether to tell the kernel how the file will be read (on by
     /// default): the mapping is advised sequential (`MADV_SEQUENTIAL`:
     /// larger read-ahead) and each frame asks for the next one to be read
-    /// from disk while it goes out (`MADV_WILLNEED`). Off: the kernel's
-    /// default read-ahead alone. The advice is the mapping's, shared by the
+    /// from disk while it goes out (`MADV_WILLNEED`; on a tokio runtime,
+    /// cold pages are read on its blocking pool instead, see the type's
+    /// docs). Off: the kernel's default read-ahead alone. The advice is the mapping's, shared by the
     /// body's clones and slices. No effect where the OS has no such advice.
     pub fn access_hints(mut self, hints: bool) -> MmapBody {
         if !hints {
@@ -405,7 +409,9 @@ impl MmapBody {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }
         // Only a file's mapping can lose pages; the others need no hold.
-        let in_flight = if guard::is_active() && self.mapping.origin.is_some() {
+        // (Tracked with or without the guard, so that one installed late
+        // still finds every frame.)
+        let in_flight = if self.mapping.origin.is_some() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
             in_flight.gave_out(self.pos, end);
             Some(Arc::clone(in_flight))
@@ -436,19 +442,27 @@ impl MmapBody {
     /// Then the mapping is checked unpoisoned and the file unchanged, and
     /// the byte is copied (through the guard) and sent.
     fn poll_last_byte(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
-        if let Some(in_flight) = &self.in_flight {
-            let held = in_flight.count();
-            if held > 0 {
-                if self.held_before.is_none_or(|before| held < before) {
-                    // Frames are being dropped (or this is the first look):
-                    // a transport a frame behind finishes its writes before
-                    // this task runs again.
-                    self.held_before = Some(held);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                // Nothing dropped since the last look: the consumer keeps
-                // its frames until the end. Waiting would hang it.
+        // Without the guard a page the file lost raises SIGBUS where it is
+        // read: nobody can read zeros, and nothing needs holding back.
+        let held = match &self.in_flight {
+            Some(in_flight) if guard::is_active() => in_flight.count(),
+            _ => 0,
+        };
+        if held > 0 {
+            if self.held_before.is_none_or(|before| held < before) {
+                // Frames are being dropped (or this is the first look): let
+                // the transport write what it holds. On tokio this task runs
+                // again only after the runtime polled its I/O.
+                self.held_before = Some(held);
+                self.warm.defer(cx);
+                return Poll::Pending;
+            }
+            // Nothing dropped since the last look: the consumer keeps its
+            // frames (or its writes are stuck). Waiting could hang it, so
+            // the frames it holds are detached from the file, once the file
+            // is checked (a truncation already visible copies nothing).
+            self.mapping.check(self.end)?;
+            if let Some(in_flight) = &self.in_flight {
                 self.mapping.detach(&in_flight.ranges())?;
             }
         }
@@ -540,11 +554,8 @@ impl http_body::Body for MmapBody {
             1 => ready!(this.poll_last_byte(cx)),
             _ => {
                 let end = this.pos + this.chunk.min(this.remaining() - 1);
-                // Read ahead at least 4 MiB: one 1 MiB frame ahead keeps a
-                // cold file's disk reads too short to stream.
-                let next = end + this.chunk.max(4 << 20).min(this.end - end);
-                let frame = (this.pos, end, next);
-                ready!(this.warm.poll_ready(&this.mapping, frame, cx));
+                let frame = (this.pos, end, this.end);
+                ready!(this.warm.poll_ready(&this.mapping, frame, this.hints, cx));
                 this.next_frame()
             }
         };

@@ -20,6 +20,11 @@ use super::mapping::Mapping;
 #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(super) const YIELD_BYTES: usize = 2 << 20;
 
+/// How far ahead of the frame going out pages are made resident: 4 MiB
+/// (one 1 MiB frame ahead keeps a cold file's reads too short to stream).
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(super) const AHEAD: usize = 4 << 20;
+
 /// A body's place in the cooperative schedule, and a load in progress.
 #[derive(Debug, Default)]
 pub(super) struct Warm {
@@ -33,15 +38,25 @@ impl Warm {
     /// Ready when the frame `start..end` of `mapping` may be handed out now;
     /// otherwise the body yields (the worker runs other tasks first) or its
     /// pages are being read on the blocking pool, and `cx` is woken. Once
-    /// ready, the pages of the frame after it (`end..next`) are read ahead
-    /// on the blocking pool if they are not in memory.
+    /// ready, the next [`AHEAD`] bytes (up to `limit`) are read ahead on
+    /// the blocking pool if they are not in memory.
+    ///
+    /// Without `load_pages` (the body's access hints are off) it only
+    /// yields.
     pub(super) fn poll_ready(
         &mut self,
         mapping: &Arc<Mapping>,
-        (start, end, next): (usize, usize, usize),
+        (start, end, limit): (usize, usize, usize),
+        load_pages: bool,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
-        imp::poll_ready(self, mapping, start, end, next, cx)
+        imp::poll_ready(self, mapping, (start, end, limit), load_pages, cx)
+    }
+
+    /// Wakes `cx` to be polled again soon: on tokio, after the runtime has
+    /// polled its timers and I/O (`yield_now`); elsewhere at once.
+    pub(super) fn defer(&self, cx: &mut Context<'_>) {
+        imp::defer(cx);
     }
 
     /// `true` once the body reads its file ahead on the blocking pool.
@@ -64,29 +79,30 @@ mod imp {
 
     use tokio::task::JoinHandle;
 
-    use super::{Warm, YIELD_BYTES};
+    use super::{Warm, AHEAD, YIELD_BYTES};
     use crate::mmap::mapping::Mapping;
 
     #[derive(Default)]
     pub(super) struct State {
-        /// Giving the worker back: tokio's `yield_now`, which wakes the
-        /// task only after the runtime has polled its timers and I/O.
-        yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
-        /// A load on the blocking pool, and the offset of the frame it is
-        /// for: the next frame's, started while this one goes out.
+        /// The worker was given back, and this is the poll after it.
+        yielded: bool,
+        /// A load on the blocking pool, and where its range starts.
         load: Option<(usize, JoinHandle<()>)>,
-        /// A frame was found cold: from then on the next frame is always
-        /// read ahead on the blocking pool. (`mincore` also counts pages
-        /// whose read from disk is still under way as resident, so asking
-        /// it again would send the worker into the faults this avoids.)
+        /// Bytes up to here are resident, or being loaded by `load`.
+        ready_until: usize,
+        /// A range was found cold: from then on every range ahead is read
+        /// on the blocking pool. (`mincore` also counts pages whose read
+        /// from disk is still under way as resident, so asking it again
+        /// would send the worker into the faults this avoids.)
         cold: bool,
     }
 
     impl std::fmt::Debug for State {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("State")
-                .field("yielding", &self.yielding.is_some())
-                .field("loading", &self.load.as_ref().map(|(at, _)| at))
+                .field("yielded", &self.yielded)
+                .field("loading_from", &self.load.as_ref().map(|(at, _)| at))
+                .field("ready_until", &self.ready_until)
                 .field("cold", &self.cold)
                 .finish()
         }
@@ -94,6 +110,14 @@ mod imp {
 
     pub(super) fn reads_ahead(warm: &Warm) -> bool {
         warm.state.cold
+    }
+
+    /// Wakes the task after the runtime has polled its timers and I/O, as
+    /// `yield_now` does: one poll of it hands the waker to the scheduler
+    /// (outside a runtime it wakes at once).
+    pub(super) fn defer(cx: &mut Context<'_>) {
+        let yielded = std::pin::pin!(tokio::task::yield_now());
+        let _ = yielded.poll(cx);
     }
 
     fn spawn(
@@ -112,9 +136,8 @@ mod imp {
     pub(super) fn poll_ready(
         warm: &mut Warm,
         mapping: &Arc<Mapping>,
-        start: usize,
-        end: usize,
-        next: usize,
+        (start, end, limit): (usize, usize, usize),
+        load_pages: bool,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -122,31 +145,50 @@ mod imp {
         };
         let state = &mut warm.state;
         if warm.since_yield >= YIELD_BYTES {
-            let yielding = state
-                .yielding
-                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
-            ready!(yielding.as_mut().poll(cx));
-            state.yielding = None;
+            if !state.yielded {
+                state.yielded = true;
+                defer(cx);
+                return Poll::Pending;
+            }
+            state.yielded = false;
             warm.since_yield = 0;
         }
-        // This frame's pages: wait for their load, or start one.
-        if state.load.as_ref().is_some_and(|(at, _)| *at != start) {
-            state.load = None; // for another frame (a slice, a seek): let it run
+        if !load_pages {
+            return Poll::Ready(());
         }
-        if state.load.is_none() && !state.cold && !mapping.resident(start, end) {
-            state.cold = true;
-            state.load = Some(spawn(&runtime, mapping, start, end));
-        }
-        if let Some((_, load)) = &mut state.load {
-            // A load that panicked or was cancelled leaves the pages to
-            // fault in where they are read, as without this module.
-            let _ = ready!(Pin::new(load).poll(cx));
+        if state.ready_until < start {
+            // A body that starts here (a slice) or jumped: nothing known.
+            state.ready_until = start;
             state.load = None;
         }
-        // The next frame's, while this one goes out.
-        if next > end && (state.cold || !mapping.resident(end, next)) {
-            state.cold = true;
-            state.load = Some(spawn(&runtime, mapping, end, next));
+        if state.ready_until < end && state.load.is_none() {
+            // This frame's pages are not known to be in memory.
+            let to = (start + AHEAD).min(limit).max(end);
+            if !state.cold && mapping.resident(start, to) {
+                state.ready_until = to;
+            } else {
+                state.cold = true;
+                state.load = Some(spawn(&runtime, mapping, state.ready_until, end));
+                state.ready_until = end;
+            }
+        }
+        if let Some((from, load)) = &mut state.load {
+            if *from < end {
+                // A load that panicked or was cancelled leaves the pages to
+                // fault in where they are read, as without this module.
+                let _ = ready!(Pin::new(load).poll(cx));
+                state.load = None;
+            }
+        }
+        // Keep at least half a window ahead of the frame read or known.
+        if state.load.is_none() && state.ready_until < (end + AHEAD / 2).min(limit) {
+            let from = state.ready_until.max(end);
+            let to = (from + AHEAD).min(limit);
+            if state.cold || !mapping.resident(from, to) {
+                state.cold = true;
+                state.load = Some(spawn(&runtime, mapping, from, to));
+            }
+            state.ready_until = to;
         }
         Poll::Ready(())
     }
@@ -167,12 +209,15 @@ mod imp {
         false
     }
 
+    pub(super) fn defer(cx: &mut Context<'_>) {
+        cx.waker().wake_by_ref();
+    }
+
     pub(super) fn poll_ready(
         _warm: &mut Warm,
         _mapping: &Arc<Mapping>,
-        _start: usize,
-        _end: usize,
-        _next: usize,
+        _frame: (usize, usize, usize),
+        _load_pages: bool,
         _cx: &mut Context<'_>,
     ) -> Poll<()> {
         Poll::Ready(())

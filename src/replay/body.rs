@@ -250,6 +250,14 @@ impl<B> ReplayBody<B> {
     /// `true`, except for an [`MmapBody`] whose file is no longer as it was
     /// mapped ([`MmapBody::verify`], one `fstat`).
     pub fn is_replayable(&self) -> bool {
+        self.replayable(true)
+    }
+
+    /// [`is_replayable`](ReplayBody::is_replayable); with `record`, a file
+    /// found changed is kept as the request's failure, for the response
+    /// future (the caller learns the file changed, not only that the
+    /// connection broke).
+    fn replayable(&self, record: bool) -> bool {
         if self.outcome.failed() {
             return false;
         }
@@ -257,9 +265,9 @@ impl<B> ReplayBody<B> {
             Source::Cloned { pristine, .. } => match (pristine.intact)(&lock(&pristine.body)) {
                 Ok(()) => true,
                 Err(err) => {
-                    // Kept for the response future: the caller learns the
-                    // file changed, not only that the connection broke.
-                    self.outcome.record(&err);
+                    if record {
+                        self.outcome.record(&err);
+                    }
                     false
                 }
             },
@@ -316,7 +324,7 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
         };
         f.debug_struct("ReplayBody")
             .field("mode", &mode)
-            .field("replayable", &self.is_replayable())
+            .field("replayable", &self.replayable(false))
             .field("expected_len", &self.length.expected())
             .field("sent", &self.length.sent())
             .finish()

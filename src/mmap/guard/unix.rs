@@ -68,8 +68,14 @@ pub(super) fn install() -> io::Result<()> {
 /// business.
 extern "C" fn on_sigbus(sig: c_int, info: *mut siginfo_t, context: *mut c_void) {
     // SAFETY: with SA_SIGINFO the kernel passes a valid `siginfo_t`.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(slot) = find(addr) {
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // A positive code is a fault (BUS_ADRERR and the like); a signal sent
+    // with kill(2) or sigqueue(3) has none, and its `si_addr` is not an
+    // address: never repair anything for it.
+    let slot = if code > 0 { find(addr) } else { None };
+    if let Some(slot) = slot {
+        // `mmap` may set errno; the interrupted code must not see it.
+        let _errno = SavedErrno::new();
         let page = PAGE.load(Ordering::Relaxed);
         let base = addr & !(page - 1);
         slot.poison();
@@ -95,6 +101,45 @@ extern "C" fn on_sigbus(sig: c_int, info: *mut siginfo_t, context: *mut c_void) 
     }
     // SAFETY: the arguments are the ones this handler was given.
     unsafe { chain(sig, info, context) }
+}
+
+/// errno, saved when made and put back when dropped: a handler must leave
+/// it as it found it.
+struct SavedErrno(c_int);
+
+impl SavedErrno {
+    fn new() -> SavedErrno {
+        SavedErrno(errno_location().map_or(0, |at| {
+            // SAFETY: the thread's own errno, always valid to read.
+            unsafe { *at }
+        }))
+    }
+}
+
+impl Drop for SavedErrno {
+    fn drop(&mut self) {
+        if let Some(at) = errno_location() {
+            // SAFETY: the thread's own errno, always valid to write.
+            unsafe { *at = self.0 };
+        }
+    }
+}
+
+/// Where the calling thread's errno lives.
+fn errno_location() -> Option<*mut c_int> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: no preconditions; returns the thread's errno address.
+    return Some(unsafe { libc::__errno_location() });
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "dragonfly"
+    ))]
+    // SAFETY: as above.
+    return Some(unsafe { libc::__error() });
+    #[allow(unreachable_code)]
+    None
 }
 
 /// Hands a signal that is not ours to the action found at install.

@@ -97,9 +97,12 @@ pub(crate) fn stamp(meta: &std::fs::Metadata) -> Option<Stamp> {
 
 /// `true` if the inode changed from `before` to `now` in a way a write in
 /// place explains: a new change time with the same link count. A new link
-/// count also sets the change time (the file renamed over, unlinked or
-/// linked); then the change time says nothing about the contents, which the
-/// size and modification time still vouch for.
+/// count also sets the change time (the file unlinked, another file renamed
+/// over its path, a link added); then the change time says nothing about
+/// the contents, which the size and modification time still vouch for. A
+/// new change time alone is also what `chmod`, `chown`, extended attributes
+/// and renaming the file itself leave: those count as changes too (a false
+/// alarm that never lets a rewrite through).
 pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> bool {
     match (before, now) {
         (Some(before), Some(now)) => before.links == now.links && before.ctime != now.ctime,
@@ -108,7 +111,8 @@ pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> boo
 }
 
 /// Replaces the pages of `len` bytes at `addr` (page-aligned, inside a
-/// mapping) with a private, read-only copy of themselves, in one step:
+/// mapping) with a private, read-only copy of their first `copied` bytes
+/// (the rest zeros), in one step:
 /// the copy is made in fresh anonymous memory, then moved over the range
 /// with `mremap(MREMAP_FIXED)`, which swaps the page-table entries under
 /// the address-space lock. A thread reading the range meanwhile sees the
@@ -117,10 +121,10 @@ pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> boo
 /// # Safety
 ///
 /// `addr..addr + len` is page-aligned and lies inside a live mapping that
-/// the caller owns; its contents may be read (through the `SIGBUS` guard
-/// if the file may have been truncated).
-#[cfg(target_os = "linux")]
-pub(crate) unsafe fn detach(addr: *const u8, len: usize) -> io::Result<()> {
+/// the caller owns; its first `copied` bytes (at most `len`) may be read
+/// (through the `SIGBUS` guard if the file may have been truncated).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) unsafe fn detach(addr: *const u8, len: usize, copied: usize) -> io::Result<()> {
     use libc::{c_void, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
     // SAFETY: a fresh anonymous mapping; no address is imposed.
     let copy = unsafe {
@@ -136,9 +140,10 @@ pub(crate) unsafe fn detach(addr: *const u8, len: usize) -> io::Result<()> {
     if copy == MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `copy` is `len` writable bytes of our own; `addr` is `len`
-    // readable bytes (the caller's promise); they cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(addr, copy.cast::<u8>(), len) };
+    // SAFETY: `copy` is `len` writable bytes of our own; `addr` is
+    // `copied <= len` readable bytes (the caller's promise); they cannot
+    // overlap. The rest of `copy` stays zero, as a fresh mapping is.
+    unsafe { std::ptr::copy_nonoverlapping(addr, copy.cast::<u8>(), copied.min(len)) };
     // SAFETY: `copy` is ours; making it read-only is what the range was.
     let moved = unsafe {
         libc::mprotect(copy, len, PROT_READ);
@@ -159,13 +164,14 @@ pub(crate) unsafe fn detach(addr: *const u8, len: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// No `mremap` outside Linux: the pages cannot be swapped in one step.
+/// No `mremap` outside Linux and Android: the pages cannot be swapped in
+/// one step.
 ///
 /// # Safety
 ///
 /// None needed; `unsafe` to match the Linux version.
-#[cfg(not(target_os = "linux"))]
-pub(crate) unsafe fn detach(_addr: *const u8, _len: usize) -> io::Result<()> {
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) unsafe fn detach(_addr: *const u8, _len: usize, _copied: usize) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "no mremap(2) on this platform",
