@@ -18,7 +18,7 @@
 //! - A fault inside one of this crate's file mappings is repaired: a page
 //!   of zeros is mapped over the missing page, the mapping is marked
 //!   *poisoned*, and the read goes on and sees zeros. The body that owns
-//!   the mapping then ends with [`ErrorKind::Truncated`] instead of
+//!   the mapping then ends with [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) instead of
 //!   sending its last byte (see below), so no receiver takes the zeros for
 //!   the file.
 //! - Every other `SIGBUS` goes to the action that was installed before
