@@ -46,6 +46,7 @@ impl Slot {
     }
 
     /// The slot's range, if it is live and was not being written meanwhile.
+    #[cfg_attr(any(not(unix), mmap_body_portable), allow(dead_code))]
     pub(super) fn range(&self) -> Option<(usize, usize)> {
         let seq = self.seq.load(Ordering::Acquire);
         if seq & 1 == 1 {
@@ -61,6 +62,7 @@ impl Slot {
     /// Marks the mapping as having had a page replaced by zeros. Called by
     /// the handler before the zeros can be read, so that whoever reads them
     /// and then checks sees the mark.
+    #[cfg_attr(any(not(unix), mmap_body_portable), allow(dead_code))]
     pub(super) fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
     }
@@ -98,6 +100,7 @@ fn blocks() -> impl Iterator<Item = &'static Block> {
 
 /// The registered mapping that holds `addr`, if any. Async-signal-safe:
 /// atomic loads only, no allocation, no lock.
+#[cfg_attr(any(not(unix), mmap_body_portable), allow(dead_code))]
 pub(super) fn find(addr: usize) -> Option<&'static Slot> {
     blocks().flat_map(|block| block.slots.iter()).find(|slot| {
         slot.range()
