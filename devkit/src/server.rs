@@ -187,6 +187,19 @@ pub fn received<B>(res: &Response<B>) -> Received {
     }
 }
 
+/// The builder of [`client`] (and of `tls::tls_client`): HTTP/2 only, with
+/// 8 MiB stream and 16 MiB connection windows, when `http2` is set.
+pub fn client_builder(http2: bool) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    if http2 {
+        builder
+            .http2_only(true)
+            .http2_initial_stream_window_size(8 << 20)
+            .http2_initial_connection_window_size(16 << 20);
+    }
+    builder
+}
+
 /// A hyper-util legacy client speaking HTTP/1.1, or HTTP/2 with prior
 /// knowledge when `http2` is set.
 pub fn client<B>(http2: bool) -> Client<HttpConnector, B>
@@ -195,14 +208,7 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut builder = Client::builder(TokioExecutor::new());
-    if http2 {
-        builder
-            .http2_only(true)
-            .http2_initial_stream_window_size(8 << 20)
-            .http2_initial_connection_window_size(16 << 20);
-    }
-    builder.build_http()
+    client_builder(http2).build_http()
 }
 
 // ---------------------------------------------------------------- pausing

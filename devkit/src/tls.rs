@@ -29,7 +29,7 @@ use http::{Request, Response, Uri};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -290,12 +290,5 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut builder = Client::builder(TokioExecutor::new());
-    if http2 {
-        builder
-            .http2_only(true)
-            .http2_initial_stream_window_size(8 << 20)
-            .http2_initial_connection_window_size(16 << 20);
-    }
-    builder.build(TlsConnector::new(http2, cert))
+    crate::server::client_builder(http2).build(TlsConnector::new(http2, cert))
 }
