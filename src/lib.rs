@@ -53,8 +53,9 @@
 //!   copied in user space, the heap it uses does not grow with the file, the
 //!   pages it sent are given back to the kernel, and a clone (for a retry)
 //!   costs one reference count. With the feature `runtime` (on by default),
-//!   inside a tokio runtime it yields its worker every 2 MiB and reads cold
-//!   pages in on the blocking pool rather than faulting on the worker.
+//!   inside a tokio runtime it yields its worker every 2 MiB (shared by
+//!   the bodies streaming on that worker) and reads cold pages in on the
+//!   blocking pool rather than faulting on the worker.
 //! - [`ReplayLayer`] / [`ReplayBody`] (feature `replay`, on by default): a
 //!   Tower layer that sets `Content-Length` from a body's exact size, refuses
 //!   requests whose `Content-Length` lies, and makes any request body

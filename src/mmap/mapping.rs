@@ -11,6 +11,11 @@ use memmap2::Mmap;
 use super::{guard, sys};
 use crate::error::{Error, ErrorKind};
 
+/// The steps in which sent pages are given back: the kernel's default
+/// fault-around window (`/sys/kernel/mm/.../fault_around_bytes`), so that a
+/// step is never mapped back in for the frame after it.
+const RELEASE_STEP: usize = 64 << 10;
+
 /// The file behind a mapping, kept open to check it has not changed.
 #[derive(Debug)]
 pub(super) struct Origin {
@@ -73,24 +78,35 @@ impl Mapping {
         }
     }
 
-    /// Gives the pages of `start..end` back to the kernel, unless one of
-    /// them was detached (or a detach is under way: not releasing a page is
+    /// Gives the pages of the frame `start..end` back to the kernel, in
+    /// whole [`RELEASE_STEP`]s: those from the step `start` is in up to the
+    /// one `end` is in, which the next frame gives back. Unless one of them
+    /// was detached (or a detach is under way: not releasing a page is
     /// always safe, and a frame's drop never waits for a copy).
+    ///
+    /// The kernel maps a file's pages in by aligned 64 KiB windows
+    /// (fault-around): a frame whose first page shares such a window with
+    /// pages already given back would map them back in with it, and they
+    /// would stay resident. Frames of any length, released step by step,
+    /// never leave a window half given back.
     ///
     /// # Safety
     ///
     /// The mapping is a shared, read-only mapping of a file (see
     /// [`sys::release`]).
     pub(super) unsafe fn release(&self, start: usize, end: usize) {
+        let step = RELEASE_STEP.max(sys::page_size());
+        let (from, to) = (start & !(step - 1), end & !(step - 1));
+        if from >= to {
+            return;
+        }
         let Ok(detached) = self.detached.try_read() else {
             return;
         };
-        let page = sys::page_size();
-        let (from, to) = (start & !(page - 1), end);
         if detached.iter().all(|&(a, b)| to <= a || b <= from) {
             // SAFETY: the caller's promise; no page of the range is
             // private, and none becomes private while `detached` is held.
-            unsafe { sys::release(&self.map, start, end - start) };
+            unsafe { sys::release(&self.map, from, to - from) };
         }
     }
 

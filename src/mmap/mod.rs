@@ -70,6 +70,11 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///
 /// - it gives the worker back (tokio's `yield_now`) after every 2 MiB it
 ///   hands out, so one upload never holds a worker for long stretches;
+///   bodies streaming on the same worker thread share those 2 MiB: with
+///   `n` of them each sends frames of `2 MiB / n` (in 64 KiB steps, at
+///   least 64 KiB, never more than [`chunk_size`](MmapBody::chunk_size))
+///   and yields after each, so the worker's timers and I/O wait about as
+///   long for 32 uploads as for one;
 /// - before a frame goes out it checks that the frame's pages are in
 ///   memory (`mincore`), and if they are not, reads them in on tokio's
 ///   blocking pool (`MADV_POPULATE_READ`, or a read of the file) and waits
@@ -339,6 +344,9 @@ impl MmapBody {
     /// Sets the size of each frame, in bytes (values below 1 count as 1).
     ///
     /// The default is [`DEFAULT_CHUNK_SIZE`], which explains the choice.
+    /// Inside a tokio runtime, frames are shorter while other bodies stream
+    /// on the same worker thread (see [On a tokio
+    /// runtime](MmapBody#on-a-tokio-runtime)).
     pub fn chunk_size(mut self, bytes: usize) -> MmapBody {
         self.chunk = bytes.max(1);
         self
@@ -393,15 +401,14 @@ impl MmapBody {
         self.end - self.pos
     }
 
-    /// The next frame: up to `chunk` bytes, never the body's last byte,
-    /// which [`poll_last_byte`](MmapBody::poll_last_byte) sends.
-    fn next_frame(&mut self) -> Result<Bytes, Error> {
-        let len = self.chunk.min(self.remaining() - 1);
+    /// The next frame, of `len` bytes; never the body's last byte, which
+    /// [`poll_last_byte`](MmapBody::poll_last_byte) sends.
+    fn next_frame(&mut self, len: usize) -> Result<Bytes, Error> {
         let end = self.pos + len;
         self.mapping.verify(self.end)?;
         // Start reading the following frame from disk while this one goes
         // out; a cold file then streams at disk speed.
-        let ahead = self.chunk.min(self.end - end);
+        let ahead = len.min(self.end - end);
         // (On a runtime that is reading this file ahead on its blocking
         // pool, not here: `MADV_WILLNEED` of a cold range can block the
         // worker while it queues the reads.)
@@ -476,6 +483,7 @@ impl MmapBody {
         let byte = unsafe { guard::read_byte(self.mapping.map.as_ptr().add(at)) };
         self.mapping.verify(self.end)?;
         self.pos = self.end;
+        self.warm.finished();
         Poll::Ready(Ok(Bytes::copy_from_slice(&[byte])))
     }
 
@@ -553,10 +561,12 @@ impl http_body::Body for MmapBody {
             0 => return Poll::Ready(None),
             1 => ready!(this.poll_last_byte(cx)),
             _ => {
-                let end = this.pos + this.chunk.min(this.remaining() - 1);
-                let frame = (this.pos, end, this.end);
-                ready!(this.warm.poll_ready(&this.mapping, frame, this.hints, cx));
-                this.next_frame()
+                // Up to `chunk` bytes, or less: the body's share of the
+                // worker while others stream too.
+                let most = this.chunk.min(this.remaining() - 1);
+                let frame = (this.pos, most, this.end);
+                let len = ready!(this.warm.poll_ready(&this.mapping, frame, this.hints, cx));
+                this.next_frame(len)
             }
         };
         match frame {

@@ -3,6 +3,11 @@
 //! pages in on tokio's blocking pool when they are not resident, instead
 //! of letting hyper's `write()` take the page faults on the worker.
 //!
+//! Bodies streaming on one worker thread share the [`YIELD_BYTES`]: with
+//! `n` of them, each hands out frames of at most `YIELD_BYTES / n` (never
+//! below [`MIN_SHARE`]) and yields after each, so a worker running all of
+//! them still gets back to its timers and I/O after about [`YIELD_BYTES`].
+//!
 //! Only inside a tokio runtime (feature `runtime`, on by default); without
 //! one, or without the feature, a body is a plain mapping: every frame is
 //! ready at once and its pages fault in where they are read.
@@ -25,6 +30,12 @@ pub(super) const YIELD_BYTES: usize = 2 << 20;
 #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(super) const AHEAD: usize = 4 << 20;
 
+/// The least a body hands out between two yields when many stream at once:
+/// below this, the cost of a poll and a write per frame outweighs the
+/// stall it saves.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(super) const MIN_SHARE: usize = 64 << 10;
+
 /// A body's place in the cooperative schedule, and a load in progress.
 #[derive(Debug, Default)]
 pub(super) struct Warm {
@@ -35,28 +46,35 @@ pub(super) struct Warm {
 }
 
 impl Warm {
-    /// Ready when the frame `start..end` of `mapping` may be handed out now;
-    /// otherwise the body yields (the worker runs other tasks first) or its
-    /// pages are being read on the blocking pool, and `cx` is woken. Once
-    /// ready, the next [`AHEAD`] bytes (up to `limit`) are read ahead on
-    /// the blocking pool if they are not in memory.
+    /// Ready with the length of the next frame, from `start` and at most
+    /// `most` bytes, once it may be handed out: `most`, or the body's share
+    /// of [`YIELD_BYTES`] while other bodies stream too. Otherwise the body
+    /// yields (the worker runs other tasks first) or the frame's pages are
+    /// being read on the blocking pool, and `cx` is woken. Once ready, the
+    /// next [`AHEAD`] bytes (up to `limit`) are read ahead on the blocking
+    /// pool if they are not in memory.
     ///
     /// Without `load_pages` (the body's access hints are off) it only
     /// yields.
     pub(super) fn poll_ready(
         &mut self,
         mapping: &Arc<Mapping>,
-        (start, end, limit): (usize, usize, usize),
+        (start, most, limit): (usize, usize, usize),
         load_pages: bool,
         cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        imp::poll_ready(self, mapping, (start, end, limit), load_pages, cx)
+    ) -> Poll<usize> {
+        imp::poll_ready(self, mapping, (start, most, limit), load_pages, cx)
     }
 
     /// Wakes `cx` to be polled again soon: on tokio, after the runtime has
     /// polled its timers and I/O (`yield_now`); elsewhere at once.
     pub(super) fn defer(&self, cx: &mut Context<'_>) {
         imp::defer(cx);
+    }
+
+    /// The body sent its last byte: it no longer takes a share.
+    pub(super) fn finished(&mut self) {
+        imp::finished(self);
     }
 
     /// `true` once the body reads its file ahead on the blocking pool.
@@ -74,16 +92,64 @@ impl Warm {
 mod imp {
     use std::future::Future;
     use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::{ready, Context, Poll};
 
     use tokio::task::JoinHandle;
 
-    use super::{Warm, AHEAD, YIELD_BYTES};
+    use super::{Warm, AHEAD, MIN_SHARE, YIELD_BYTES};
     use crate::mmap::mapping::Mapping;
+
+    thread_local! {
+        /// Bodies streaming on this thread: polled here last, inside a
+        /// runtime, and neither finished nor dropped. They share this
+        /// worker.
+        static HERE: Arc<AtomicUsize> = Arc::new(AtomicUsize::new(0));
+    }
+
+    /// One body counted among the bodies streaming on a thread, while this
+    /// lives.
+    #[derive(Debug)]
+    struct Streaming(Arc<AtomicUsize>);
+
+    impl Drop for Streaming {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts the body as streaming on this thread (no longer on the one it
+    /// was polled on before, if the runtime moved its task); how many
+    /// bodies stream here.
+    fn streaming_here(streaming: &mut Option<Streaming>) -> usize {
+        HERE.with(|here| {
+            if !streaming.as_ref().is_some_and(|s| Arc::ptr_eq(&s.0, here)) {
+                here.fetch_add(1, Ordering::Relaxed);
+                *streaming = Some(Streaming(Arc::clone(here)));
+            }
+            here.load(Ordering::Relaxed)
+        })
+    }
+
+    /// What one body hands out between two yields while `streaming` bodies
+    /// stream: [`YIELD_BYTES`] alone, an equal part of it otherwise, in
+    /// whole [`MIN_SHARE`]s. (Frames then start on 64 KiB boundaries, as
+    /// the kernel's fault-around windows do: a frame's first write never
+    /// maps back pages that the frame before it already gave back.)
+    pub(super) fn share(streaming: usize) -> usize {
+        ((YIELD_BYTES / streaming.max(1)) & !(MIN_SHARE - 1)).max(MIN_SHARE)
+    }
+
+    pub(super) fn finished(warm: &mut Warm) {
+        warm.state.streaming = None;
+    }
 
     #[derive(Default)]
     pub(super) struct State {
+        /// Counts the body among those streaming on the thread that polled
+        /// it last inside a runtime.
+        streaming: Option<Streaming>,
         /// The worker was given back, and this is the poll after it.
         yielded: bool,
         /// A load on the blocking pool, and where its range starts.
@@ -100,6 +166,7 @@ mod imp {
     impl std::fmt::Debug for State {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("State")
+                .field("streaming", &self.streaming.is_some())
                 .field("yielded", &self.yielded)
                 .field("loading_from", &self.load.as_ref().map(|(at, _)| at))
                 .field("ready_until", &self.ready_until)
@@ -136,15 +203,21 @@ mod imp {
     pub(super) fn poll_ready(
         warm: &mut Warm,
         mapping: &Arc<Mapping>,
-        (start, end, limit): (usize, usize, usize),
+        (start, most, limit): (usize, usize, usize),
         load_pages: bool,
         cx: &mut Context<'_>,
-    ) -> Poll<()> {
+    ) -> Poll<usize> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Poll::Ready(());
+            return Poll::Ready(most);
         };
         let state = &mut warm.state;
-        if warm.since_yield >= YIELD_BYTES {
+        let streaming = streaming_here(&mut state.streaming);
+        let share = share(streaming);
+        // Alone, a body's frames are as long as it was told; with others,
+        // no longer than its share, so that it yields after each.
+        let len = if streaming > 1 { most.min(share) } else { most };
+        let end = start + len;
+        if warm.since_yield >= share {
             if !state.yielded {
                 state.yielded = true;
                 defer(cx);
@@ -154,7 +227,7 @@ mod imp {
             warm.since_yield = 0;
         }
         if !load_pages {
-            return Poll::Ready(());
+            return Poll::Ready(len);
         }
         if state.ready_until < start {
             // A body that starts here (a slice) or jumped: nothing known.
@@ -190,7 +263,7 @@ mod imp {
             }
             state.ready_until = to;
         }
-        Poll::Ready(())
+        Poll::Ready(len)
     }
 }
 
@@ -209,6 +282,8 @@ mod imp {
         false
     }
 
+    pub(super) fn finished(_warm: &mut Warm) {}
+
     pub(super) fn defer(cx: &mut Context<'_>) {
         cx.waker().wake_by_ref();
     }
@@ -216,11 +291,11 @@ mod imp {
     pub(super) fn poll_ready(
         _warm: &mut Warm,
         _mapping: &Arc<Mapping>,
-        _frame: (usize, usize, usize),
+        (_start, most, _limit): (usize, usize, usize),
         _load_pages: bool,
         _cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        Poll::Ready(())
+    ) -> Poll<usize> {
+        Poll::Ready(most)
     }
 }
 
@@ -247,6 +322,60 @@ mod tests {
             }
             assert!(pending < 1000, "never ready");
         }
+    }
+
+    /// Alone a body hands out 2 MiB between yields; with others, an equal
+    /// part in whole 64 KiB steps, never less than 64 KiB.
+    #[test]
+    fn bodies_streaming_at_once_share_two_mib_in_64_kib_steps() {
+        use super::imp::share;
+        assert_eq!(share(0), 2 << 20);
+        assert_eq!(share(1), 2 << 20);
+        assert_eq!(share(2), 1 << 20);
+        assert_eq!(share(3), 10 << 16, "699050 rounded down to 64 KiB");
+        assert_eq!(share(32), 64 << 10);
+        assert_eq!(share(1000), 64 << 10);
+        for n in 1..100 {
+            assert_eq!(share(n) % (64 << 10), 0, "{n} bodies");
+        }
+    }
+
+    /// Two bodies polled in turn inside a runtime hand out frames of 1 MiB
+    /// (their share), each followed by a yield, even when told 4 MiB; once
+    /// one has sent its last byte, the other is alone again.
+    #[test]
+    fn two_bodies_at_once_take_turns_in_their_share() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _inside = runtime.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        let len = 8 << 20;
+        let (mut a, mut b) = (body(len).chunk_size(4 << 20), body(len).chunk_size(4 << 20));
+        // Both stream once each was polled.
+        let first = |body: &mut MmapBody, cx: &mut Context<'_>| match Pin::new(body).poll_frame(cx)
+        {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap().len(),
+            other => panic!("{:?}", other.map(|f| f.map(|f| f.map(|_| ())))),
+        };
+        let _ = first(&mut a, &mut cx);
+        let mut lens = Vec::new();
+        for _ in 0..3 {
+            loop {
+                match Pin::new(&mut b).poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        lens.push(frame.into_data().unwrap().len());
+                        break;
+                    }
+                    Poll::Pending => {}
+                    other => panic!("{:?}", other.map(|f| f.map(|f| f.map(|_| ())))),
+                }
+            }
+        }
+        assert!(lens.iter().all(|&len| len == 1 << 20), "{lens:?}");
+        drop(a);
+        let (_, sent) = drain(&mut b);
+        assert_eq!(sent, len - (3 << 20));
     }
 
     fn body(len: usize) -> MmapBody {
