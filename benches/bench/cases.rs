@@ -24,10 +24,12 @@ pub(crate) enum Sender {
     ProxyReplay,
     ManyMmap,
     ManyReader64K,
+    ManyServeMmap,
+    ManyServeFile,
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 21] = [
+    pub(crate) const ALL: [Sender; 23] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -49,6 +51,8 @@ impl Sender {
         Sender::ProxyReplay,
         Sender::ManyMmap,
         Sender::ManyReader64K,
+        Sender::ManyServeMmap,
+        Sender::ManyServeFile,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -74,6 +78,8 @@ impl Sender {
             Sender::ProxyReplay => "proxy-replay",
             Sender::ManyMmap => "many-mmap",
             Sender::ManyReader64K => "many-reader-64k",
+            Sender::ManyServeMmap => "many-serve-mmap",
+            Sender::ManyServeFile => "many-serve-file",
         }
     }
 
@@ -100,6 +106,8 @@ impl Sender {
             Sender::ProxyReplay => "proxy + spill, 2 attempts (503 after all)",
             Sender::ManyMmap => "**`MmapBody`**, 32 files at once",
             Sender::ManyReader64K => "`ReaderStream` 64 KiB, 32 files at once",
+            Sender::ManyServeMmap => "**`serve::respond`**, 8 clients at once",
+            Sender::ManyServeFile => "tower-http `ServeFile`, 8 clients at once",
         }
     }
 
@@ -108,7 +116,18 @@ impl Sender {
     }
 
     pub(crate) fn is_download(self) -> bool {
-        matches!(self, Sender::ServeMmap | Sender::ServeFile)
+        matches!(
+            self,
+            Sender::ServeMmap | Sender::ServeFile | Sender::ManyServeMmap | Sender::ManyServeFile
+        )
+    }
+
+    /// Clients downloading the whole file at once from the server.
+    pub(crate) fn clients(self) -> usize {
+        match self {
+            Sender::ManyServeMmap | Sender::ManyServeFile => 8,
+            _ => 1,
+        }
     }
 
     pub(crate) fn is_proxy(self) -> bool {
@@ -172,7 +191,8 @@ pub(crate) struct Sample {
     pub(crate) allocations: u64,
     pub(crate) peak_rss_kib: u64,
     /// Major page faults on the sender's runtime thread, and a 1 ms
-    /// ticker's p99 and worst lag on that runtime (µs); uploads only.
+    /// ticker's p99 and worst lag on that runtime (µs); for a download,
+    /// the server's runtime.
     pub(crate) neighbour: Option<(u64, u32, u32)>,
     pub(crate) framing: String,
     /// `proxy-replay`: the seconds of its first and second attempt.

@@ -234,6 +234,8 @@ pub(crate) async fn upload(
         Sender::Sendfile
         | Sender::ServeMmap
         | Sender::ServeFile
+        | Sender::ManyServeMmap
+        | Sender::ManyServeFile
         | Sender::ReqwestFile
         | Sender::ReqwestBytes
         | Sender::ReqwestStack
@@ -279,6 +281,9 @@ pub(crate) fn serve(
     std::io::stdout().flush()?;
 
     let path = Arc::new(path);
+    // The runtime runs on this thread (`current_thread`, in `block_on`).
+    let ticker = Ticker::start(rt);
+    let faults_before = thread_major_faults();
     let cpu_before = cpu_secs()?;
     alloc::track_all_threads();
     rt.spawn(async move {
@@ -289,7 +294,7 @@ pub(crate) fn serve(
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let io = TokioIo::new(stream);
                 let _ = match sender {
-                    Sender::ServeMmap => {
+                    Sender::ServeMmap | Sender::ManyServeMmap => {
                         let service =
                             hyper::service::service_fn(move |req: http::Request<Incoming>| {
                                 // SAFETY: the bench owns the file in its temp dir
@@ -314,9 +319,12 @@ pub(crate) fn serve(
     rt.block_on(closed_rx)?;
     let heap = alloc::stop_tracking();
     let cpu = cpu_secs()? - cpu_before;
+    let faults = thread_major_faults() - faults_before;
+    let (lag_p99, lag_max) = ticker.stop();
     writeln!(
         std::io::stdout(),
-        "report cpu={cpu} heap={} allocations={} rss_kib={}",
+        "report cpu={cpu} heap={} allocations={} rss_kib={} majflt={faults} \
+         lag_p99={lag_p99} lag_max={lag_max}",
         heap.peak,
         heap.allocations,
         peak_rss_kib()?

@@ -22,9 +22,10 @@ pub(crate) const USAGE: &str =
            serve-mmap,
            serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
            proxy-plain, proxy-spill, proxy-replay, many-mmap,
-           many-reader-64k (the reqwest cases need --features reqwest, the
-           proxy ones --features spill; the many-* ones send 32 files of
-           1/16 of --size at once)";
+           many-reader-64k, many-serve-mmap, many-serve-file (the reqwest
+           cases need --features reqwest, the proxy ones --features spill;
+           many-mmap and many-reader-64k send 32 files of 1/16 of --size at
+           once, the many-serve ones serve the file to 8 clients at once)";
 
 /// The command line.
 pub(crate) struct Options {

@@ -212,15 +212,29 @@ pub(crate) fn run_download(
     size: u64,
     h2_large: bool,
 ) -> Result<Sample, BoxError> {
+    let clients = case.sender.clients();
     let ((secs, framing), mut sample) = with_server(case, path, size, |addr| {
         rt.block_on(async {
-            tokio::time::timeout(time_limit(size), download(case.proto, addr, size, h2_large))
+            let started = Instant::now();
+            let downloads =
+                (0..clients).map(|_| tokio::spawn(download(case.proto, addr, size, h2_large)));
+            let all = async {
+                let mut framing = String::new();
+                for download in downloads.collect::<Vec<_>>() {
+                    framing = download.await??.1;
+                }
+                Ok::<_, BoxError>((started.elapsed().as_secs_f64(), framing))
+            };
+            tokio::time::timeout(time_limit(size * clients as u64), all)
                 .await
                 .map_err(|_| BoxError::from("the download took too long"))?
         })
     })?;
     sample.secs = secs;
     sample.framing = framing;
+    if clients > 1 {
+        sample.bytes = size * clients as u64;
+    }
     Ok(sample)
 }
 

@@ -232,6 +232,56 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         if let Some(r) = paired_ratio(results, serve, case(Sender::ServeFile, proto), time) {
             println!("  {p} download {:<28} {r}", "MmapBody / ServeFile");
         }
+        let serve_many = case(Sender::ManyServeMmap, proto);
+        let file_many = case(Sender::ManyServeFile, proto);
+        if let Some(r) = paired_ratio(results, serve_many, file_many, time) {
+            println!(
+                "  {p} download {:<28} {r}",
+                "8 clients: respond / ServeFile"
+            );
+        }
+        // The neighbour goals (issue #18): per round, the reference's worst
+        // ticker lag over ours, so >= 1 means ours stalled no longer.
+        let neighbours = [
+            (Sender::Mmap, Sender::Reader64K, "one upload"),
+            (Sender::ManyMmap, Sender::ManyReader64K, "32 uploads"),
+            (Sender::ServeMmap, Sender::ServeFile, "one download"),
+            (Sender::ManyServeMmap, Sender::ManyServeFile, "8 downloads"),
+        ];
+        for (ours, reference, label) in neighbours {
+            let worst = |s: &Sample| f64::from(s.neighbour.map_or(0, |n| n.2).max(1));
+            let (ours, reference) = (case(ours, proto), case(reference, proto));
+            if let Some(r) = paired_ratio(results, ours, reference, worst) {
+                let faults = |c: Case| {
+                    let samples = results.iter().find(|(k, _)| *k == c).map(|(_, s)| s)?;
+                    let ok = ok_samples(samples);
+                    ok.iter().filter_map(|s| s.neighbour).map(|n| n.0).max()
+                };
+                let (our_faults, their_faults) = (faults(ours), faults(reference));
+                println!(
+                    "  {p} {label:<12} {:<28} {r}",
+                    "ticker worst lag, ref / ours"
+                );
+                goals.push((
+                    format!(
+                        "{p} {label}: the ticker's worst lag no more than the reference's \
+                         ({} / {}): {r}",
+                        reference.sender.name(),
+                        ours.sender.name()
+                    ),
+                    r.median >= 1.0,
+                ));
+                if let (Some(ours), Some(theirs)) = (our_faults, their_faults) {
+                    goals.push((
+                        format!(
+                            "{p} {label}: at most 1 major fault on the runtime's thread: \
+                             {ours} (reference {theirs})"
+                        ),
+                        ours <= 1,
+                    ));
+                }
+            }
+        }
     }
     let plain = case(Sender::ProxyPlain, Proto::H1);
     let spill = case(Sender::ProxySpill, Proto::H1);
