@@ -14,6 +14,7 @@ pub(crate) enum Sender {
     MmapNoGuard,
     MmapReplay,
     Sendfile,
+    WriteFloor,
     ServeMmap,
     ServeFile,
     ReqwestFile,
@@ -29,7 +30,7 @@ pub(crate) enum Sender {
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 23] = [
+    pub(crate) const ALL: [Sender; 24] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -41,6 +42,7 @@ impl Sender {
         Sender::MmapNoGuard,
         Sender::MmapReplay,
         Sender::Sendfile,
+        Sender::WriteFloor,
         Sender::ServeMmap,
         Sender::ServeFile,
         Sender::ReqwestFile,
@@ -68,6 +70,7 @@ impl Sender {
             Sender::MmapNoGuard => "mmap-noguard",
             Sender::MmapReplay => "mmap+replay",
             Sender::Sendfile => "sendfile",
+            Sender::WriteFloor => "write-floor",
             Sender::ServeMmap => "serve-mmap",
             Sender::ServeFile => "serve-file",
             Sender::ReqwestFile => "reqwest-file",
@@ -96,6 +99,7 @@ impl Sender {
             Sender::MmapNoGuard => "`MmapBody` after `guard::opt_out()`",
             Sender::MmapReplay => "`MmapBody` behind `ReplayLayer`",
             Sender::Sendfile => "`sendfile(2)`, hand-written head",
+            Sender::WriteFloor => "`write(2)` of a resident buffer, hand-written head",
             Sender::ServeMmap => "**`MmapBody`** from a hyper server",
             Sender::ServeFile => "tower-http `ServeFile`",
             Sender::ReqwestFile => "reqwest `Body::from(File)`",
@@ -149,9 +153,15 @@ impl Sender {
         )
     }
 
+    /// A hand-written head and a loop of system calls: no runtime, no
+    /// hyper.
+    pub(crate) fn is_raw(self) -> bool {
+        matches!(self, Sender::Sendfile | Sender::WriteFloor)
+    }
+
     /// Runs over HTTP/1.1 only: a hand-written head, or the proxy's.
     pub(crate) fn h1_only(self) -> bool {
-        self == Sender::Sendfile || self.is_proxy()
+        self.is_raw() || self.is_proxy()
     }
 }
 

@@ -42,6 +42,12 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
         return serve(&rt, sender, path);
     }
     let addr: SocketAddr = rest.first().ok_or("no server address")?.parse()?;
+    // The floor's buffer is read in, and so resident, before measuring.
+    let resident = if sender == Sender::WriteFloor {
+        std::fs::read(&path)?
+    } else {
+        Vec::new()
+    };
     let ticker = Ticker::start(&rt);
     let faults_before = thread_major_faults();
     let cpu_before = cpu_secs()?;
@@ -50,6 +56,8 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let mut attempts = None;
     let seen = if sender == Sender::Sendfile {
         sendfile_upload(addr, &path, size)
+    } else if sender == Sender::WriteFloor {
+        write_upload(addr, &resident)
     } else if sender.is_many() {
         rt.block_on(async {
             tokio::time::timeout(
@@ -87,8 +95,8 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let cpu = cpu_secs()? - cpu_before;
     let faults = thread_major_faults() - faults_before;
     let (lag_p99, lag_max) = ticker.stop();
-    // `sendfile` runs outside the runtime: no ticker ran beside it.
-    let neighbour = if sender == Sender::Sendfile {
+    // The raw senders run outside the runtime: no ticker ran beside them.
+    let neighbour = if sender.is_raw() {
         String::new()
     } else {
         format!(" majflt={faults} lag_p99={lag_p99} lag_max={lag_max}")
@@ -232,6 +240,7 @@ pub(crate) async fn upload(
             service.oneshot(request).await?
         }
         Sender::Sendfile
+        | Sender::WriteFloor
         | Sender::ServeMmap
         | Sender::ServeFile
         | Sender::ManyServeMmap

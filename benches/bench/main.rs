@@ -22,7 +22,13 @@
 //!   the default's safety paired against it;
 //! - `mmap+replay`: `MmapBody` behind `ReplayLayer`;
 //! - `sendfile` (HTTP/1.1 only): a hand-written request head, then
-//!   `sendfile(2)` of the file into the socket, the physical limit.
+//!   `sendfile(2)` of the file into the socket, the physical limit;
+//! - `write-floor` (HTTP/1.1 only): the same head, then the file, read into
+//!   memory before the measurement, written with 1 MiB `write(2)`s: the
+//!   least CPU a sender through hyper's `write()` can use (its peak RSS is
+//!   the whole file, by design);
+//! - `many-mmap`, `many-reader-64k`: 32 files of 1/16 of the size uploaded
+//!   at once from one runtime.
 //!
 //! With reqwest 0.13 (with `--features reqwest`; see `reqwest.rs`):
 //! `reqwest-file` (`Body::from(File)`), `reqwest-bytes`
@@ -38,7 +44,13 @@
 //!
 //! Download (a server in its own process sends the file to a hyper-util
 //! client here): `serve-mmap` (a hyper server answering with `MmapBody`) and
-//! `serve-file` (tower-http `ServeFile`).
+//! `serve-file` (tower-http `ServeFile`), and `many-serve-mmap`
+//! (`serve::respond`) and `many-serve-file` with 8 clients at once.
+//!
+//! Every sender on a runtime (the server's, for downloads) shares it with a
+//! task that asks to wake every millisecond: the table gives that ticker's
+//! p99 and worst lag, and the major page faults taken by the runtime's
+//! thread.
 //!
 //! Each measurement runs the sending side in a fresh process (this binary
 //! run again with `--child`), so its peak RSS is its own; its heap is
@@ -66,6 +78,7 @@ mod report;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod sendfile;
+mod slow_disk;
 mod small;
 
 use mmap_body_devkit::alloc::CountingAlloc;
@@ -81,6 +94,7 @@ fn main() -> Result<(), BoxError> {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
+        slow_disk::join_if_asked()?;
         return child::child(&args[1..]);
     }
     let options = options::Options::from_env()?;

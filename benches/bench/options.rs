@@ -7,10 +7,13 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--small] [--h2-large] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--h2-large] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
+  --slow-disk  with --cold, and the senders' reads from the file's disk
+           throttled to this many bytes per second (a blkio cgroup; Linux,
+           root, cgroup v1)
   --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
            by serve::respond and by ServeFile, requests per second
   --h2-large  HTTP/2 receivers (the upload server, the download client)
@@ -18,7 +21,7 @@ pub(crate) const USAGE: &str =
   --runs   rounds of measurements; throughput is the median (default 5)
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
-           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap-noguard, mmap+replay, sendfile,
+           mmap-64k, mmap-4m, mmap-keep, mmap-nohint, mmap-noguard, mmap+replay, sendfile, write-floor,
            serve-mmap,
            serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
            proxy-plain, proxy-spill, proxy-replay, many-mmap,
@@ -33,6 +36,7 @@ pub(crate) struct Options {
     pub(crate) runs: usize,
     pub(crate) quick: bool,
     pub(crate) cold: bool,
+    pub(crate) slow_disk: Option<u64>,
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
     pub(crate) only: Option<Vec<Sender>>,
@@ -42,7 +46,7 @@ impl Options {
     /// Reads this process's arguments. `--bench`, which `cargo bench` adds
     /// for libtest harnesses, is accepted and ignored.
     pub(crate) fn from_env() -> Result<Options, BoxError> {
-        let (mut size, mut runs, mut only) = (None, None, None);
+        let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
@@ -53,6 +57,10 @@ impl Options {
                 Long("small") => small = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
+                Long("slow-disk") => {
+                    slow_disk = Some(parse_size(&parser.value()?.string()?)?);
+                    cold = true;
+                }
                 Long("runs") => runs = Some(parser.value()?.parse::<usize>()?.max(1)),
                 Long("only") => {
                     let names = parser.value()?.string()?;
@@ -79,6 +87,7 @@ impl Options {
             runs: runs.unwrap_or(if quick { 1 } else { 5 }),
             quick,
             cold,
+            slow_disk,
             h2_large,
             small,
             only,

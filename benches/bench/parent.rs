@@ -56,15 +56,27 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
             write_file(&file, each)?;
         }
     }
+    let slow_disk = match options.slow_disk {
+        Some(rate) => Some(crate::slow_disk::SlowDisk::new(&path, rate)?),
+        None => None,
+    };
+    if let Some(slow) = &slow_disk {
+        // Every child made from here on joins it.
+        std::env::set_var(crate::slow_disk::CGROUP_VAR, &slow.dir);
+    }
     println!("{}", machine());
     println!(
         "file: {} in {}{}; {} round(s) of {} cases; each sender in a fresh process\n",
         human(size),
         dir.path().display(),
-        if options.cold {
-            ", cold (its pages dropped before each case)"
-        } else {
-            ""
+        match (options.cold, options.slow_disk) {
+            (_, Some(rate)) => format!(
+                ", cold (its pages dropped before each case), the senders' reads from its disk \
+                 throttled to {}/s",
+                human(rate)
+            ),
+            (true, None) => ", cold (its pages dropped before each case)".to_owned(),
+            (false, None) => String::new(),
         },
         options.runs,
         cases.len()

@@ -138,6 +138,7 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
             (Sender::Reader4K, "MmapBody / ReaderStream-4K"),
             (Sender::FullCopy, "MmapBody / full copy"),
             (Sender::Sendfile, "MmapBody / sendfile"),
+            (Sender::WriteFloor, "MmapBody / write() floor"),
         ];
         for (other, label) in pairs {
             if let Some(r) = paired_ratio(results, mmap, case(other, proto), time) {
@@ -167,6 +168,16 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
                         r.median >= 0.9,
                     ));
                 }
+            }
+        }
+        let floor = case(Sender::WriteFloor, proto);
+        if let Some(c) = paired_ratio(results, floor, mmap, cpu) {
+            println!("  {p} upload   {:<28} {c}", "CPU: MmapBody / write() floor");
+            if proto == Proto::H1 {
+                goals.push((
+                    format!("MmapBody's CPU <= 1.15x the write() floor's: {c}"),
+                    c.median <= 1.15,
+                ));
             }
         }
         let keep = case(Sender::MmapKeep, proto);

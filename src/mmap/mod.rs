@@ -77,7 +77,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///   long for 32 uploads as for one;
 /// - before a frame goes out it checks that the frame's pages are in
 ///   memory (`mincore`), and if they are not, reads them in on tokio's
-///   blocking pool (`MADV_POPULATE_READ`, or a read of the file) and waits
+///   blocking pool (a read of the file into the page cache) and waits
 ///   for that instead of letting hyper's `write()` take the page faults on
 ///   the worker; once one frame was cold, the next one is read ahead there
 ///   while the current one goes out.
@@ -407,11 +407,11 @@ impl MmapBody {
         let end = self.pos + len;
         self.mapping.verify(self.end)?;
         // Start reading the following frame from disk while this one goes
-        // out; a cold file then streams at disk speed.
+        // out; a cold file then streams at disk speed. (Not on a runtime,
+        // where `warm` knows the pages ahead resident or reads them on the
+        // blocking pool: there the advice would cost a system call a frame
+        // for nothing, or block the worker on a cold range.)
         let ahead = len.min(self.end - end);
-        // (On a runtime that is reading this file ahead on its blocking
-        // pool, not here: `MADV_WILLNEED` of a cold range can block the
-        // worker while it queues the reads.)
         if ahead > 0 && self.hints && !self.warm.reads_ahead() {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }

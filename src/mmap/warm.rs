@@ -77,7 +77,10 @@ impl Warm {
         imp::finished(self);
     }
 
-    /// `true` once the body reads its file ahead on the blocking pool.
+    /// `true` while the body sees to its pages itself, inside a runtime:
+    /// it knows the pages ahead are in memory (`mincore`), or reads them in
+    /// on the blocking pool. The kernel's read-ahead advice is then of no
+    /// use (and, on a cold range, could block the worker).
     pub(super) fn reads_ahead(&self) -> bool {
         imp::reads_ahead(self)
     }
@@ -176,7 +179,7 @@ mod imp {
     }
 
     pub(super) fn reads_ahead(warm: &Warm) -> bool {
-        warm.state.cold
+        warm.state.streaming.is_some()
     }
 
     /// Wakes the task after the runtime has polled its timers and I/O, as
