@@ -103,7 +103,7 @@ impl Spill {
         std::thread::Builder::new()
             .name("mmap-body-spill".into())
             .stack_size(64 * 1024)
-            .spawn(move || shared.write_all(writer))
+            .spawn(move || shared.run_writer(writer))
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start the spill writer: {e}")))?;
         Ok(spill)
     }
@@ -189,8 +189,9 @@ impl Spill {
         Ok(MmapBody::from_spill(map))
     }
 
-    /// The writer thread's loop.
-    fn write_all(&self, mut file: File) {
+    /// The writer thread's loop: writes what is queued until the spill is
+    /// closed or a write fails.
+    fn run_writer(&self, mut file: File) {
         loop {
             let mut state = lock(&self.state);
             // Everything queued, in one go: one lock, one wake-up and few
