@@ -1,18 +1,19 @@
 //! [`ReplayBody`]: a request body that can be sent again.
 
-use std::any::Any;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Empty, Full};
 
-use super::length::LengthCheck;
-use super::recording::{body_error, lock, poll_recorded, Cursor, Recording};
+use super::exact::ExactLength;
+use super::source::{clone_known, clone_restartable, Source};
 use super::spill::SpillConfig;
-use crate::error::{BoxError, Error, ErrorKind};
+#[cfg(doc)]
+use crate::error::ErrorKind;
+use crate::error::{BoxError, Error};
+#[cfg(doc)]
 use crate::MmapBody;
 
 /// A request body that can be sent again: every clone replays it from the
@@ -56,13 +57,10 @@ use crate::MmapBody;
 ///
 /// [`is_replayable`]: ReplayBody::is_replayable
 pub struct ReplayBody<B> {
-    source: Source<B>,
+    /// This attempt: its source's frames, held to the declared length.
+    attempt: ExactLength<Source<B>>,
     /// Shared by every clone: a failure that no replay can fix.
     outcome: Arc<Outcome>,
-    /// This attempt held to its declared length.
-    length: LengthCheck,
-    /// This attempt ended with an error: it yields nothing more.
-    failed: bool,
 }
 
 /// What every clone of one request's body, and the response future of the
@@ -92,70 +90,6 @@ impl Outcome {
     }
 }
 
-enum Source<B> {
-    /// A body that is cheap to clone: this attempt owns its own copy. The
-    /// `Mutex` is only ever reached through `&mut` (no locking); it makes the
-    /// body `Sync` for any `B: Send`.
-    /// `None` if the copy could not be made (not for the known types).
-    Cloned {
-        body: Mutex<Option<Pin<Box<B>>>>,
-        pristine: Arc<Pristine<B>>,
-    },
-    /// Any other body, recorded as it streams.
-    Recorded {
-        shared: Arc<Mutex<Recording<B>>>,
-        cursor: Cursor,
-    },
-}
-
-/// An untouched copy of a cheap-to-clone body and how to clone it.
-struct Pristine<B> {
-    body: Mutex<B>,
-    clone: fn(&B) -> Option<B>,
-    /// Whether a copy would still send what the first attempt was sending.
-    intact: fn(&B) -> Result<(), Error>,
-}
-
-/// For an [`MmapBody`]: its file is unchanged now. A connection can break
-/// on a changed file (a "broken pipe" over HTTP/2, say) before the body's
-/// own check saw the change; the retry policy asks this before replaying.
-fn intact_known<B: 'static>(body: &B) -> Result<(), Error> {
-    match (body as &dyn Any).downcast_ref::<MmapBody>() {
-        Some(body) => body.verify(),
-        None => Ok(()),
-    }
-}
-
-use crate::sync::get_mut;
-
-/// Moves `value` into a `U` when `T` and `U` are the same type.
-fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
-}
-
-/// A fresh copy of `body`, from its start, for the body types known to
-/// clone cheaply and restart (the poor man's specialisation axum-core uses
-/// to avoid boxing twice).
-fn clone_known<B: 'static>(body: &B) -> Option<B> {
-    let any = body as &dyn Any;
-    if let Some(body) = any.downcast_ref::<MmapBody>() {
-        cast(body.clone())
-    } else if let Some(body) = any.downcast_ref::<Full<Bytes>>() {
-        cast(body.clone())
-    } else if let Some(body) = any.downcast_ref::<Empty<Bytes>>() {
-        cast(*body)
-    } else {
-        None
-    }
-}
-
-fn clone_restartable<B: Clone>(body: &B) -> Option<B> {
-    Some(body.clone())
-}
-
 impl<B> ReplayBody<B>
 where
     B: Body<Data = Bytes> + 'static,
@@ -174,10 +108,12 @@ where
         max_replay_bytes: usize,
         spill: Option<Arc<SpillConfig>>,
     ) -> ReplayBody<B> {
-        if clone_known(&body).is_some() {
-            return ReplayBody::from_pristine(body, clone_known::<B>);
-        }
-        ReplayBody::recorded(Recording::new(body, max_replay_bytes, spill))
+        let source = if clone_known(&body).is_some() {
+            Source::cloned(body, clone_known::<B>)
+        } else {
+            Source::recorded(body, max_replay_bytes, spill)
+        };
+        ReplayBody::with_source(source)
     }
 }
 
@@ -192,51 +128,25 @@ where
     /// bodies whose clones share a stream (a clone of a channel receiver
     /// would not send the bytes again).
     pub fn restartable(body: B) -> ReplayBody<B> {
-        ReplayBody::from_pristine(body, clone_restartable::<B>)
+        ReplayBody::with_source(Source::cloned(body, clone_restartable::<B>))
     }
 }
 
 impl<B> ReplayBody<B> {
     fn with_source(source: Source<B>) -> ReplayBody<B> {
         ReplayBody {
-            source,
+            attempt: ExactLength::new(source, None),
             outcome: Arc::default(),
-            length: LengthCheck::new(None),
-            failed: false,
-        }
-    }
-
-    fn recorded(recording: Recording<B>) -> ReplayBody<B> {
-        ReplayBody::with_source(Source::Recorded {
-            shared: Arc::new(Mutex::new(recording)),
-            cursor: Cursor::default(),
-        })
-    }
-
-    fn from_pristine(body: B, clone: fn(&B) -> Option<B>) -> ReplayBody<B>
-    where
-        B: Body + 'static,
-    {
-        match clone(&body) {
-            Some(first) => ReplayBody::with_source(Source::Cloned {
-                body: Mutex::new(Some(Box::pin(first))),
-                pristine: Arc::new(Pristine {
-                    body: Mutex::new(body),
-                    clone,
-                    intact: intact_known::<B>,
-                }),
-            }),
-            // Unreachable for the clone functions above; without a copy the
-            // body is still sent, just not replayable.
-            None => ReplayBody::recorded(Recording::new(body, 0, None)),
         }
     }
 
     /// Makes every attempt check that it sends exactly `len` bytes: more or
     /// fewer ends the attempt with [`ErrorKind::ContentLengthMismatch`].
-    pub(crate) fn expect_len(mut self, len: Option<u64>) -> ReplayBody<B> {
-        self.length = LengthCheck::new(len);
-        self
+    pub(crate) fn expect_len(self, len: Option<u64>) -> ReplayBody<B> {
+        ReplayBody {
+            attempt: ExactLength::new(self.attempt.into_inner(), len),
+            outcome: self.outcome,
+        }
     }
 
     /// `false` once a clone of this body can no longer be sent in full: its
@@ -261,17 +171,14 @@ impl<B> ReplayBody<B> {
         if self.outcome.failed() {
             return false;
         }
-        match &self.source {
-            Source::Cloned { pristine, .. } => match (pristine.intact)(&lock(&pristine.body)) {
-                Ok(()) => true,
-                Err(err) => {
-                    if record {
-                        self.outcome.record(&err);
-                    }
-                    false
+        match self.attempt.get_ref().replayable() {
+            Ok(replayable) => replayable,
+            Err(changed) => {
+                if record {
+                    self.outcome.record(&changed);
                 }
-            },
-            Source::Recorded { shared, .. } => lock(shared).is_replayable(),
+                false
+            }
         }
     }
 
@@ -284,49 +191,20 @@ impl<B> ReplayBody<B> {
 impl<B> Clone for ReplayBody<B> {
     /// A body that sends everything again from the start.
     fn clone(&self) -> ReplayBody<B> {
-        let source = match &self.source {
-            Source::Cloned { pristine, .. } => {
-                let copy = (pristine.clone)(&lock(&pristine.body));
-                Source::Cloned {
-                    body: Mutex::new(copy.map(Box::pin)),
-                    pristine: Arc::clone(pristine),
-                }
-            }
-            Source::Recorded { shared, .. } => Source::Recorded {
-                shared: Arc::clone(shared),
-                cursor: Cursor::default(),
-            },
-        };
         ReplayBody {
-            source,
+            attempt: self.attempt.restart(),
             outcome: Arc::clone(&self.outcome),
-            length: self.length.restart(),
-            failed: false,
-        }
-    }
-}
-
-impl<B> Drop for ReplayBody<B> {
-    fn drop(&mut self) {
-        // If this clone was the one pulling the original body, its waker is
-        // the one registered there: let the others poll it instead.
-        if let Source::Recorded { shared, .. } = &self.source {
-            lock(shared).wake_all();
         }
     }
 }
 
 impl<B> std::fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match self.source {
-            Source::Cloned { .. } => "cloned",
-            Source::Recorded { .. } => "recorded",
-        };
         f.debug_struct("ReplayBody")
-            .field("mode", &mode)
+            .field("mode", &self.attempt.get_ref().mode())
             .field("replayable", &self.replayable(false))
-            .field("expected_len", &self.length.expected())
-            .field("sent", &self.length.sent())
+            .field("expected_len", &self.attempt.expected())
+            .field("sent", &self.attempt.sent())
             .finish()
     }
 }
@@ -344,77 +222,18 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        if this.failed {
-            return Poll::Ready(None);
-        }
-        let out = this
-            .length
-            .poll(cx, &mut this.source, poll_source, source_is_end_stream);
+        let out = Pin::new(&mut this.attempt).poll_frame(cx);
         if let Poll::Ready(Some(Err(err))) = &out {
             this.outcome.record(err);
-            this.failed = true;
-            this.length.abandon();
         }
         out
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.failed {
-            return true;
-        }
-        self.length
-            .is_end_stream(|| source_is_end_stream(&self.source))
+        self.attempt.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.failed || self.length.source_done() {
-            return SizeHint::with_exact(self.length.held_len());
-        }
-        let (inner, behind) = match &self.source {
-            Source::Cloned { body, .. } => {
-                let hint = lock(body)
-                    .as_ref()
-                    .map_or_else(SizeHint::new, |b| b.size_hint());
-                (hint, 0)
-            }
-            Source::Recorded { shared, cursor } => lock(shared).size_hint(cursor),
-        };
-        let behind = behind + self.length.held_len();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower().saturating_add(behind));
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper.saturating_add(behind));
-        }
-        hint
-    }
-}
-
-fn poll_source<B>(
-    source: &mut Source<B>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, Error>>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    match source {
-        Source::Cloned { body, .. } => match get_mut(body) {
-            Some(body) => body
-                .as_mut()
-                .poll_frame(cx)
-                .map(|frame| frame.map(|frame| frame.map_err(body_error))),
-            None => Poll::Ready(Some(Err(Error::new(
-                ErrorKind::ReplayBufferExceeded,
-                "cannot replay the request body: its copy could not be made",
-            )))),
-        },
-        Source::Recorded { shared, cursor } => poll_recorded(shared, cursor, cx),
-    }
-}
-
-fn source_is_end_stream<B: Body>(source: &Source<B>) -> bool {
-    match source {
-        Source::Cloned { body, .. } => lock(body).as_ref().is_some_and(|b| b.is_end_stream()),
-        Source::Recorded { shared, cursor } => lock(shared).is_end_stream(cursor),
+        self.attempt.size_hint()
     }
 }

@@ -105,12 +105,17 @@
 )]
 
 mod body;
+mod content_length;
+mod exact;
 mod future;
 mod layer;
-mod length;
 mod recording;
 mod service;
+mod source;
 mod spill;
+mod storage;
+#[cfg(test)]
+mod tests;
 
 pub use body::ReplayBody;
 pub use future::ResponseFuture;

@@ -9,7 +9,7 @@ use http::Request;
 use http_body::Body;
 use tower_service::Service;
 
-use super::length::{frame_length, BodySize};
+use super::content_length::{settle_content_length, BodySize};
 use super::spill::SpillConfig;
 use super::{ReplayBody, ResponseFuture};
 use crate::error::BoxError;
@@ -79,7 +79,7 @@ where
             hint: body.size_hint(),
             ended: body.is_end_stream(),
         };
-        match frame_length(&mut parts.headers, &parts.method, &size) {
+        match settle_content_length(&mut parts.headers, &parts.method, &size) {
             Ok(expected) => {
                 let body = ReplayBody::with_spill(body, self.max_replay_bytes, self.spill.clone())
                     .expect_len(expected);

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
 use mmap_body_devkit::bodies::Streamed;
 use mmap_body_devkit::faulty::{Fault, Faulty};
-use mmap_body_devkit::files::{sha256, test_file};
+use mmap_body_devkit::files::test_file;
 use mmap_body_devkit::server::{client, hashing_server, received};
 use mmap_body_devkit::BoxError;
 use tower::retry::budget::TpsBudget;
@@ -355,83 +355,4 @@ async fn budget_stops_a_retry_storm() {
         (requests..=requests + 2).contains(&seen),
         "the budget let {seen} requests through"
     );
-}
-
-#[tokio::test]
-async fn replay_past_the_cap_is_a_clear_error() {
-    let (body, _) = Streamed::random(100_000, 10_000);
-    let mut first = ReplayBody::new(body, 30_000);
-    let retry = first.clone();
-    assert!(first.is_replayable());
-    let mut sent = 0;
-    while let Some(frame) = first.frame().await {
-        sent += frame.unwrap().into_data().unwrap().len();
-    }
-    assert_eq!(sent, 100_000);
-    assert!(!first.is_replayable());
-    let err = retry.collect().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ReplayBufferExceeded);
-    assert!(err.to_string().contains("max_replay_bytes"), "{err}");
-}
-
-#[tokio::test]
-async fn clones_on_other_tasks_read_the_same_bytes() {
-    let (body, hash) = Streamed::random(500_000, 7_000);
-    let original = ReplayBody::new(body, 1 << 20);
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let clone = original.clone();
-        tasks.push(tokio::spawn(async move {
-            let bytes = clone.collect().await.unwrap().to_bytes();
-            sha256(&bytes)
-        }));
-    }
-    let hint = original.clone();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), hash);
-    }
-    // Everything is recorded now: a late clone knows its exact size.
-    assert_eq!(http_body::Body::size_hint(&hint).exact(), Some(500_000));
-    let bytes = original.collect().await.unwrap().to_bytes();
-    assert_eq!(sha256(&bytes), hash);
-}
-
-#[tokio::test]
-async fn size_hint_stays_exact_through_a_partial_replay() {
-    let file = test_file(10 * MIB);
-    // SAFETY: the temp file is private to this test.
-    let mmap = unsafe { MmapBody::open(&file.path) }.unwrap();
-    let mut body = ReplayBody::new(mmap, 0);
-    assert!(body.is_replayable());
-    body.frame().await.unwrap().unwrap();
-    assert_eq!(http_body::Body::size_hint(&body).exact(), Some(9 * MIB));
-    let retry = body.clone();
-    assert_eq!(http_body::Body::size_hint(&retry).exact(), Some(10 * MIB));
-    let bytes = retry.collect().await.unwrap().to_bytes();
-    assert_eq!(sha256(&bytes), file.sha256);
-}
-
-/// A clone that reaches the point where the original body failed gets the
-/// original error's chain, not just its message.
-#[tokio::test]
-async fn a_failed_original_keeps_its_error_chain_for_every_clone() {
-    let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
-        Ok(http_body::Frame::data(Bytes::from_static(b"some bytes"))),
-        Err(std::io::Error::other("disk on fire")),
-    ];
-    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-    let first = ReplayBody::new(body, 1 << 20);
-    let retry = first.clone();
-    let err = first.collect().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Body);
-    assert!(!retry.is_replayable());
-    let err = retry.collect().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Body);
-    let mut chain = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(e) = next {
-        chain.push(e.to_string());
-        next = e.source();
-    }
-    assert!(chain.iter().any(|e| e == "disk on fire"), "{chain:?}");
 }

@@ -1,14 +1,14 @@
-//! The `Content-Length` rules, in one place: the request-level check that
-//! [`Replay`](super::Replay) makes before sending ([`frame_length`]), and
-//! the stream-level check that every attempt of a
-//! [`ReplayBody`](super::ReplayBody) makes while sending ([`LengthCheck`]).
+//! The request-level `Content-Length` rules that [`Replay`](super::Replay)
+//! applies before a request is sent ([`settle_content_length`]): which
+//! requests get a `Content-Length` from their body's size, which declared
+//! lengths are refused, and the canonical form an accepted one is sent in.
+//!
+//! Holding each attempt to the length settled here while it streams is
+//! [`ExactLength`](super::exact::ExactLength)'s job.
 
-use std::task::{ready, Context, Poll};
-
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderValue, Method};
-use http_body::{Frame, SizeHint};
+use http::{HeaderMap, HeaderValue, Method};
+use http_body::SizeHint;
 
 use crate::error::{Error, ErrorKind};
 
@@ -26,8 +26,12 @@ fn defines_no_body(method: &Method) -> bool {
     .contains(method)
 }
 
-fn mismatch(message: String) -> Error {
-    Error::new(ErrorKind::ContentLengthMismatch, message)
+/// A request refused before it was sent: `situation`, then what to do.
+fn refused(situation: String, what_to_do: &str) -> Error {
+    Error::new(
+        ErrorKind::ContentLengthMismatch,
+        format!("{situation}; the request was not sent. {what_to_do}"),
+    )
 }
 
 /// What a request body says of its size before it is polled.
@@ -48,21 +52,9 @@ impl BodySize {
     }
 }
 
-/// Applies the `Content-Length` rules to a request's headers, given what
-/// its body says of its size. Returns the length each attempt must send.
-///
-/// A declared length that the body's size hint contradicts is refused, and
-/// so is a declared `0` on a body that may have bytes: an HTTP/1.1 client
-/// never polls a body once it has written `Content-Length: 0`, so the
-/// streaming length check would never see those bytes, and the server would
-/// accept an empty request as complete. An accepted value is written back
-/// in its canonical form (one header, no leading zeros), so a peer that
-/// parses strictly (HTTP/2 servers do) reads the same number.
-pub(super) fn frame_length(
-    headers: &mut http::HeaderMap,
-    method: &Method,
-    size: &BodySize,
-) -> Result<Option<u64>, Error> {
+/// The one `Content-Length` the request's headers declare: `None` without
+/// one; an error if a value is not a decimal number or two values differ.
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
     let mut declared: Option<u64> = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         let parsed = value
@@ -71,20 +63,52 @@ pub(super) fn frame_length(
             .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| {
-                mismatch(format!(
-                    "the Content-Length header {value:?} is not a decimal number; \
-                     the request was not sent"
-                ))
+                refused(
+                    format!(
+                        "malformed header: the Content-Length header {value:?} is not a \
+                         decimal number of bytes"
+                    ),
+                    "Send digits only (no sign, list or blank), or remove the header to \
+                     have it set from the body's size",
+                )
             })?;
-        if declared.is_some_and(|d| d != parsed) {
-            return Err(mismatch(
-                "the request has several Content-Length headers with different values; \
-                 the request was not sent"
-                    .to_owned(),
+        if let Some(first) = declared.filter(|&first| first != parsed) {
+            return Err(refused(
+                format!(
+                    "conflicting headers: the request has several Content-Length headers \
+                     with different values ({first} and {parsed}), so servers could \
+                     disagree on where it ends"
+                ),
+                "Keep one Content-Length header, with the body's length",
             ));
         }
         declared = Some(parsed);
     }
+    Ok(declared)
+}
+
+/// Settles the request's `Content-Length`, given what its body says of its
+/// size, and returns the length each attempt must send (`None`: unknown,
+/// the body is sent with its own framing).
+///
+/// - Without a declared length, a body of exact size gets a
+///   `Content-Length` (but no `0` on methods that define no body), unless
+///   the request has `Transfer-Encoding`.
+/// - A declared length is refused if it is malformed, repeated with
+///   different values, sent with `Transfer-Encoding`, contradicted by the
+///   body's size hint, or `0` on a body that may have bytes: an HTTP/1.1
+///   client never polls a body once it has written `Content-Length: 0`, so
+///   [`ExactLength`](super::exact::ExactLength) would never see those
+///   bytes, and the server would accept an empty request as complete.
+/// - An accepted value is written back in its canonical form (one header,
+///   no leading zeros), so a peer that parses strictly (HTTP/2 servers do)
+///   reads the same number.
+pub(super) fn settle_content_length(
+    headers: &mut HeaderMap,
+    method: &Method,
+    size: &BodySize,
+) -> Result<Option<u64>, Error> {
+    let declared = declared_length(headers)?;
     let chunked = headers.contains_key(TRANSFER_ENCODING);
     let Some(declared) = declared else {
         return match size.exact() {
@@ -98,200 +122,52 @@ pub(super) fn frame_length(
         };
     };
     if chunked {
-        return Err(mismatch(
-            "the request has both Transfer-Encoding and Content-Length, which lets \
-             servers disagree on where it ends (request smuggling); remove one. \
-             The request was not sent"
+        return Err(refused(
+            "two framings: the request has both Transfer-Encoding and Content-Length, \
+             which lets servers disagree on where it ends (request smuggling)"
                 .to_owned(),
+            "Remove one of the two headers",
         ));
     }
     if let Some(exact) = size.exact() {
         if declared != exact {
-            return Err(mismatch(format!(
-                "the Content-Length header says {declared} bytes but the body has exactly \
-                 {exact}; the request was not sent. Remove the header to have it set from \
-                 the body, or fix it"
-            )));
+            return Err(refused(
+                format!(
+                    "declared length differs from the body's size: the Content-Length \
+                     header says {declared} bytes but the body has exactly {exact}"
+                ),
+                "Fix the header, or remove it to have it set from the body's size",
+            ));
         }
     } else if declared < size.hint.lower() {
-        return Err(mismatch(format!(
-            "the Content-Length header says {declared} bytes but the body has at least \
-             {}; the request was not sent. Remove the header, or fix it",
-            size.hint.lower()
-        )));
+        return Err(refused(
+            format!(
+                "declared length below the body's size: the Content-Length header says \
+                 {declared} bytes but the body's size hint says it has at least {}",
+                size.hint.lower()
+            ),
+            "Fix the header, or remove it to send the body with its own framing",
+        ));
     } else if let Some(upper) = size.hint.upper().filter(|&upper| declared > upper) {
-        return Err(mismatch(format!(
-            "the Content-Length header says {declared} bytes but the body has at most \
-             {upper}; the request was not sent. Remove the header, or fix it"
-        )));
+        return Err(refused(
+            format!(
+                "declared length above the body's size: the Content-Length header says \
+                 {declared} bytes but the body's size hint says it has at most {upper}"
+            ),
+            "Fix the header, or remove it to send the body with its own framing",
+        ));
     } else if declared == 0 {
-        return Err(mismatch(
-            "the Content-Length header says 0 bytes but the body's size is unknown and it \
-             may have bytes, which an HTTP/1.1 client would silently drop; the request was \
-             not sent. Remove the header to send the body as it is, or send an empty body"
+        return Err(refused(
+            "declared zero on a body that may have bytes: the Content-Length header \
+             says 0 bytes but the body's size is unknown, and an HTTP/1.1 client would \
+             silently drop its bytes"
                 .to_owned(),
+            "Remove the header to send the body as it is, or send an empty body",
         ));
     }
     headers.remove(CONTENT_LENGTH);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(declared));
     Ok(Some(declared))
-}
-
-/// Holds one attempt of a body to its declared length while it streams.
-///
-/// When a data frame completes the declared length and the body does not
-/// say it has ended, that frame is held back while the body is polled once
-/// more: hyper stops reading a body once its `Content-Length` is written,
-/// so a body with more to give would otherwise be cut short without anyone
-/// noticing. A body that ends early fails instead of ending.
-#[derive(Debug, Default)]
-pub(super) struct LengthCheck {
-    /// Bytes this attempt must send in all (from `Content-Length`).
-    expected: Option<u64>,
-    /// Bytes this attempt has yielded so far.
-    sent: u64,
-    /// The frame that completed the declared length, held back until the
-    /// body shows it has nothing more.
-    held: Option<Bytes>,
-    /// A trailers frame to yield after `held`.
-    queued: Option<Frame<Bytes>>,
-    /// The source returned `None`.
-    source_done: bool,
-}
-
-impl LengthCheck {
-    pub(super) fn new(expected: Option<u64>) -> LengthCheck {
-        LengthCheck {
-            expected,
-            ..LengthCheck::default()
-        }
-    }
-
-    /// The same check, from the start: for a clone that sends it all again.
-    pub(super) fn restart(&self) -> LengthCheck {
-        LengthCheck::new(self.expected)
-    }
-
-    pub(super) fn expected(&self) -> Option<u64> {
-        self.expected
-    }
-
-    /// Bytes yielded so far.
-    pub(super) fn sent(&self) -> u64 {
-        self.sent
-    }
-
-    /// The attempt failed: nothing held is sent.
-    pub(super) fn abandon(&mut self) {
-        self.held = None;
-        self.queued = None;
-    }
-
-    /// Bytes held back, counted in the size hint.
-    pub(super) fn held_len(&self) -> u64 {
-        self.held.as_ref().map_or(0, |d| d.len() as u64)
-    }
-
-    pub(super) fn source_done(&self) -> bool {
-        self.source_done
-    }
-
-    /// `is_end_stream` for the attempt, given the source's.
-    pub(super) fn is_end_stream(&self, source_is_end_stream: impl FnOnce() -> bool) -> bool {
-        if self.held.is_some() || self.queued.is_some() {
-            return false;
-        }
-        if self.expected.is_some_and(|len| self.sent < len) {
-            // Poll once more so that a short body is reported, not sent.
-            return false;
-        }
-        self.source_done || source_is_end_stream()
-    }
-
-    /// The next frame of the attempt, pulled from `source` with
-    /// `poll_source`; `source_is_end_stream` says whether it has more.
-    pub(super) fn poll<S>(
-        &mut self,
-        cx: &mut Context<'_>,
-        source: &mut S,
-        poll_source: impl Fn(&mut S, &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>>,
-        source_is_end_stream: impl Fn(&S) -> bool,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        if let Some(frame) = self.queued.take() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if self.source_done {
-            return self.check_complete();
-        }
-        loop {
-            match ready!(poll_source(source, cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.held.is_some() && data.is_empty() => continue,
-                    Ok(_) if self.held.is_some() => return Poll::Ready(Some(Err(self.too_long()))),
-                    Ok(data) => {
-                        let sent = self.sent + data.len() as u64;
-                        match self.expected {
-                            Some(expected) if sent > expected => {
-                                return Poll::Ready(Some(Err(self.too_long())));
-                            }
-                            Some(expected) if sent == expected && !source_is_end_stream(source) => {
-                                self.sent = sent;
-                                self.held = Some(data);
-                                continue;
-                            }
-                            _ => {
-                                self.sent = sent;
-                                return Poll::Ready(Some(Ok(Frame::data(data))));
-                            }
-                        }
-                    }
-                    Err(trailers) => match self.held.take() {
-                        Some(data) => {
-                            self.queued = Some(trailers);
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        None => return Poll::Ready(Some(Ok(trailers))),
-                    },
-                },
-                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
-                None => {
-                    self.source_done = true;
-                    return match self.held.take() {
-                        Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                        None => self.check_complete(),
-                    };
-                }
-            }
-        }
-    }
-
-    fn too_long(&self) -> Error {
-        Error::new(
-            ErrorKind::ContentLengthMismatch,
-            format!(
-                "the request body produced more than its Content-Length of {} bytes; \
-                 the request was failed rather than sent cut short. Fix the \
-                 Content-Length header or the body",
-                self.expected.unwrap_or_default()
-            ),
-        )
-    }
-
-    /// At the end of the body: were all declared bytes sent?
-    fn check_complete(&mut self) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match self.expected {
-            Some(expected) if self.sent < expected => Poll::Ready(Some(Err(Error::new(
-                ErrorKind::ContentLengthMismatch,
-                format!(
-                    "the request body ended after {} of the {expected} bytes its \
-                     Content-Length declared; the request was failed rather than sent \
-                     truncated. Fix the Content-Length header or the body",
-                    self.sent
-                ),
-            )))),
-            _ => Poll::Ready(None),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -323,7 +199,7 @@ mod tests {
             ended: hint.exact() == Some(0),
             hint,
         };
-        let out = frame_length(&mut map, &method, &size).map_err(|e| e.kind());
+        let out = settle_content_length(&mut map, &method, &size).map_err(|e| e.kind());
         let cl = map
             .get_all(CONTENT_LENGTH)
             .iter()
@@ -469,6 +345,84 @@ mod tests {
         assert_eq!(repeated, (Ok(Some(5)), vec!["5".into()]));
     }
 
+    /// Each refusal names its situation (one message a situation) and says
+    /// what to do.
+    #[test]
+    fn each_refusal_says_which_situation_and_what_to_do() {
+        let exact = |n| SizeHint::with_exact(n);
+        /// Headers, the body's size, words of the situation, of what to do.
+        type Case<'a> = (&'a [(&'a str, &'a str)], SizeHint, &'a str, &'a str);
+        let cases: [Case<'_>; 7] = [
+            (
+                &[("content-length", "5 ")],
+                exact(5),
+                "malformed header",
+                "digits only",
+            ),
+            (
+                &[("content-length", "5"), ("content-length", "6")],
+                exact(5),
+                "conflicting headers",
+                "Keep one",
+            ),
+            (
+                &[("content-length", "5"), ("transfer-encoding", "chunked")],
+                exact(5),
+                "two framings",
+                "Remove one",
+            ),
+            (
+                &[("content-length", "6")],
+                exact(5),
+                "exactly 5",
+                "remove it",
+            ),
+            (
+                &[("content-length", "5")],
+                hint(6, None),
+                "at least 6",
+                "own framing",
+            ),
+            (
+                &[("content-length", "9")],
+                hint(0, Some(8)),
+                "at most 8",
+                "own framing",
+            ),
+            (
+                &[("content-length", "0")],
+                SizeHint::new(),
+                "declared zero",
+                "empty body",
+            ),
+        ];
+        let situations = cases.len();
+        let mut messages = Vec::new();
+        for (headers, size, situation, what_to_do) in cases {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in headers {
+                map.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let size = BodySize {
+                hint: size,
+                ended: false,
+            };
+            let err = settle_content_length(&mut map, &Method::PUT, &size).unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.kind(), ErrorKind::ContentLengthMismatch, "{message}");
+            assert!(message.contains(situation), "{situation}: {message}");
+            assert!(message.contains(what_to_do), "{what_to_do}: {message}");
+            assert!(message.contains("the request was not sent"), "{message}");
+            messages.push(message);
+        }
+        messages.sort();
+        messages.dedup();
+        assert_eq!(messages.len(), situations, "two situations share a message");
+    }
+
     proptest::proptest! {
         /// Any `Content-Length` values and size hints: never a panic; an
         /// accepted request carries one canonical value that is the
@@ -494,7 +448,7 @@ mod tests {
             let upper = extra.map(|e| lower + e);
             let size = BodySize { hint: hint(lower, upper), ended: upper == Some(0) };
             let method = if post { Method::POST } else { Method::GET };
-            let out = frame_length(&mut map, &method, &size);
+            let out = settle_content_length(&mut map, &method, &size);
             let after: Vec<&str> = map
                 .get_all(CONTENT_LENGTH)
                 .iter()

@@ -1,0 +1,203 @@
+//! Where one attempt of a [`ReplayBody`](super::ReplayBody) gets its
+//! frames: [`Source`], its own copy of a body that is cheap to clone, or its
+//! reading of the shared [`Recorded`] body. Either way a clone of the source
+//! starts again from the start.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Empty, Full};
+
+use super::recording::Recorded;
+use super::spill::SpillConfig;
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::sync::{get_mut, lock};
+use crate::MmapBody;
+
+/// The frames of one attempt, from the start.
+pub(super) enum Source<B> {
+    /// A body that is cheap to clone: this attempt owns its own copy. The
+    /// `Mutex` is only ever reached through `&mut` (no locking) when
+    /// polled; it makes the body `Sync` for any `B: Send`.
+    /// `None` if the copy could not be made (not for the known types).
+    Cloned {
+        body: Mutex<Option<Pin<Box<B>>>>,
+        pristine: Arc<Pristine<B>>,
+    },
+    /// Any other body, recorded as it streams.
+    Recorded(Recorded<B>),
+}
+
+/// An untouched copy of a cheap-to-clone body and how to clone it.
+pub(super) struct Pristine<B> {
+    body: Mutex<B>,
+    clone: fn(&B) -> Option<B>,
+    /// Whether a copy would still send what the first attempt was sending.
+    intact: fn(&B) -> Result<(), Error>,
+}
+
+/// For an [`MmapBody`]: its file is unchanged now. A connection can break
+/// on a changed file (a "broken pipe" over HTTP/2, say) before the body's
+/// own check saw the change; the retry policy asks this before replaying.
+fn intact_known<B: 'static>(body: &B) -> Result<(), Error> {
+    match (body as &dyn Any).downcast_ref::<MmapBody>() {
+        Some(body) => body.verify(),
+        None => Ok(()),
+    }
+}
+
+/// Moves `value` into a `U` when `T` and `U` are the same type.
+fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+}
+
+/// A fresh copy of `body`, from its start, for the body types known to
+/// clone cheaply and restart (the poor man's specialisation axum-core uses
+/// to avoid boxing twice).
+pub(super) fn clone_known<B: 'static>(body: &B) -> Option<B> {
+    let any = body as &dyn Any;
+    if let Some(body) = any.downcast_ref::<MmapBody>() {
+        cast(body.clone())
+    } else if let Some(body) = any.downcast_ref::<Full<Bytes>>() {
+        cast(body.clone())
+    } else if let Some(body) = any.downcast_ref::<Empty<Bytes>>() {
+        cast(*body)
+    } else {
+        None
+    }
+}
+
+/// A fresh copy of a body whose clones restart it.
+pub(super) fn clone_restartable<B: Clone>(body: &B) -> Option<B> {
+    Some(body.clone())
+}
+
+/// What a body's error becomes: this crate's error as it is (an `MmapBody`
+/// whose file was truncated keeps its kind), any other wrapped as
+/// [`ErrorKind::Body`] with the original as its source.
+pub(super) fn body_error(err: impl Into<BoxError>) -> Error {
+    match err.into().downcast::<Error>() {
+        Ok(ours) => *ours,
+        Err(other) => Error::new(
+            ErrorKind::Body,
+            "the request body failed while being sent; see the source error",
+        )
+        .with_source(other),
+    }
+}
+
+impl<B: Body + 'static> Source<B> {
+    /// Copies of `body` made with `clone`; recorded (with nothing kept, so
+    /// sent once) if no copy can be made.
+    pub(super) fn cloned(body: B, clone: fn(&B) -> Option<B>) -> Source<B> {
+        match clone(&body) {
+            Some(first) => Source::Cloned {
+                body: Mutex::new(Some(Box::pin(first))),
+                pristine: Arc::new(Pristine {
+                    body: Mutex::new(body),
+                    clone,
+                    intact: intact_known::<B>,
+                }),
+            },
+            // Unreachable for the clone functions above; without a copy the
+            // body is still sent, just not replayable.
+            None => Source::recorded(body, 0, None),
+        }
+    }
+}
+
+impl<B: Body> Source<B> {
+    /// `body`, recorded as [`Recorded::new`] says.
+    pub(super) fn recorded(body: B, cap: usize, spill: Option<Arc<SpillConfig>>) -> Source<B> {
+        Source::Recorded(Recorded::new(body, cap, spill))
+    }
+}
+
+impl<B> Source<B> {
+    /// Whether a fresh clone can still send every byte: `Ok(false)` once a
+    /// recording lost bytes, `Err` with the reason once the body behind a
+    /// copy changed (its file was truncated or modified).
+    pub(super) fn replayable(&self) -> Result<bool, Error> {
+        match self {
+            Source::Cloned { pristine, .. } => {
+                (pristine.intact)(&lock(&pristine.body)).map(|()| true)
+            }
+            Source::Recorded(recorded) => Ok(recorded.is_replayable()),
+        }
+    }
+
+    /// `"cloned"` or `"recorded"`, for `Debug`.
+    pub(super) fn mode(&self) -> &'static str {
+        match self {
+            Source::Cloned { .. } => "cloned",
+            Source::Recorded(_) => "recorded",
+        }
+    }
+}
+
+impl<B> Clone for Source<B> {
+    /// The same frames again, from the start.
+    fn clone(&self) -> Source<B> {
+        match self {
+            Source::Cloned { pristine, .. } => {
+                let copy = (pristine.clone)(&lock(&pristine.body));
+                Source::Cloned {
+                    body: Mutex::new(copy.map(Box::pin)),
+                    pristine: Arc::clone(pristine),
+                }
+            }
+            Source::Recorded(recorded) => Source::Recorded(recorded.clone()),
+        }
+    }
+}
+
+impl<B> Body for Source<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match self.get_mut() {
+            Source::Cloned { body, .. } => match get_mut(body) {
+                Some(body) => body
+                    .as_mut()
+                    .poll_frame(cx)
+                    .map(|frame| frame.map(|frame| frame.map_err(body_error))),
+                None => Poll::Ready(Some(Err(Error::new(
+                    ErrorKind::ReplayBufferExceeded,
+                    "cannot replay the request body: its copy could not be made",
+                )))),
+            },
+            Source::Recorded(recorded) => Pin::new(recorded).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Cloned { body, .. } => lock(body).as_ref().is_some_and(|b| b.is_end_stream()),
+            Source::Recorded(recorded) => recorded.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Cloned { body, .. } => lock(body)
+                .as_ref()
+                .map_or_else(SizeHint::new, |b| b.size_hint()),
+            Source::Recorded(recorded) => recorded.size_hint(),
+        }
+    }
+}
