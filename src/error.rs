@@ -122,14 +122,7 @@ impl Error {
     /// # }
     /// ```
     pub fn find_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-        let mut next = Some(err);
-        while let Some(err) = next {
-            if let Some(ours) = err.downcast_ref::<Error>() {
-                return Some(ours);
-            }
-            next = err.source();
-        }
-        None
+        find_source(err, |_| true)
     }
 
     /// What went wrong.
@@ -197,6 +190,24 @@ impl From<Error> for io::Error {
         };
         io::Error::new(kind, err)
     }
+}
+
+/// The first error of type `T` in `err`'s source chain (`err` itself
+/// included) for which `matches` holds: how the crate finds its own error,
+/// tower's `Elapsed` or an `io::Error` of some kind inside hyper's,
+/// reqwest's or tower's errors. (hyper's `find_source` does the same.)
+pub(crate) fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+    matches: impl Fn(&T) -> bool,
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(found) = err.downcast_ref::<T>().filter(|found| matches(found)) {
+            return Some(found);
+        }
+        next = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::io;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
+use crate::error::find_source;
 use crate::{Error, ErrorKind};
 
 /// A request [`upstream_request`](super::upstream_request) will not
@@ -123,28 +124,11 @@ pub fn error_response<B: From<String>>(err: &(dyn std::error::Error + 'static)) 
 fn find<'a, T: std::error::Error + 'static>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(found) = err.downcast_ref::<T>() {
-            return Some(found);
-        }
-        next = err.source();
-    }
-    None
+    find_source(err, |_| true)
 }
 
 fn find_io(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if err
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == kind)
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
+    find_source::<io::Error>(err, |e| e.kind() == kind).is_some()
 }
 
 #[cfg(test)]
