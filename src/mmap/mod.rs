@@ -63,6 +63,17 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///   same check: a receiver never gets the whole length of a body whose
 ///   file was seen to change.
 ///
+/// # Errors
+///
+/// Opening is I/O: [`open`](MmapBody::open) and
+/// [`from_file`](MmapBody::from_file) return [`std::io::Error`], as
+/// `File::open` and `Mmap::map` do, naming the path and what is wrong with
+/// it (`InvalidInput` for a file that is not a regular one). Everything
+/// after the file is mapped (a [`slice`](MmapBody::slice) out of range, a
+/// file that changed while it was sent, [`verify`](MmapBody::verify))
+/// returns this crate's [`Error`], whose [`kind`](Error::kind) says which;
+/// it converts into an `io::Error` for code that wants one story.
+///
 /// # On a tokio runtime
 ///
 /// With the `runtime` feature (on by default), inside a tokio runtime, a

@@ -57,17 +57,9 @@
 //! `Content-Type` is the caller's to set on the returned response.
 //!
 //! `Range` is parsed by `http-range-header`, as tower-http's `ServeFile`
-//! does. `If-Match`, `If-None-Match`, `If-Modified-Since` and
-//! `If-Unmodified-Since` are decoded and compared by the `headers` crate's
-//! typed headers, the ones hyper's family uses. `If-Range` is decided here:
-//! `headers`' `IfRange` applies a range for any date not older than
-//! `Last-Modified`, where RFC 9110 §13.1.5 asks for an exact match with a
-//! strong validator, and the date inside it cannot be read out (its value
-//! is still decoded with `headers`' `ETag` and date decoders). Likewise
-//! `Retry-After` stays hand-parsed in the `retry` module: `headers` 0.4's
-//! `RetryAfter` has no accessor for its delay or date. The unit tests show
-//! the `IfRange` case, and the proptest in the tests holds all of it to the
-//! RFC's answers.
+//! does, and the preconditions by the `headers` crate's typed headers; the
+//! `If-Range` comparison is this module's own (RFC 9110 §13.1.5 asks for an
+//! exact match with a strong validator).
 
 mod conditional;
 mod range;
