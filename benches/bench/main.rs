@@ -74,6 +74,7 @@ mod options;
 mod parent;
 #[cfg(feature = "spill")]
 mod proxy;
+mod record;
 mod report;
 #[cfg(feature = "reqwest")]
 mod reqwest;

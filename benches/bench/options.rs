@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--h2-large] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -18,6 +18,8 @@ pub(crate) const USAGE: &str =
            by serve::respond and by ServeFile, requests per second
   --h2-large  HTTP/2 receivers (the upload server, the download client)
            allow 1 MiB DATA frames and 8/16 MiB windows
+  --record FILE  also append this run's report to FILE (Markdown), under
+           its command line and the date: BENCHMARKS.md is made this way
   --runs   rounds of measurements; throughput is the median (default 5)
   --quick  64MiB and one round, to check the bench still runs
   --only   run only these senders: full-copy, reader-4k, reader-64k, mmap,
@@ -37,6 +39,7 @@ pub(crate) struct Options {
     pub(crate) quick: bool,
     pub(crate) cold: bool,
     pub(crate) slow_disk: Option<u64>,
+    pub(crate) record: Option<std::path::PathBuf>,
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
     pub(crate) only: Option<Vec<Sender>>,
@@ -47,6 +50,7 @@ impl Options {
     /// for libtest harnesses, is accepted and ignored.
     pub(crate) fn from_env() -> Result<Options, BoxError> {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
+        let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
@@ -57,6 +61,7 @@ impl Options {
                 Long("small") => small = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
+                Long("record") => record = Some(parser.value()?.into()),
                 Long("slow-disk") => {
                     slow_disk = Some(parse_size(&parser.value()?.string()?)?);
                     cold = true;
@@ -88,6 +93,7 @@ impl Options {
             quick,
             cold,
             slow_disk,
+            record,
             h2_large,
             small,
             only,

@@ -64,11 +64,11 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         // Every child made from here on joins it.
         std::env::set_var(crate::slow_disk::CGROUP_VAR, &slow.dir);
     }
-    println!("{}", machine());
-    println!(
-        "file: {} in {}{}; {} round(s) of {} cases; each sender in a fresh process\n",
+    let mut report = String::new();
+    report.push_str(&machine());
+    report.push_str(&format!(
+        "\nfile: {}{}; {} round(s) of {} cases; each sender in a fresh process\n",
         human(size),
-        dir.path().display(),
         match (options.cold, options.slow_disk) {
             (_, Some(rate)) => format!(
                 ", cold (its pages dropped before each case), the senders' reads from its disk \
@@ -80,7 +80,8 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         },
         options.runs,
         cases.len()
-    );
+    ));
+    print!("{report}");
 
     // The upload server: one worker thread, so the sender has the other core.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -89,9 +90,10 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         .build()?;
     let upload_addr = server_rt.block_on(start_counting_server_with(options.h2_large))?;
     if options.h2_large {
-        println!(
-            "HTTP/2 receivers: DATA frames up to 1 MiB, windows 8 MiB (stream) / 16 MiB (connection)\n"
-        );
+        let line = "HTTP/2 receivers: DATA frames up to 1 MiB, windows 8 MiB (stream) / 16 MiB \
+                    (connection)\n";
+        println!("{line}");
+        report.push_str(line);
     }
     // The download client runs on this thread.
     let client_rt = tokio::runtime::Builder::new_current_thread()
@@ -160,12 +162,18 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         }
     }
 
-    print_table(&results, size);
+    let mut tables = String::new();
+    print_table(&mut tables, &results, size);
     let failed = results
         .iter()
         .filter(|(_, samples)| samples.iter().any(Option::is_none))
         .count();
-    print_ratios(&results, size, options.quick);
+    print_ratios(&mut tables, &results, size, options.quick);
+    print!("{tables}");
+    if let Some(record) = &options.record {
+        crate::record::append(record, &report, &tables)?;
+        println!("\nrecorded in {}", record.display());
+    }
     if failed > 0 {
         return Err(format!("{failed} case(s) failed; see above").into());
     }

@@ -3,6 +3,14 @@
 use crate::cases::*;
 use mmap_body_devkit::size::human;
 
+/// `writeln!` into the report being built (a `String`, which cannot fail).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 pub(crate) fn gib_per_s(size: u64, secs: f64) -> f64 {
     size as f64 / secs / (1u64 << 30) as f64
 }
@@ -24,18 +32,20 @@ pub(crate) fn ok_samples(samples: &[Option<Sample>]) -> Vec<&Sample> {
     samples.iter().flatten().collect()
 }
 
-pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
-    println!(
+pub(crate) fn print_table(out: &mut String, results: &[(Case, Vec<Option<Sample>>)], size: u64) {
+    say!(
+        out,
         "\n| direction | proto | sender | framing seen | GiB/s (median; min–max) \
          | sender CPU s | CPU s/GiB | heap peak (allocations) | sender peak RSS \
          | major faults on the runtime thread | 1 ms ticker p99 / worst lag |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    say!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for (case, samples) in results {
         let ok = ok_samples(samples);
         let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(s.sent(size), s.secs)).collect();
         let Some(speed) = median(speeds.clone()) else {
-            println!(
+            say!(
+                out,
                 "| {} | {} | {} | failed | | | | | | | |",
                 direction(case.sender),
                 case.proto.name(),
@@ -66,7 +76,7 @@ pub(crate) fn print_table(results: &[(Case, Vec<Option<Sample>>)], size: u64) {
                 format!("{:.1} / {:.1} ms", p99 / 1000.0, f64::from(worst) / 1000.0),
             )
         };
-        println!(
+        say!(out,
             "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} | {faults} | {lags} |",
             direction(case.sender),
             case.proto.name(),
@@ -124,11 +134,19 @@ pub(crate) fn paired_ratio(
     })
 }
 
-pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, quick: bool) {
+pub(crate) fn print_ratios(
+    out: &mut String,
+    results: &[(Case, Vec<Option<Sample>>)],
+    size: u64,
+    quick: bool,
+) {
     let case = |sender, proto| Case { sender, proto };
     let time = |s: &Sample| s.secs;
     let cpu = |s: &Sample| s.cpu_secs;
-    println!("\nRatios of throughput (median of the per-round ratios, and their range):");
+    say!(
+        out,
+        "\nRatios of throughput (median of the per-round ratios, and their range):"
+    );
     let mut goals = Vec::new();
     for proto in [Proto::H1, Proto::H2] {
         let p = proto.name();
@@ -142,7 +160,7 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         ];
         for (other, label) in pairs {
             if let Some(r) = paired_ratio(results, mmap, case(other, proto), time) {
-                println!("  {p} upload   {label:<28} {r}");
+                say!(out, "  {p} upload   {label:<28} {r}");
                 if proto == Proto::H1 && other == Sender::Reader64K {
                     goals.push((
                         format!("MmapBody >= 2x ReaderStream-64K: {r}"),
@@ -161,7 +179,7 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
             (Sender::ReqwestBytes, "reqwest stack / Body(Bytes)"),
         ] {
             if let Some(r) = paired_ratio(results, stack, case(other, proto), time) {
-                println!("  {p} upload   {label:<28} {r}");
+                say!(out, "  {p} upload   {label:<28} {r}");
                 if other == Sender::Mmap && proto == Proto::H1 {
                     goals.push((
                         format!("reqwest stack >= 0.9x hyper-util MmapBody: {r}"),
@@ -172,7 +190,11 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         }
         let floor = case(Sender::WriteFloor, proto);
         if let Some(c) = paired_ratio(results, floor, mmap, cpu) {
-            println!("  {p} upload   {:<28} {c}", "CPU: MmapBody / write() floor");
+            say!(
+                out,
+                "  {p} upload   {:<28} {c}",
+                "CPU: MmapBody / write() floor"
+            );
             if proto == Proto::H1 {
                 goals.push((
                     format!("MmapBody's CPU <= 1.15x the write() floor's: {c}"),
@@ -183,7 +205,8 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         let keep = case(Sender::MmapKeep, proto);
         if let Some(c) = paired_ratio(results, keep, mmap, cpu) {
             let overhead = (c.median - 1.0) * 100.0;
-            println!(
+            say!(
+                out,
                 "  {p} upload   {:<28} {c}: {overhead:.1}%",
                 "pages released / kept, CPU"
             );
@@ -197,7 +220,8 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         let unguarded = case(Sender::MmapNoGuard, proto);
         if let Some(c) = paired_ratio(results, unguarded, mmap, cpu) {
             let overhead = (c.median - 1.0) * 100.0;
-            println!(
+            say!(
+                out,
                 "  {p} upload   {:<28} {c}: {overhead:.1}%",
                 "guarded (default) / opt-out, CPU"
             );
@@ -211,13 +235,15 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         let replay = case(Sender::MmapReplay, proto);
         if let Some(r) = paired_ratio(results, replay, mmap, time) {
             let overhead = (1.0 - r.median) * 100.0;
-            println!(
+            say!(
+                out,
                 "  {p} upload   {:<28} {r}: overhead {overhead:.1}%",
                 "replay / plain"
             );
             if let Some(c) = paired_ratio(results, mmap, replay, cpu) {
                 let cpu_overhead = (c.median - 1.0) * 100.0;
-                println!(
+                say!(
+                    out,
                     "  {p} upload   {:<28} {c}: overhead {cpu_overhead:.1}%",
                     "replay / plain, sender CPU"
                 );
@@ -233,7 +259,11 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         }
         let many = case(Sender::ManyMmap, proto);
         if let Some(r) = paired_ratio(results, many, case(Sender::ManyReader64K, proto), time) {
-            println!("  {p} upload   {:<28} {r}", "32 at once: MmapBody / 64K");
+            say!(
+                out,
+                "  {p} upload   {:<28} {r}",
+                "32 at once: MmapBody / 64K"
+            );
             goals.push((
                 format!("{p}: 32 uploads at once, MmapBody >= ReaderStream-64K: {r}"),
                 r.median >= 1.0,
@@ -241,12 +271,13 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
         }
         let serve = case(Sender::ServeMmap, proto);
         if let Some(r) = paired_ratio(results, serve, case(Sender::ServeFile, proto), time) {
-            println!("  {p} download {:<28} {r}", "MmapBody / ServeFile");
+            say!(out, "  {p} download {:<28} {r}", "MmapBody / ServeFile");
         }
         let serve_many = case(Sender::ManyServeMmap, proto);
         let file_many = case(Sender::ManyServeFile, proto);
         if let Some(r) = paired_ratio(results, serve_many, file_many, time) {
-            println!(
+            say!(
+                out,
                 "  {p} download {:<28} {r}",
                 "8 clients: respond / ServeFile"
             );
@@ -269,7 +300,8 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
                     ok.iter().filter_map(|s| s.neighbour).map(|n| n.0).max()
                 };
                 let (our_faults, their_faults) = (faults(ours), faults(reference));
-                println!(
+                say!(
+                    out,
                     "  {p} {label:<12} {:<28} {r}",
                     "ticker worst lag, ref / ours"
                 );
@@ -298,12 +330,14 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
     let spill = case(Sender::ProxySpill, Proto::H1);
     if let Some(r) = paired_ratio(results, spill, plain, time) {
         let overhead = (1.0 - r.median) * 100.0;
-        println!(
+        say!(
+            out,
             "  h1 proxy    {:<28} {r}: overhead {overhead:.1}%",
             "replay+spill / plain"
         );
         if let Some(c) = paired_ratio(results, plain, spill, cpu) {
-            println!(
+            say!(
+                out,
                 "  h1 proxy    {:<28} {c}: overhead {:.1}%",
                 "replay+spill / plain, CPU",
                 (c.median - 1.0) * 100.0
@@ -328,7 +362,8 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
             ratios.iter().copied().fold(0.0, f64::max),
         );
         if let Some(r) = median(ratios) {
-            println!(
+            say!(
+                out,
                 "  h1 proxy    {:<28} {r:.2}x (rounds {min:.2}–{max:.2})",
                 "replay from spill / 1st try"
             );
@@ -357,14 +392,15 @@ pub(crate) fn print_ratios(results: &[(Case, Vec<Option<Sample>>)], size: u64, q
     if goals.is_empty() {
         return;
     }
-    println!("\nGoals (HTTP/1.1 upload, {}):", human(size));
+    say!(out, "\nGoals (HTTP/1.1 upload, {}):", human(size));
     if quick || size < 1 << 30 {
-        println!(
+        say!(
+            out,
             "  (the goals are set for --size 1GiB; a smaller file only checks the bench runs)"
         );
     }
     for (line, met) in goals {
-        println!("  [{}] {line}", if met { "met" } else { "MISSED" });
+        say!(out, "  [{}] {line}", if met { "met" } else { "MISSED" });
     }
 }
 
@@ -383,5 +419,14 @@ pub(crate) fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown kernel".to_owned());
-    format!("machine: {cpu}, {cores} cores, Linux {kernel}")
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or_else(String::new, |kib| {
+            format!(", {} of memory", human(kib * 1024))
+        });
+    format!("machine: {cpu}, {cores} cores{memory}, Linux {kernel}")
 }
