@@ -38,6 +38,32 @@ impl<S> Replay<S> {
         }
     }
 
+    /// A [`ReplayLayer`](super::ReplayLayer) that records at most
+    /// `max_replay_bytes` of each streamed request body, as tower-http's
+    /// services offer their layers (`Replay::layer(64 * 1024)`).
+    pub fn layer(max_replay_bytes: usize) -> super::ReplayLayer {
+        super::ReplayLayer::new(max_replay_bytes)
+    }
+
+    /// Past the in-memory cap, keeps recording each streamed body into a
+    /// temp file, up to `max_bytes` in all: as
+    /// [`ReplayLayer::spill_to_disk`](super::ReplayLayer::spill_to_disk).
+    #[cfg(feature = "spill")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "spill")))]
+    pub fn spill_to_disk(mut self, max_bytes: u64) -> Replay<S> {
+        Arc::make_mut(self.spill.get_or_insert_with(Arc::default)).max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Where spill files go: as
+    /// [`ReplayLayer::spill_dir`](super::ReplayLayer::spill_dir).
+    #[cfg(feature = "spill")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "spill")))]
+    pub fn spill_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Replay<S> {
+        Arc::make_mut(self.spill.get_or_insert_with(Arc::default)).dir = Some(dir.into());
+        self
+    }
+
     pub(super) fn with_spill(mut self, spill: Option<Arc<SpillConfig>>) -> Replay<S> {
         self.spill = spill;
         self

@@ -68,6 +68,32 @@ async fn a_body_128_times_the_cap_is_replayed_from_disk() {
     }
 }
 
+/// `Replay` built by hand (no layer) takes the spill as the layer does:
+/// `Replay::new(..).spill_to_disk(..).spill_dir(..)` retries a body 32
+/// times its cap from disk, and leaves no file in the directory.
+#[tokio::test]
+async fn a_replay_service_built_by_hand_spills_as_the_layer_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 2 * MIB;
+    let (body, hash) = Streamed::random(len, 64 * KIB);
+    let server = Faulty::start([Fault::DropAfter(MIB as u64)]).await;
+    let retry = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy().max_attempts(2)))
+        .service(client::<ReplayBody<Streamed>>(false));
+    let service = mmap_body::Replay::new(retry, 64 * KIB)
+        .spill_to_disk(2 * len as u64)
+        .spill_dir(dir.path());
+    let req = Request::put(server.uri("/")).body(body).unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(60), service.oneshot(req))
+        .await
+        .expect("in time")
+        .unwrap_or_else(|e| panic!("not retried from the spill: {e:?}"));
+    let seen = received(&res);
+    assert_eq!((seen.len, seen.sha256), (len as u64, hash));
+    assert_eq!(server.seen().len(), 2);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 /// What an inner service saw: it reads the attempt's body whole, keeps a
 /// clone of it, and answers 200; the test then looks at the clone.
 type Kept = Arc<Mutex<Option<ReplayBody<Streamed>>>>;
