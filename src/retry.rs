@@ -67,7 +67,7 @@ pub struct RetryPolicy {
     backoff: Option<ExponentialBackoff<HasherRng>>,
     statuses: Vec<StatusCode>,
     max_retry_after: Duration,
-    retry_errors: bool,
+    retry_connection_errors: bool,
     retry_non_idempotent: bool,
     budget: Option<Arc<TpsBudget>>,
 }
@@ -95,7 +95,7 @@ impl Default for RetryPolicy {
                 StatusCode::TOO_MANY_REQUESTS,
             ],
             max_retry_after: Duration::from_secs(30),
-            retry_errors: true,
+            retry_connection_errors: true,
             retry_non_idempotent: false,
             budget: None,
         }
@@ -138,7 +138,7 @@ impl RetryPolicy {
     /// Whether to retry attempts that failed without a response, such as a
     /// refused or dropped connection (default: yes).
     pub fn retry_connection_errors(mut self, retry: bool) -> RetryPolicy {
-        self.retry_errors = retry;
+        self.retry_connection_errors = retry;
         self
     }
 
@@ -163,20 +163,30 @@ impl RetryPolicy {
     }
 
     /// How long to wait before retrying this response, if it is to be
-    /// retried: `Some(None)` for the usual backoff.
-    fn response_delay<T>(&self, res: &Response<T>) -> Option<Option<Duration>> {
+    /// retried.
+    fn response_delay<T>(&self, res: &Response<T>) -> Option<Wait> {
         let status = res.status();
         if !self.statuses.contains(&status) {
             return None;
         }
         if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
-            return Some(None);
+            return Some(Wait::Backoff);
         }
         match retry_after(res.headers(), SystemTime::now()) {
             Some(wait) if wait > self.max_retry_after => None,
-            wait => Some(wait),
+            Some(wait) => Some(Wait::RetryAfter(wait)),
+            None => Some(Wait::Backoff),
         }
     }
+}
+
+/// How long a retry waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The policy's backoff, with jitter.
+    Backoff,
+    /// What the server's `Retry-After` asked for.
+    RetryAfter(Duration),
 }
 
 /// RFC 9110 §9.2.2.
@@ -252,7 +262,7 @@ where
         self.attempts += 1;
         let delay = match result {
             Ok(res) => self.response_delay(res),
-            Err(err) if self.retry_errors && !is_permanent(err) => Some(None),
+            Err(err) if self.retry_connection_errors && !is_permanent(err) => Some(Wait::Backoff),
             Err(_) => None,
         };
         let Some(delay) = delay else {
@@ -274,8 +284,8 @@ where
             }
         }
         Some(match delay {
-            Some(wait) => tokio::time::sleep(wait),
-            None => match &mut self.backoff {
+            Wait::RetryAfter(wait) => tokio::time::sleep(wait),
+            Wait::Backoff => match &mut self.backoff {
                 Some(backoff) => backoff.next_backoff(),
                 None => tokio::time::sleep(Duration::from_millis(100)),
             },

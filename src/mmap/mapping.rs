@@ -180,8 +180,9 @@ impl Mapping {
             .map_or_else(|| "the mapped file".to_owned(), Origin::name)
     }
 
-    /// [`check`](Mapping::check), after first making sure no read of the
-    /// mapping hit a page the file no longer has.
+    /// Everything that can be known now: no read of the mapping hit a page
+    /// the file no longer has (the guard's poison), then
+    /// [`check_file`](Mapping::check_file).
     pub(super) fn verify(&self, end: usize) -> Result<(), Error> {
         if self.poisoned() {
             return Err(Error::new(
@@ -195,12 +196,13 @@ impl Mapping {
                 ),
             ));
         }
-        self.check(end)
+        self.check_file(end)
     }
 
-    /// Checks, with one `fstat`, that bytes up to `end` are still backed by
-    /// the file and that the file has not changed since it was mapped.
-    pub(super) fn check(&self, end: usize) -> Result<(), Error> {
+    /// The file alone, with one `fstat`: bytes up to `end` are still backed
+    /// by it and it has not changed since it was mapped. (The mapping's
+    /// poison is [`verify`](Mapping::verify)'s.)
+    pub(super) fn check_file(&self, end: usize) -> Result<(), Error> {
         let Some(origin) = &self.origin else {
             return Ok(());
         };

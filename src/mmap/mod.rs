@@ -233,10 +233,10 @@ impl MmapBody {
     }
 
     /// A body over a shared, read-only mapping of a file this crate owns and
-    /// only appends to (a replay spill file): no integrity check (the file
-    /// grows while it is read), and pages given back as they are sent.
-    #[cfg(feature = "replay")]
-    pub(crate) fn from_spill(map: Mmap) -> MmapBody {
+    /// only appends to (the replay's spill file): no integrity check (the
+    /// file grows while it is read), and pages given back as they are sent.
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    pub(crate) fn from_appended_file(map: Mmap) -> MmapBody {
         sys::advise_sequential(&map);
         MmapBody::new(Mapping::new(map, None), true)
     }
@@ -306,7 +306,7 @@ impl MmapBody {
     }
 
     /// Where this body's range starts in the file.
-    #[cfg(feature = "serve")]
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn offset(&self) -> u64 {
         self.start as u64
     }
@@ -479,7 +479,7 @@ impl MmapBody {
             // frames (or its writes are stuck). Waiting could hang it, so
             // the frames it holds are detached from the file, once the file
             // is checked (a truncation already visible copies nothing).
-            self.mapping.check(self.end)?;
+            self.mapping.check_file(self.end)?;
             if let Some(in_flight) = &self.in_flight {
                 self.mapping.detach(&in_flight.ranges())?;
             }
@@ -487,7 +487,7 @@ impl MmapBody {
         let at = self.end - 1;
         // Checked before the read too: without the guard, reading a page
         // the file lost would raise SIGBUS.
-        self.mapping.check(self.end)?;
+        self.mapping.check_file(self.end)?;
         // SAFETY: `at` is inside the mapping, which `self` keeps alive; a
         // page the file lost since the check reads as zeros under the guard
         // and poisons the mapping, which `verify` then reports.

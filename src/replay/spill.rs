@@ -186,7 +186,7 @@ impl Spill {
                 .len(len)
                 .map(&self.file)?
         };
-        Ok(MmapBody::from_spill(map))
+        Ok(MmapBody::from_appended_file(map))
     }
 
     /// The writer thread's loop: writes what is queued until the spill is
