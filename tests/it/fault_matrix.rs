@@ -10,36 +10,37 @@
 //!
 //! Faults: the connection dropped mid-body, a 503 after half the body, an
 //! early 413 that reads none of it, and a stall ended by the timeout. Then
-//! an axum proxy that forwards its request body upstream with retries,
-//! cancelled uploads that must release their files, and file hazards (a
-//! file replaced under its path, a sparse file past 4 GiB).
+//! an axum proxy (the library's `proxy` helpers) that forwards its request
+//! body upstream with retries, and cancelled uploads that must release
+//! their files. (The file hazards, a file replaced under its path and a
+//! sparse file past 4 GiB, are in `mmap_body.rs`; they send through this
+//! module's stack.)
 //!
 //! Every case is its own test, named `<protocol>_<body>_<fault>`.
 //!
 //! Linux only: the cancellation tests read `/proc/self/fd` and
-//! `/proc/self/maps`, the sparse file is written with `FileExt`.
-use std::path::{Path, PathBuf};
+//! `/proc/self/maps`.
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Version};
-use http_body_util::BodyExt;
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{ErrorKind, MmapBody, ReplayBody, ReplayLayer};
+use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use mmap_body_devkit::bodies::{ExactStreamed, Streamed};
 use mmap_body_devkit::faulty::{Fault, Faulty};
 use mmap_body_devkit::files::{pattern, sha256, test_file};
 use mmap_body_devkit::harness::chain;
-use mmap_body_devkit::server::{client, hashing_server, received};
+use mmap_body_devkit::server::{client, received};
 use mmap_body_devkit::BoxError;
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
+pub(crate) const KIB: u64 = 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
+pub(crate) const GIB: u64 = 1024 * MIB;
 
 /// The `MmapBody` cases' file.
 const MMAP_LEN: u64 = 8 * MIB;
@@ -52,7 +53,7 @@ const CAP: usize = 2 * MIB as usize;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
 /// No request of this module may take longer than this, all attempts
 /// together.
-const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// A fast policy for tests: waits of 10 to 40 ms.
 fn policy() -> RetryPolicy {
@@ -60,13 +61,13 @@ fn policy() -> RetryPolicy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proto {
+pub(crate) enum Proto {
     H1,
     H2,
 }
 
 impl Proto {
-    fn version(self) -> Version {
+    pub(crate) fn version(self) -> Version {
         match self {
             Proto::H1 => Version::HTTP_11,
             Proto::H2 => Version::HTTP_2,
@@ -77,7 +78,7 @@ impl Proto {
 /// `ReplayLayer` outside, `RetryLayer` inside, a timeout per attempt
 /// inside that, a hyper-util client at the core; the whole request bounded
 /// by [`REQUEST_LIMIT`].
-async fn send<B>(
+pub(crate) async fn send<B>(
     proto: Proto,
     attempt_timeout: Duration,
     req: Request<B>,
@@ -285,68 +286,40 @@ matrix! {
 
 // ---------------------------------------------------------------- axum proxy
 
+// The library's own proxy helpers (`mmap_body::proxy`), as a user wires
+// them: no hop-by-hop list of this test's.
+#[cfg(feature = "proxy")]
 mod proxy {
     use super::*;
     use axum::extract::State;
-    use axum::response::IntoResponse;
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use mmap_body::proxy::{self, Forwarding, Upstream};
     use mmap_body::Replay;
     use mmap_body_devkit::server::serve_axum;
     use tower::retry::Retry;
 
-    type Upstream = Replay<Retry<RetryPolicy, Client<HttpConnector, ReplayBody<axum::body::Body>>>>;
+    type Stack = Replay<Retry<RetryPolicy, Client<HttpConnector, ReplayBody<axum::body::Body>>>>;
 
     #[derive(Clone)]
     struct Proxy {
+        stack: Stack,
         upstream: Upstream,
-        base: String,
-    }
-
-    /// Hop-by-hop headers (RFC 9110 §7.6.1), which a proxy does not forward.
-    fn hop_by_hop(name: &http::HeaderName, connection: &[String]) -> bool {
-        const HOP: [&str; 8] = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "host",
-        ];
-        HOP.contains(&name.as_str()) || connection.iter().any(|c| c == name.as_str())
+        forwarding: Forwarding,
     }
 
     async fn forward(
         State(proxy): State<Proxy>,
         req: axum::extract::Request,
     ) -> axum::response::Response {
-        let (parts, body) = req.into_parts();
-        let connection: Vec<String> = parts
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|v| v.trim().to_ascii_lowercase())
-            .collect();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut out = Request::builder()
-            .method(parts.method)
-            .uri(format!("{}{path}", proxy.base));
-        for (name, value) in &parts.headers {
-            if !hop_by_hop(name, &connection) {
-                out = out.header(name, value);
+        let req = match proxy::upstream_request(req, &proxy.upstream, &proxy.forwarding, None) {
+            Ok(req) => req,
+            Err(refused) => return proxy::error_response(&refused),
+        };
+        match proxy.stack.oneshot(req).await {
+            Ok(res) => {
+                proxy::downstream_response(res, &proxy.forwarding).map(axum::body::Body::new)
             }
-        }
-        let req = out.body(body).expect("a request");
-        match proxy.upstream.oneshot(req).await {
-            Ok(res) => res.map(axum::body::Body::new),
-            Err(err) => (
-                StatusCode::BAD_GATEWAY,
-                format!("upstream: {}", chain(&*err)),
-            )
-                .into_response(),
+            Err(err) => proxy::error_response(&*err),
         }
     }
 
@@ -357,8 +330,9 @@ mod proxy {
             .layer(RetryLayer::new(policy()))
             .service(client::<ReplayBody<axum::body::Body>>(http2));
         let app = axum::Router::new().fallback(forward).with_state(Proxy {
-            upstream: stack,
-            base: upstream.uri(""),
+            stack,
+            upstream: upstream.uri("").parse().expect("the upstream's URI"),
+            forwarding: Forwarding::new(),
         });
         serve_axum(app).await
     }
@@ -552,180 +526,4 @@ async fn h1_cancelled_uploads_release_their_files_once_the_server_hangs_up() {
 #[tokio::test]
 async fn h2_cancelled_uploads_release_their_files_once_the_server_hangs_up() {
     cancelled_uploads_release_their_files(Proto::H2, true).await;
-}
-
-// ---------------------------------------------------------------- file hazards
-
-/// The file is unlinked after it was opened and another file of the same
-/// length is renamed over its path: the upload, and its retry after a
-/// dropped connection, send the bytes that were opened.
-async fn replaced_file_sends_the_original_bytes(proto: Proto) {
-    let label = format!("[{proto:?} replaced file]");
-    let file = test_file(4 * MIB);
-    // SAFETY: the temp file is private to this test; it is replaced by a
-    // rename, never changed in place.
-    let body = unsafe { MmapBody::open(&file.path) }.expect("open");
-    std::fs::remove_file(&file.path).expect("unlink");
-    let other = file.dir.path().join("other.bin");
-    let mut impostor = vec![0u8; 4 * MIB as usize];
-    pattern(7, &mut impostor);
-    std::fs::write(&other, &impostor).expect("write");
-    std::fs::rename(&other, &file.path).expect("rename over");
-    assert_ne!(sha256(&impostor), file.sha256);
-
-    let server = Faulty::start([Fault::DropAfter(MIB)]).await;
-    let req = Request::put(server.uri("/upload")).body(body).unwrap();
-    let res = send(proto, REQUEST_LIMIT, req)
-        .await
-        .unwrap_or_else(|err| panic!("{label}: {}", chain(&*err)));
-    assert_eq!(res.status(), 200, "{label}");
-    let log = server.seen();
-    assert_eq!(log.len(), 2, "{label}: {log:#?}");
-    for seen in &log {
-        assert_eq!(seen.content_length, Some((4 * MIB).to_string()), "{label}");
-    }
-    assert_eq!(
-        log[1].sha256.as_deref(),
-        Some(file.sha256.as_str()),
-        "{label}: the retry did not send the original bytes"
-    );
-}
-
-#[tokio::test]
-async fn h1_replaced_file_sends_the_original_bytes() {
-    replaced_file_sends_the_original_bytes(Proto::H1).await;
-}
-
-#[tokio::test]
-async fn h2_replaced_file_sends_the_original_bytes() {
-    replaced_file_sends_the_original_bytes(Proto::H2).await;
-}
-
-/// A sparse file of 4 GiB + 3 MiB: 1 MiB of known bytes across the 4 GiB
-/// boundary, a marker at the very end, holes elsewhere.
-struct Sparse {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    len: u64,
-    /// The known bytes, at `pattern_at`.
-    pattern: Vec<u8>,
-    pattern_at: u64,
-    marker: &'static [u8],
-}
-
-fn sparse_file() -> Sparse {
-    use std::os::unix::fs::FileExt;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("sparse.bin");
-    let len = 4 * GIB + 3 * MIB;
-    let file = std::fs::File::create(&path).expect("create");
-    file.set_len(len).expect("set_len");
-    let mut pattern = vec![0u8; MIB as usize];
-    mmap_body_devkit::files::pattern(4, &mut pattern);
-    let pattern_at = 4 * GIB - 512 * KIB;
-    file.write_all_at(&pattern, pattern_at).expect("write");
-    let marker: &'static [u8] = b"<- the last 16 B";
-    file.write_all_at(marker, len - marker.len() as u64)
-        .expect("write");
-    file.sync_all().expect("sync");
-    Sparse {
-        _dir: dir,
-        path,
-        len,
-        pattern,
-        pattern_at,
-        marker,
-    }
-}
-
-impl Sparse {
-    /// What the file holds in `start..end`.
-    fn expected(&self, start: u64, end: u64) -> Vec<u8> {
-        let mut out = vec![0u8; (end - start) as usize];
-        let put = |out: &mut Vec<u8>, at: u64, bytes: &[u8]| {
-            for (i, b) in bytes.iter().enumerate() {
-                let pos = at + i as u64;
-                if (start..end).contains(&pos) {
-                    out[(pos - start) as usize] = *b;
-                }
-            }
-        };
-        put(&mut out, self.pattern_at, &self.pattern);
-        put(&mut out, self.len - self.marker.len() as u64, self.marker);
-        out
-    }
-}
-
-fn open_sparse(path: &Path) -> MmapBody {
-    // SAFETY: the temp file is private to this test.
-    unsafe { MmapBody::open(path) }.expect("open")
-}
-
-#[tokio::test]
-async fn sparse_file_past_4_gib_slices_at_the_boundary() {
-    let sparse = sparse_file();
-    let body = open_sparse(&sparse.path);
-    assert_eq!(body.len(), sparse.len);
-
-    // 2 MiB across the 4 GiB boundary.
-    let (start, end) = (4 * GIB - MIB, 4 * GIB + MIB);
-    let slice = body.slice(start..end).expect("slice across 4 GiB");
-    assert_eq!(slice.len(), 2 * MIB);
-    assert_eq!(
-        http_body::Body::size_hint(&slice).exact(),
-        Some(2 * MIB),
-        "size_hint of a slice past 4 GiB"
-    );
-    let got = slice.collect().await.expect("collect").to_bytes();
-    assert!(
-        got[..] == sparse.expected(start, end)[..],
-        "the bytes across the 4 GiB boundary differ"
-    );
-
-    // A few bytes straddling the boundary exactly, and the very end.
-    let edge = body.slice(4 * GIB - 3..4 * GIB + 5).expect("slice");
-    let got = edge.collect().await.unwrap().to_bytes();
-    assert_eq!(&got[..], &sparse.expected(4 * GIB - 3, 4 * GIB + 5)[..]);
-    let tail = body.slice(sparse.len - 16..).expect("slice to the end");
-    let got = tail.collect().await.unwrap().to_bytes();
-    assert_eq!(&got[..], sparse.marker);
-
-    // Past the end: an error, not a panic.
-    let err = body
-        .slice(4 * GIB..sparse.len + 1)
-        .expect_err("a slice past the end");
-    assert_eq!(err.kind(), ErrorKind::OutOfRange, "{err}");
-}
-
-async fn sparse_slice_upload(proto: Proto) {
-    let label = format!("[{proto:?} sparse upload]");
-    let sparse = sparse_file();
-    let body = open_sparse(&sparse.path);
-    let (start, end) = (4 * GIB - MIB, 4 * GIB + 3 * MIB);
-    assert_eq!(end, sparse.len);
-    let slice = body.slice(start..end).expect("slice");
-    let expected = sha256(&sparse.expected(start, end));
-    let addr = hashing_server().await;
-    let req = Request::put(format!("http://{addr}/upload"))
-        .body(slice)
-        .unwrap();
-    let res = send(proto, REQUEST_LIMIT, req)
-        .await
-        .unwrap_or_else(|err| panic!("{label}: {}", chain(&*err)));
-    let seen = received(&res);
-    assert_eq!(seen.version, format!("{:?}", proto.version()), "{label}");
-    assert_eq!(seen.content_length, Some(4 * MIB), "{label}");
-    assert_eq!(seen.transfer_encoding, None, "{label}");
-    assert_eq!(seen.len, 4 * MIB, "{label}");
-    assert_eq!(seen.sha256, expected, "{label}");
-}
-
-#[tokio::test]
-async fn h1_sparse_file_slice_across_4_gib_uploads() {
-    sparse_slice_upload(Proto::H1).await;
-}
-
-#[tokio::test]
-async fn h2_sparse_file_slice_across_4_gib_uploads() {
-    sparse_slice_upload(Proto::H2).await;
 }

@@ -569,3 +569,196 @@ fn a_fifo_swapped_in_after_the_check_never_blocks_open() {
     swapper.join().unwrap();
     eprintln!("{bodies} bodies, {fifos} FIFOs refused");
 }
+
+/// File hazards through the retry stack of `fault_matrix` (real servers on
+/// 127.0.0.1): a file replaced under its path, a sparse file past 4 GiB.
+/// Linux only (the sparse file is written with `FileExt`, the stack is the
+/// fault matrix's).
+#[cfg(all(target_os = "linux", feature = "retry", not(mmap_body_portable)))]
+mod file_hazards {
+    use std::path::{Path, PathBuf};
+
+    use http::Request;
+    use http_body_util::BodyExt;
+    use mmap_body::{ErrorKind, MmapBody};
+    use mmap_body_devkit::faulty::{Fault, Faulty};
+    use mmap_body_devkit::files::{pattern, sha256, test_file};
+    use mmap_body_devkit::harness::chain;
+    use mmap_body_devkit::server::{hashing_server, received};
+
+    use crate::fault_matrix::{send, Proto, GIB, KIB, MIB, REQUEST_LIMIT};
+
+    /// The file is unlinked after it was opened and another file of the same
+    /// length is renamed over its path: the upload, and its retry after a
+    /// dropped connection, send the bytes that were opened.
+    async fn replaced_file_sends_the_original_bytes(proto: Proto) {
+        let label = format!("[{proto:?} replaced file]");
+        let file = test_file(4 * MIB);
+        // SAFETY: the temp file is private to this test; it is replaced by a
+        // rename, never changed in place.
+        let body = unsafe { MmapBody::open(&file.path) }.expect("open");
+        std::fs::remove_file(&file.path).expect("unlink");
+        let other = file.dir.path().join("other.bin");
+        let mut impostor = vec![0u8; 4 * MIB as usize];
+        pattern(7, &mut impostor);
+        std::fs::write(&other, &impostor).expect("write");
+        std::fs::rename(&other, &file.path).expect("rename over");
+        assert_ne!(sha256(&impostor), file.sha256);
+
+        let server = Faulty::start([Fault::DropAfter(MIB)]).await;
+        let req = Request::put(server.uri("/upload")).body(body).unwrap();
+        let res = send(proto, REQUEST_LIMIT, req)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: {}", chain(&*err)));
+        assert_eq!(res.status(), 200, "{label}");
+        let log = server.seen();
+        assert_eq!(log.len(), 2, "{label}: {log:#?}");
+        for seen in &log {
+            assert_eq!(seen.content_length, Some((4 * MIB).to_string()), "{label}");
+        }
+        assert_eq!(
+            log[1].sha256.as_deref(),
+            Some(file.sha256.as_str()),
+            "{label}: the retry did not send the original bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn h1_replaced_file_sends_the_original_bytes() {
+        replaced_file_sends_the_original_bytes(Proto::H1).await;
+    }
+
+    #[tokio::test]
+    async fn h2_replaced_file_sends_the_original_bytes() {
+        replaced_file_sends_the_original_bytes(Proto::H2).await;
+    }
+
+    /// A sparse file of 4 GiB + 3 MiB: 1 MiB of known bytes across the 4 GiB
+    /// boundary, a marker at the very end, holes elsewhere.
+    struct Sparse {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        len: u64,
+        /// The known bytes, at `pattern_at`.
+        pattern: Vec<u8>,
+        pattern_at: u64,
+        marker: &'static [u8],
+    }
+
+    fn sparse_file() -> Sparse {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sparse.bin");
+        let len = 4 * GIB + 3 * MIB;
+        let file = std::fs::File::create(&path).expect("create");
+        file.set_len(len).expect("set_len");
+        let mut pattern = vec![0u8; MIB as usize];
+        mmap_body_devkit::files::pattern(4, &mut pattern);
+        let pattern_at = 4 * GIB - 512 * KIB;
+        file.write_all_at(&pattern, pattern_at).expect("write");
+        let marker: &'static [u8] = b"<- the last 16 B";
+        file.write_all_at(marker, len - marker.len() as u64)
+            .expect("write");
+        file.sync_all().expect("sync");
+        Sparse {
+            _dir: dir,
+            path,
+            len,
+            pattern,
+            pattern_at,
+            marker,
+        }
+    }
+
+    impl Sparse {
+        /// What the file holds in `start..end`.
+        fn expected(&self, start: u64, end: u64) -> Vec<u8> {
+            let mut out = vec![0u8; (end - start) as usize];
+            let put = |out: &mut Vec<u8>, at: u64, bytes: &[u8]| {
+                for (i, b) in bytes.iter().enumerate() {
+                    let pos = at + i as u64;
+                    if (start..end).contains(&pos) {
+                        out[(pos - start) as usize] = *b;
+                    }
+                }
+            };
+            put(&mut out, self.pattern_at, &self.pattern);
+            put(&mut out, self.len - self.marker.len() as u64, self.marker);
+            out
+        }
+    }
+
+    fn open_sparse(path: &Path) -> MmapBody {
+        // SAFETY: the temp file is private to this test.
+        unsafe { MmapBody::open(path) }.expect("open")
+    }
+
+    #[tokio::test]
+    async fn sparse_file_past_4_gib_slices_at_the_boundary() {
+        let sparse = sparse_file();
+        let body = open_sparse(&sparse.path);
+        assert_eq!(body.len(), sparse.len);
+
+        // 2 MiB across the 4 GiB boundary.
+        let (start, end) = (4 * GIB - MIB, 4 * GIB + MIB);
+        let slice = body.slice(start..end).expect("slice across 4 GiB");
+        assert_eq!(slice.len(), 2 * MIB);
+        assert_eq!(
+            http_body::Body::size_hint(&slice).exact(),
+            Some(2 * MIB),
+            "size_hint of a slice past 4 GiB"
+        );
+        let got = slice.collect().await.expect("collect").to_bytes();
+        assert!(
+            got[..] == sparse.expected(start, end)[..],
+            "the bytes across the 4 GiB boundary differ"
+        );
+
+        // A few bytes straddling the boundary exactly, and the very end.
+        let edge = body.slice(4 * GIB - 3..4 * GIB + 5).expect("slice");
+        let got = edge.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], &sparse.expected(4 * GIB - 3, 4 * GIB + 5)[..]);
+        let tail = body.slice(sparse.len - 16..).expect("slice to the end");
+        let got = tail.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], sparse.marker);
+
+        // Past the end: an error, not a panic.
+        let err = body
+            .slice(4 * GIB..sparse.len + 1)
+            .expect_err("a slice past the end");
+        assert_eq!(err.kind(), ErrorKind::OutOfRange, "{err}");
+    }
+
+    async fn sparse_slice_upload(proto: Proto) {
+        let label = format!("[{proto:?} sparse upload]");
+        let sparse = sparse_file();
+        let body = open_sparse(&sparse.path);
+        let (start, end) = (4 * GIB - MIB, 4 * GIB + 3 * MIB);
+        assert_eq!(end, sparse.len);
+        let slice = body.slice(start..end).expect("slice");
+        let expected = sha256(&sparse.expected(start, end));
+        let addr = hashing_server().await;
+        let req = Request::put(format!("http://{addr}/upload"))
+            .body(slice)
+            .unwrap();
+        let res = send(proto, REQUEST_LIMIT, req)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: {}", chain(&*err)));
+        let seen = received(&res);
+        assert_eq!(seen.version, format!("{:?}", proto.version()), "{label}");
+        assert_eq!(seen.content_length, Some(4 * MIB), "{label}");
+        assert_eq!(seen.transfer_encoding, None, "{label}");
+        assert_eq!(seen.len, 4 * MIB, "{label}");
+        assert_eq!(seen.sha256, expected, "{label}");
+    }
+
+    #[tokio::test]
+    async fn h1_sparse_file_slice_across_4_gib_uploads() {
+        sparse_slice_upload(Proto::H1).await;
+    }
+
+    #[tokio::test]
+    async fn h2_sparse_file_slice_across_4_gib_uploads() {
+        sparse_slice_upload(Proto::H2).await;
+    }
+}
