@@ -28,7 +28,7 @@ pub(crate) const MANY_DIVISOR: u64 = 16;
 pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
     if options.small {
         let requests = if options.quick { 400 } else { 4000 };
-        return crate::small::run(options.runs, requests);
+        return crate::small::run(options.runs, requests, options.record.as_deref());
     }
     let size = options.size;
     let mut cases = Vec::new();

@@ -31,7 +31,7 @@ use mmap_body_devkit::BoxError;
 
 /// How the proxy forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Plain,
     Spill,
     Replay,
@@ -39,7 +39,7 @@ pub enum Mode {
 
 /// What one upload through the proxy saw: the sink's answer, and for
 /// [`Mode::Replay`] the seconds of each attempt.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub answer: String,
     pub attempts: Option<(f64, f64)>,
 }
@@ -123,7 +123,7 @@ async fn start(
 
 /// Uploads the file at `path` with `MmapBody` through a fresh proxy to
 /// `sink`.
-pub async fn upload(
+pub(crate) async fn upload(
     mode: Mode,
     sink: SocketAddr,
     path: &Path,

@@ -22,14 +22,14 @@ use mmap_body_devkit::BoxError;
 
 /// How reqwest gets the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     File,
     Bytes,
     Stack,
 }
 
 /// Uploads the file at `path` to `addr` and returns the server's answer.
-pub async fn upload(
+pub(crate) async fn upload(
     mode: Mode,
     http2: bool,
     addr: SocketAddr,

@@ -26,18 +26,23 @@ const CLIENTS: usize = 8;
 
 /// Runs the small-file cases: `runs` rounds of `requests` requests for each
 /// size and server, alternating the servers.
-pub(crate) fn run(runs: usize, requests: usize) -> Result<(), BoxError> {
+pub(crate) fn run(runs: usize, requests: usize, record: Option<&Path>) -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let servers = [Sender::ServeMmap, Sender::ServeFile];
-    println!(
-        "small files: {requests} GETs per measurement from {CLIENTS} keep-alive HTTP/1.1 \
-         connections, {runs} round(s)\n"
+    let header = format!(
+        "{}\nsmall files: {requests} GETs per measurement from {CLIENTS} keep-alive HTTP/1.1 \
+         connections, {runs} round(s)\n",
+        crate::report::machine()
     );
-    println!("| file | server | requests/s (median; min–max) | server CPU µs/request | server heap peak | server peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    println!("{header}");
+    // Printed at the end, in one piece, and recorded if asked.
+    let mut tables = String::from(
+        "| file | server | requests/s (median; min–max) | server CPU µs/request | server heap peak \
+         | server peak RSS |\n|---|---|---|---|---|---|\n",
+    );
     let mut ratios = Vec::new();
     for size in SIZES {
         let path = dir.path().join(format!("small-{size}.bin"));
@@ -74,14 +79,14 @@ pub(crate) fn run(runs: usize, requests: usize) -> Result<(), BoxError> {
             let cpu = median(samples.iter().map(|s| s.1).collect()).unwrap_or(0.0);
             let heap = samples.iter().map(|s| s.2).max().unwrap_or(0);
             let rss = samples.iter().map(|s| s.3).max().unwrap_or(0);
-            println!(
-                "| {} | {} | {rate:.0} ({min:.0}–{max:.0}) | {:.1} | {} | {} |",
+            tables.push_str(&format!(
+                "| {} | {} | {rate:.0} ({min:.0}–{max:.0}) | {:.1} | {} | {} |\n",
                 human(size),
                 server.describe(),
                 cpu * 1e6 / requests as f64,
                 human(heap),
                 human(rss * 1024)
-            );
+            ));
             medians.push(rate);
         }
         // Paired per round: MmapBody's rate over ServeFile's.
@@ -92,13 +97,18 @@ pub(crate) fn run(runs: usize, requests: usize) -> Result<(), BoxError> {
             .collect();
         ratios.push((size, median(paired).unwrap_or(0.0)));
     }
-    println!("\nGoals (serve::respond at least as fast as ServeFile at every size):");
+    tables.push_str("\nGoals (serve::respond at least as fast as ServeFile at every size):\n");
     for (size, ratio) in ratios {
         let met = if ratio >= 1.0 { "met" } else { "MISSED" };
-        println!(
-            "  [{met}] {}: MmapBody / ServeFile {ratio:.2}x requests/s",
+        tables.push_str(&format!(
+            "  [{met}] {}: MmapBody / ServeFile {ratio:.2}x requests/s\n",
             human(size)
-        );
+        ));
+    }
+    print!("{tables}");
+    if let Some(record) = record {
+        crate::record::append(record, &header, &tables)?;
+        println!("\nrecorded in {}", record.display());
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ static ALL_THREADS: AtomicBool = AtomicBool::new(false);
 
 /// Counts the heap used by threads that opted in with [`track_heap`]; the
 /// rest of the process (the server, the test harness) is not counted.
+#[derive(Debug)]
 pub struct CountingAlloc;
 
 fn tracked() -> bool {

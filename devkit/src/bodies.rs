@@ -15,6 +15,7 @@ use crate::files::{pattern, sha256};
 /// A streamed body that cannot be cloned and does not know its size: its
 /// frames come one at a time, each after a `Pending`, then optional
 /// trailers.
+#[derive(Debug)]
 pub struct Streamed {
     frames: VecDeque<Bytes>,
     trailers: Option<http::HeaderMap>,
@@ -78,6 +79,7 @@ impl Body for Streamed {
 /// A [`Streamed`] body (frames one at a time, not cloneable) that knows its
 /// exact length: its `size_hint` is exact, and shrinks as frames go out, so
 /// `ReplayLayer` sets `Content-Length` for it and still has to record it.
+#[derive(Debug)]
 pub struct ExactStreamed {
     inner: Streamed,
     left: u64,

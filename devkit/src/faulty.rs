@@ -67,7 +67,7 @@ pub struct Seen {
 /// [`auto_builder`](crate::server::auto_builder))
 /// that follows a script of faults, one per request, then succeeds; it
 /// logs every request it sees.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Faulty {
     /// Where it listens.
     pub addr: SocketAddr,

@@ -56,6 +56,7 @@ pub fn write_file(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 /// A temp file of `len` pseudo-random bytes, removed with its directory.
+#[derive(Debug)]
 pub struct TestFile {
     /// The directory, removed when dropped.
     pub dir: tempfile::TempDir,

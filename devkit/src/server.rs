@@ -226,6 +226,7 @@ pub struct Upload {
 
 /// A [`pausing_server`] (or its TLS twin) and the handles a test drives it
 /// with.
+#[derive(Debug)]
 pub struct Pausing {
     /// Where it listens.
     pub addr: SocketAddr,

@@ -50,6 +50,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A self-signed certificate for `localhost` and 127.0.0.1 (an IP SAN),
 /// made at run time with rcgen, and its key.
+#[derive(Debug)]
 pub struct TestCert {
     /// The certificate, DER.
     pub cert: CertificateDer<'static>,
@@ -179,6 +180,12 @@ pub struct TlsConnector {
     tls: tokio_rustls::TlsConnector,
 }
 
+impl std::fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnector").finish_non_exhaustive()
+    }
+}
+
 impl TlsConnector {
     /// A connector trusting `cert` alone, offering ALPN `h2` when `http2`
     /// is set, `http/1.1` otherwise.
@@ -219,6 +226,7 @@ impl tower_service::Service<Uri> for TlsConnector {
 
 /// A client TLS stream over TCP that tells hyper-util whether ALPN chose
 /// `h2` (see [`TlsConnector`]).
+#[derive(Debug)]
 pub struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
 
 impl TlsStream {

@@ -11,7 +11,7 @@ use mmap_body_devkit::size::human;
 /// URI, `Content-Length`), after how much of the previous attempt `progress`
 /// saw handed to `client`.
 #[cfg(feature = "progress")]
-pub fn log_attempt<B>(
+pub(crate) fn log_attempt<B>(
     attempts: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
     progress: &mmap_body::progress::Progress,
     client: &'static str,
@@ -39,7 +39,7 @@ pub fn log_attempt<B>(
 /// `41.0 MiB of 64.0 MiB (64%)`: how much of the body the current attempt
 /// has handed to the client.
 #[cfg(feature = "progress")]
-pub fn sent_of_total(progress: &mmap_body::progress::Progress) -> String {
+pub(crate) fn sent_of_total(progress: &mmap_body::progress::Progress) -> String {
     format!(
         "{} of {} ({:.0}%)",
         human(progress.sent()),
