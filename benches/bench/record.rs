@@ -26,7 +26,7 @@ pub(crate) fn append(file: &Path, header: &str, tables: &str) -> Result<(), BoxE
     let date = httpdate::fmt_http_date(SystemTime::now());
     text.push_str(&format!("\n## `{}`\n\n{date}. ", command()));
     text.push_str(&header.trim().replace('\n', "\n\n"));
-    text.push('\n');
+    text.push_str("\n\n");
     let mut fenced = false;
     for line in tables.lines() {
         let prose = !line.starts_with('|') && !line.trim().is_empty();
