@@ -21,14 +21,7 @@ pub(crate) fn sendfile_upload(
     use std::os::fd::AsRawFd;
 
     let file = std::fs::File::open(path)?;
-    let mut socket = std::net::TcpStream::connect(addr)?;
-    socket.set_nodelay(true)?;
-    socket.set_read_timeout(Some(time_limit(size)))?;
-    socket.set_write_timeout(Some(time_limit(size)))?;
-    write!(
-        socket,
-        "PUT /upload HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {size}\r\n\r\n"
-    )?;
+    let mut socket = connect_with_head(addr, size)?;
     let mut offset: libc::off_t = 0;
     while (offset as u64) < size {
         // Linux sends at most 0x7ffff000 bytes per call.
@@ -56,15 +49,7 @@ pub(crate) fn sendfile_upload(
 /// `buffer` (already in memory: no mapping, no frames, no runtime, no
 /// hyper) written in 1 MiB `write(2)`s, as hyper writes 1 MiB frames.
 pub(crate) fn write_upload(addr: SocketAddr, buffer: &[u8]) -> Result<String, BoxError> {
-    let size = buffer.len() as u64;
-    let mut socket = std::net::TcpStream::connect(addr)?;
-    socket.set_nodelay(true)?;
-    socket.set_read_timeout(Some(time_limit(size)))?;
-    socket.set_write_timeout(Some(time_limit(size)))?;
-    write!(
-        socket,
-        "PUT /upload HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {size}\r\n\r\n"
-    )?;
+    let mut socket = connect_with_head(addr, buffer.len() as u64)?;
     for chunk in buffer.chunks(1 << 20) {
         socket.write_all(chunk)?;
     }
@@ -78,6 +63,20 @@ pub(crate) fn sendfile_upload(
     _size: u64,
 ) -> Result<String, BoxError> {
     Err("sendfile(2) is Linux only".into())
+}
+
+/// A connection to the bench's server with the request head of a `size`
+/// byte PUT already written, both directions bounded in time.
+fn connect_with_head(addr: SocketAddr, size: u64) -> Result<std::net::TcpStream, BoxError> {
+    let mut socket = std::net::TcpStream::connect(addr)?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(time_limit(size)))?;
+    socket.set_write_timeout(Some(time_limit(size)))?;
+    write!(
+        socket,
+        "PUT /upload HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {size}\r\n\r\n"
+    )?;
+    Ok(socket)
 }
 
 /// Reads one HTTP/1.1 response with a `content-length` and returns its body.

@@ -183,11 +183,8 @@ mod tests {
         run_hint(method, headers, hint)
     }
 
-    fn run_hint(
-        method: Method,
-        headers: &[(&str, &str)],
-        hint: SizeHint,
-    ) -> (Result<Option<u64>, ErrorKind>, Vec<String>) {
+    /// A header map of `(name, value)` pairs, in order, repeats kept.
+    fn header_map(headers: &[(&str, &str)]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
             map.append(
@@ -195,6 +192,15 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
+        map
+    }
+
+    fn run_hint(
+        method: Method,
+        headers: &[(&str, &str)],
+        hint: SizeHint,
+    ) -> (Result<Option<u64>, ErrorKind>, Vec<String>) {
+        let mut map = header_map(headers);
         let size = BodySize {
             ended: hint.exact() == Some(0),
             hint,
@@ -399,13 +405,7 @@ mod tests {
         let situations = cases.len();
         let mut messages = Vec::new();
         for (headers, size, situation, what_to_do) in cases {
-            let mut map = http::HeaderMap::new();
-            for (k, v) in headers {
-                map.append(
-                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                );
-            }
+            let mut map = header_map(headers);
             let size = BodySize {
                 hint: size,
                 ended: false,
