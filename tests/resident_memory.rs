@@ -23,14 +23,16 @@ async fn upload_peak_rss_growth_mib(addr: std::net::SocketAddr, body: MmapBody) 
     status_kib("VmHWM:").expect("VmHWM:").saturating_sub(before) / 1024
 }
 
-/// 32 uploads at once of 16 MiB slices of the file at `path`.
+/// 32 uploads at once of 16 MiB slices of the file at `path` (over
+/// HTTP/2: 32 streams of one connection).
 async fn many_at_once_peak_rss_growth_mib(
     addr: std::net::SocketAddr,
     path: &std::path::Path,
+    http2: bool,
 ) -> u64 {
     // SAFETY: the temp file is private to this test.
     let body = unsafe { MmapBody::open(path) }.unwrap();
-    let client = client(false);
+    let client = client(http2);
     reset_peak_rss().expect("reset VmHWM");
     let before = status_kib("VmRSS:").expect("VmRSS:");
     let uploads = (0..32u64).map(|i| {
@@ -55,7 +57,8 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
 
     let released = upload_peak_rss_growth_mib(addr, body.clone()).await;
-    let many = many_at_once_peak_rss_growth_mib(addr, &file.path).await;
+    let many = many_at_once_peak_rss_growth_mib(addr, &file.path, false).await;
+    let many_h2 = many_at_once_peak_rss_growth_mib(addr, &file.path, true).await;
 
     // Frames of a length that is no multiple of a page: 207 MiB stayed
     // resident when each frame gave back its own pages.
@@ -63,7 +66,7 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     let kept = upload_peak_rss_growth_mib(addr, body.clone().release_sent_pages(false)).await;
     eprintln!(
         "peak RSS growth: {released} MiB released, {kept} MiB kept, \
-         {many} MiB for 32 slices at once, {odd} MiB in 1,000,000-byte frames"
+         {many} MiB for 32 slices at once ({many_h2} MiB over one HTTP/2 connection), {odd} MiB in 1,000,000-byte frames"
     );
     assert!(released < 64, "RSS grew by {released} MiB");
     assert!(odd < 64, "1,000,000-byte frames: RSS grew by {odd} MiB");
@@ -71,6 +74,10 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     // all its pages (frames that split the kernel's fault-around windows
     // would map back pages already given back: 300+ MiB here).
     assert!(many < 96, "32 at once: RSS grew by {many} MiB");
+    assert!(
+        many_h2 < 96,
+        "32 at once over HTTP/2: RSS grew by {many_h2} MiB"
+    );
     // The measurement can see the difference: without release the whole
     // file ends up resident.
     assert!(kept > 400, "RSS grew by only {kept} MiB without release");
