@@ -62,7 +62,10 @@
 //!   replayable so a retry can send it again (see [`replay`]).
 //! - [`retry::RetryPolicy`] (feature `retry`, on by default): a
 //!   `tower::retry::Policy` that retries these requests safely, above
-//!   `tower::timeout` and other layers that box their errors too.
+//!   `tower::timeout` and other layers that box their errors too, and
+//!   retries a request of any method that provably never left (a refused
+//!   connection; with feature `hyper`, also a connect error, a request
+//!   hyper gave back unwritten, an HTTP/2 `REFUSED_STREAM` or `GOAWAY`).
 //! - [`progress`] (feature `progress`, on by default): upload progress
 //!   (bytes sent of the total, per attempt) that restarts from zero when a
 //!   retry sends the body again.

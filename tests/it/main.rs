@@ -21,3 +21,5 @@ mod serve;
 #[cfg(all(feature = "spill", feature = "retry", unix))]
 mod spill;
 mod tls;
+#[cfg(all(target_os = "linux", feature = "hyper"))]
+mod unsent;

@@ -17,7 +17,6 @@
 //! # let _ = policy;
 //! ```
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +31,12 @@ use tower::util::rng::HasherRng;
 
 use crate::ReplayBody;
 
+mod classify;
+mod retry_after;
+
+use classify::{is_permanent, unsent};
+use retry_after::retry_after;
+
 /// Retries requests that failed for reasons a retry can fix, when it is
 /// safe to send them again.
 ///
@@ -45,7 +50,8 @@ use crate::ReplayBody;
 ///   or changed file, a length mismatch: see
 ///   [`Error::is_permanent`](crate::Error::is_permanent));
 /// - its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE —
-///   RFC 9110 §9.2.2), or [`retry_non_idempotent`] allows it;
+///   RFC 9110 §9.2.2), or [`retry_non_idempotent`] allows it, or the
+///   attempt provably sent nothing (below);
 /// - its body can still be replayed ([`ReplayBody::is_replayable`]);
 /// - the retry budget, if any, has room;
 /// - a `Retry-After` on a 429 or 503 asks for no longer than
@@ -59,7 +65,35 @@ use crate::ReplayBody;
 /// When it does not retry, the caller gets the last attempt's response or
 /// error unchanged.
 ///
+/// # Requests that never left
+///
+/// A POST (or any other method) is retried, within the same attempts,
+/// backoff and budget, when its attempt failed in a way that proves no
+/// byte of it reached the server, so that no side effect can have
+/// happened ([`retry_unsent`], on by default):
+///
+/// - the connection was refused (an `ECONNREFUSED` in the error's chain,
+///   whatever the client), or, with feature `hyper`, hyper-util's client
+///   reports a connect error (`is_connect()`: DNS, connect, TLS handshake),
+///   as does reqwest's with feature `reqwest`;
+/// - with feature `hyper`: hyper gave the request back unwritten
+///   (`is_canceled()`: its pooled connection closed first);
+/// - with feature `hyper`, over HTTP/2: the server reset the stream with
+///   `REFUSED_STREAM` (RFC 9113 §8.7: closed before any processing), or
+///   sent `GOAWAY` with a last stream id below the request's stream
+///   (RFC 9113 §6.8).
+///
+/// Anything else that fails a non-idempotent request — a connection reset
+/// or dropped mid-body, a timeout, an HTTP/2 reset with another reason —
+/// may have reached the server, and is returned to the caller unless
+/// [`retry_non_idempotent`] says otherwise. The evidence is read from the
+/// error the service below the retry layer returns: hyper-util's and
+/// reqwest's errors, and boxed errors (tower's `timeout` and `buffer`, a
+/// `BoxError`) are looked into along their source chains; the walk stops
+/// at an error that came from the request body itself.
+///
 /// [`retry_non_idempotent`]: RetryPolicy::retry_non_idempotent
+/// [`retry_unsent`]: RetryPolicy::retry_unsent
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_attempts: usize,
@@ -69,6 +103,7 @@ pub struct RetryPolicy {
     max_retry_after: Duration,
     retry_connection_errors: bool,
     retry_non_idempotent: bool,
+    retry_unsent: bool,
     budget: Option<Arc<TpsBudget>>,
 }
 
@@ -97,6 +132,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(30),
             retry_connection_errors: true,
             retry_non_idempotent: false,
+            retry_unsent: true,
             budget: None,
         }
     }
@@ -147,6 +183,18 @@ impl RetryPolicy {
     /// harmless, for example with an idempotency key.
     pub fn retry_non_idempotent(mut self, retry: bool) -> RetryPolicy {
         self.retry_non_idempotent = retry;
+        self
+    }
+
+    /// Whether to retry a request of any method when its attempt provably
+    /// sent nothing: a refused connection, hyper giving it back unwritten,
+    /// an HTTP/2 `REFUSED_STREAM` or a `GOAWAY` below its stream (default:
+    /// yes; see [Requests that never left](RetryPolicy#requests-that-never-left)).
+    /// It widens only which methods may be retried: attempts, backoff,
+    /// budget and [`retry_connection_errors`](RetryPolicy::retry_connection_errors)
+    /// still apply.
+    pub fn retry_unsent(mut self, retry: bool) -> RetryPolicy {
+        self.retry_unsent = retry;
         self
     }
 
@@ -202,51 +250,6 @@ fn is_idempotent(method: &Method) -> bool {
     .contains(method)
 }
 
-// Hand-parsed: `headers` 0.4's `RetryAfter` keeps its delay or date in a
-// private enum (`After`) with no accessor, so it cannot be read out.
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Whether `err` is, or carries in its source chain, one of this crate's
-/// errors that a retry cannot fix.
-///
-/// `E` is whatever the service below the retry layer fails with: a concrete
-/// error type (hyper-util's client), or a boxed one (tower's `timeout`,
-/// `buffer` and `limit` layers, or any `BoxError`). A chain is walked when
-/// `E` is one of the boxed forms or this crate's [`Error`](crate::Error);
-/// other types cannot be inspected here, which is safe because a body's
-/// permanent failure is also recorded in the body itself, where
-/// [`ReplayBody::is_replayable`] reports it.
-fn is_permanent<E: 'static>(err: &E) -> bool {
-    let any = err as &dyn Any;
-    let top: &(dyn std::error::Error + 'static) =
-        if let Some(boxed) = any.downcast_ref::<crate::error::BoxError>() {
-            &**boxed
-        } else if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + Send>>() {
-            &**boxed
-        } else if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error>>() {
-            &**boxed
-        } else if let Some(ours) = any.downcast_ref::<crate::Error>() {
-            ours
-        } else if let Some(io) = any.downcast_ref::<std::io::Error>() {
-            io
-        } else {
-            return false;
-        };
-    crate::Error::find_in(top).is_some_and(crate::Error::is_permanent)
-}
-
 impl<B, ResB, E> Policy<Request<ReplayBody<B>>, Response<ResB>, E> for RetryPolicy
 where
     B: Body<Data = Bytes>,
@@ -260,10 +263,13 @@ where
         result: &mut Result<Response<ResB>, E>,
     ) -> Option<Sleep> {
         self.attempts += 1;
-        let delay = match result {
-            Ok(res) => self.response_delay(res),
-            Err(err) if self.retry_connection_errors && !is_permanent(err) => Some(Wait::Backoff),
-            Err(_) => None,
+        let (delay, unsent) = match result {
+            Ok(res) => (self.response_delay(res), None),
+            Err(err) if self.retry_connection_errors && !is_permanent(err) => (
+                Some(Wait::Backoff),
+                unsent(err).filter(|_| self.retry_unsent),
+            ),
+            Err(_) => (None, None),
         };
         let Some(delay) = delay else {
             if let (Some(budget), Ok(_)) = (&self.budget, &*result) {
@@ -273,7 +279,7 @@ where
             return None;
         };
         if self.attempts >= self.max_attempts
-            || !self.method_allowed(req.method())
+            || !(unsent.is_some() || self.method_allowed(req.method()))
             || !req.body().is_replayable()
         {
             return None;
@@ -293,8 +299,9 @@ where
     }
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
-        // Requests that will never be retried are not cloned at all.
-        if self.max_attempts <= 1 || !self.method_allowed(req.method()) {
+        // Requests that will never be retried are not cloned at all. Any
+        // method may be retried when its attempt sent nothing.
+        if self.max_attempts <= 1 || !(self.retry_unsent || self.method_allowed(req.method())) {
             return None;
         }
         if !req.body().is_replayable() {
@@ -307,22 +314,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut h = http::HeaderMap::new();
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
-        h.insert("retry-after", later.parse().unwrap());
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(42)));
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
-        h.insert("retry-after", past.parse().unwrap());
-        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
-        h.insert("retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&h, now), None);
-    }
 
     #[test]
     fn idempotent_methods() {
