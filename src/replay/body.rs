@@ -182,6 +182,44 @@ impl<B> ReplayBody<B> {
         }
     }
 
+    /// A body that sends this one from byte `offset` on, as a resumed
+    /// upload does once the server said it holds the first `offset` bytes.
+    ///
+    /// Like a clone it shares this body's recording and failures, and it
+    /// is held to the declared length less `offset`. An [`MmapBody`] is
+    /// sliced (the pages before `offset` are not read); a recording is read
+    /// from `offset` on, its spill file mapped from there; any other
+    /// cheap-to-clone body is sent from the start with its first `offset`
+    /// bytes left out.
+    ///
+    /// An `offset` past the body's known size is an
+    /// [`ErrorKind::OutOfRange`] error; one past what a recording still
+    /// holds fails the body as a replay past the cap does.
+    pub fn resume_from(&self, offset: u64) -> Result<ReplayBody<B>, Error>
+    where
+        B: Body,
+    {
+        let size = self
+            .attempt
+            .expected()
+            .or_else(|| self.attempt.get_ref().full_size());
+        if let Some(size) = size.filter(|&size| offset > size) {
+            return Err(Error::new(
+                crate::error::ErrorKind::OutOfRange,
+                format!(
+                    "cannot resume at byte {offset} of a {size}-byte body: the server reports \
+                     holding more than the body has"
+                ),
+            ));
+        }
+        let source = self.attempt.get_ref().starting_at(offset)?;
+        let expected = self.attempt.expected().map(|len| len - offset);
+        Ok(ReplayBody {
+            attempt: ExactLength::new(source, expected),
+            outcome: Arc::clone(&self.outcome),
+        })
+    }
+
     /// The state shared by every clone, for the response future.
     pub(crate) fn outcome(&self) -> Arc<Outcome> {
         Arc::clone(&self.outcome)

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::source::body_error;
+use super::source::{body_error, less, skip_bytes};
 use super::spill::SpillConfig;
 use super::storage::{OnDisk, Storage};
 use crate::error::{BoxError, Error};
@@ -45,6 +45,9 @@ struct Cursor {
     spilled: Option<MmapBody>,
     /// This clone has yielded the trailers.
     trailers_sent: bool,
+    /// Bytes still to pass over without yielding them (a read from an
+    /// offset on); they count in `pos` as they are passed.
+    skip: u64,
 }
 
 /// One clone's reading of a recorded body: a body that yields it from the
@@ -82,6 +85,32 @@ impl<B> Recorded<B> {
         let mut rec = lock(&self.shared);
         rec.storage.check_spill();
         rec.failure.is_none() && (rec.storage.is_lossless() || rec.pulled == 0)
+    }
+}
+
+impl<B> Recorded<B> {
+    /// The whole body's size, when it is known exactly: what was pulled
+    /// and what the original says is left.
+    pub(super) fn full_size(&self) -> Option<u64>
+    where
+        B: Body,
+    {
+        let rec = lock(&self.shared);
+        if rec.ended {
+            return Some(rec.pulled);
+        }
+        rec.body.size_hint().exact().map(|left| rec.pulled + left)
+    }
+
+    /// The same recording, read from byte `offset` on.
+    pub(super) fn starting_at(&self, offset: u64) -> Recorded<B> {
+        Recorded {
+            shared: Arc::clone(&self.shared),
+            cursor: Cursor {
+                skip: offset,
+                ..Cursor::default()
+            },
+        }
     }
 }
 
@@ -161,7 +190,7 @@ where
         if let Some(upper) = inner.upper() {
             hint.set_upper(upper.saturating_add(behind));
         }
-        hint
+        less(hint, self.cursor.skip)
     }
 }
 
@@ -193,7 +222,10 @@ where
             let data = data.clone();
             cursor.frame += 1;
             cursor.pos += data.len() as u64;
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+            match skip_bytes(Frame::data(data), &mut cursor.skip) {
+                Some(frame) => return Poll::Ready(Some(Ok(frame))),
+                None => continue,
+            }
         }
         // 2. Bytes kept on disk, read back as an `MmapBody`.
         if let Some(spilled) = &mut cursor.spilled {
@@ -218,6 +250,12 @@ where
             return Poll::Ready(Some(Err(failed_original(failure))));
         }
         // 3. Bytes that were pulled and are not in memory: on disk, or lost.
+        // Bytes to pass over are stepped over there, not read back.
+        if cursor.skip > 0 && cursor.pos < rec.pulled {
+            let step = cursor.skip.min(rec.pulled - cursor.pos);
+            cursor.pos += step;
+            cursor.skip -= step;
+        }
         if cursor.pos < rec.pulled {
             match rec.storage.on_disk(cursor.pos, rec.pulled) {
                 Ok(OnDisk::Written(body)) => {
@@ -255,7 +293,16 @@ where
                 return Poll::Pending;
             }
         }
-        return pull(rec, cursor, cx);
+        // Bytes to pass over that were never pulled: pulled (and kept, for
+        // the other clones), not yielded.
+        match pull(rec, cursor, cx) {
+            Poll::Ready(Some(Ok(frame))) if cursor.skip > 0 => {
+                if let Some(frame) = skip_bytes(frame, &mut cursor.skip) {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+            }
+            other => return other,
+        }
     }
 }
 

@@ -27,6 +27,9 @@ pub(super) enum Source<B> {
     Cloned {
         body: Mutex<Option<Pin<Box<B>>>>,
         pristine: Arc<Pristine<B>>,
+        /// Leading bytes of `body` not to yield (a resumed upload's copy of
+        /// a body that cannot be sliced).
+        skip: u64,
     },
     /// Any other body, recorded as it streams.
     Recorded(Recorded<B>),
@@ -38,6 +41,18 @@ pub(super) struct Pristine<B> {
     clone: fn(&B) -> Option<B>,
     /// Whether a copy would still send what the first attempt was sending.
     intact: fn(&B) -> Result<(), Error>,
+    /// A copy from an offset on, for the bodies that can be sliced.
+    slice: fn(&B, u64) -> Option<Result<B, Error>>,
+}
+
+/// For an [`MmapBody`]: a copy that starts `offset` bytes in, as a slice
+/// (the skipped pages are never touched). `None` for other bodies.
+fn slice_known<B: 'static>(body: &B, offset: u64) -> Option<Result<B, Error>> {
+    let body = (body as &dyn Any).downcast_ref::<MmapBody>()?;
+    Some(
+        body.slice(offset..)
+            .map(|tail| cast(tail).expect("B is MmapBody")),
+    )
 }
 
 /// For an [`MmapBody`]: its file is unchanged now. A connection can break
@@ -104,7 +119,9 @@ impl<B: Body + 'static> Source<B> {
                     body: Mutex::new(body),
                     clone,
                     intact: intact_known::<B>,
+                    slice: slice_known::<B>,
                 }),
+                skip: 0,
             },
             // Unreachable for the clone functions above; without a copy the
             // body is still sent, just not replayable.
@@ -133,11 +150,46 @@ impl<B> Source<B> {
         }
     }
 
+    /// The whole body's size, when it is known exactly.
+    pub(super) fn full_size(&self) -> Option<u64>
+    where
+        B: Body,
+    {
+        match self {
+            Source::Cloned { pristine, .. } => lock(&pristine.body).size_hint().exact(),
+            Source::Recorded(recorded) => recorded.full_size(),
+        }
+    }
+
     /// `"cloned"` or `"recorded"`, for `Debug`.
     pub(super) fn mode(&self) -> &'static str {
         match self {
             Source::Cloned { .. } => "cloned",
             Source::Recorded(_) => "recorded",
+        }
+    }
+}
+
+impl<B> Source<B> {
+    /// The same frames again, from byte `offset` on: an [`MmapBody`] is
+    /// sliced, a recording is read from there (frames kept in memory are
+    /// sliced, the spill file is mapped from there), any other copy skips
+    /// its first `offset` bytes as it yields them.
+    pub(super) fn starting_at(&self, offset: u64) -> Result<Source<B>, Error> {
+        match self {
+            Source::Cloned { pristine, .. } => {
+                let original = lock(&pristine.body);
+                let (copy, skip) = match (pristine.slice)(&original, offset) {
+                    Some(tail) => (Some(tail?), 0),
+                    None => ((pristine.clone)(&original), offset),
+                };
+                Ok(Source::Cloned {
+                    body: Mutex::new(copy.map(Box::pin)),
+                    pristine: Arc::clone(pristine),
+                    skip,
+                })
+            }
+            Source::Recorded(recorded) => Ok(Source::Recorded(recorded.starting_at(offset))),
         }
     }
 }
@@ -151,6 +203,7 @@ impl<B> Clone for Source<B> {
                 Source::Cloned {
                     body: Mutex::new(copy.map(Box::pin)),
                     pristine: Arc::clone(pristine),
+                    skip: 0,
                 }
             }
             Source::Recorded(recorded) => Source::Recorded(recorded.clone()),
@@ -171,11 +224,21 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match self.get_mut() {
-            Source::Cloned { body, .. } => match get_mut(body) {
-                Some(body) => body
-                    .as_mut()
-                    .poll_frame(cx)
-                    .map(|frame| frame.map(|frame| frame.map_err(body_error))),
+            Source::Cloned { body, skip, .. } => match get_mut(body) {
+                Some(body) => loop {
+                    let polled = body
+                        .as_mut()
+                        .poll_frame(cx)
+                        .map(|frame| frame.map(|frame| frame.map_err(body_error)));
+                    match polled {
+                        Poll::Ready(Some(Ok(frame))) if *skip > 0 => {
+                            if let Some(frame) = skip_bytes(frame, skip) {
+                                return Poll::Ready(Some(Ok(frame)));
+                            }
+                        }
+                        other => return other,
+                    }
+                },
                 None => Poll::Ready(Some(Err(Error::new(
                     ErrorKind::ReplayBufferExceeded,
                     "cannot replay the request body: its copy could not be made",
@@ -194,10 +257,33 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Source::Cloned { body, .. } => lock(body)
+            Source::Cloned { body, skip, .. } => lock(body)
                 .as_ref()
-                .map_or_else(SizeHint::new, |b| b.size_hint()),
+                .map_or_else(SizeHint::new, |b| less(b.size_hint(), *skip)),
             Source::Recorded(recorded) => recorded.size_hint(),
         }
     }
+}
+
+/// `frame` without the first `*skip` bytes of data, counted off `*skip`;
+/// `None` when nothing of it is left to yield. Trailers pass.
+pub(super) fn skip_bytes(frame: Frame<Bytes>, skip: &mut u64) -> Option<Frame<Bytes>> {
+    match frame.into_data() {
+        Ok(data) => {
+            let dropped = usize::try_from(*skip).map_or(data.len(), |skip| skip.min(data.len()));
+            *skip -= dropped as u64;
+            (dropped < data.len()).then(|| Frame::data(data.slice(dropped..)))
+        }
+        Err(frame) => Some(frame),
+    }
+}
+
+/// `hint` less `bytes` that will not be yielded.
+pub(super) fn less(hint: SizeHint, bytes: u64) -> SizeHint {
+    let mut out = SizeHint::new();
+    out.set_lower(hint.lower().saturating_sub(bytes));
+    if let Some(upper) = hint.upper() {
+        out.set_upper(upper.saturating_sub(bytes));
+    }
+    out
 }

@@ -416,3 +416,97 @@ async fn a_failed_original_keeps_its_error_chain_for_every_clone() {
     }
     assert!(chain.iter().any(|e| e == "disk on fire"), "{chain:?}");
 }
+
+// ------------------------------------------------------------- resume_from
+
+/// Every data byte of `body`, and its exact size hint before the first poll.
+async fn tail<B>(body: ReplayBody<B>) -> (Option<u64>, Bytes)
+where
+    B: Body<Data = Bytes> + Unpin + 'static,
+    B::Error: Into<crate::error::BoxError>,
+{
+    let hint = body.size_hint().exact();
+    let bytes = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("in time")
+        .expect("the tail")
+        .to_bytes();
+    (hint, bytes)
+}
+
+#[tokio::test]
+async fn resume_from_slices_a_file_body_and_skips_a_full_one() {
+    let file = test_file(3 * MIB + 5);
+    let whole = std::fs::read(&file.path).unwrap();
+    // SAFETY: the test owns the file and nothing changes it.
+    let body = ReplayBody::new(unsafe { MmapBody::open(&file.path) }.unwrap(), 0);
+    for offset in [0, 1, MIB + 7, 3 * MIB + 5] {
+        let (hint, bytes) = tail(body.resume_from(offset).unwrap()).await;
+        assert_eq!(hint, Some(3 * MIB + 5 - offset), "{offset}");
+        assert!(bytes == whole[offset as usize..], "{offset}");
+    }
+    let err = body.resume_from(3 * MIB + 6).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfRange);
+
+    let full = ReplayBody::new(
+        http_body_util::Full::new(Bytes::from_static(b"0123456789")),
+        0,
+    );
+    let (hint, bytes) = tail(full.resume_from(4).unwrap()).await;
+    assert_eq!((hint, &bytes[..]), (Some(6), &b"456789"[..]));
+    assert_eq!(
+        full.resume_from(11).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+}
+
+#[tokio::test]
+async fn resume_from_reads_a_recording_from_inside_a_frame_and_past_it() {
+    let parts: Vec<Bytes> = ["abcd", "efgh", "ijkl"]
+        .map(|s| Bytes::from_static(s.as_bytes()))
+        .to_vec();
+    let first = ReplayBody::new(Streamed::new(parts.clone(), None), 64);
+    let mut attempt = first.clone();
+    // The first attempt took two frames, then broke.
+    for part in &parts[..2] {
+        let frame = attempt.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&frame, part);
+    }
+    drop(attempt);
+    // Inside a recorded frame: sliced, the same memory.
+    let mut resumed = first.resume_from(5).unwrap();
+    let frame = resumed.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&frame[..], b"fgh");
+    assert_eq!(frame.as_ptr(), parts[1][1..].as_ptr());
+    let (_, rest) = tail(resumed).await;
+    assert_eq!(&rest[..], b"ijkl");
+    // Past what was pulled: the original is pulled, the skipped part kept
+    // for other clones but not yielded.
+    let fresh = ReplayBody::new(Streamed::new(parts.clone(), None), 64);
+    let (_, bytes) = tail(fresh.resume_from(6).unwrap()).await;
+    assert_eq!(&bytes[..], b"ghijkl");
+    let (_, again) = tail(fresh.clone()).await;
+    assert_eq!(&again[..], b"abcdefghijkl");
+}
+
+#[cfg(all(feature = "spill", unix))]
+#[tokio::test]
+async fn resume_from_maps_the_spill_file_from_the_offset() {
+    use super::spill::SpillConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(SpillConfig {
+        max_bytes: Some(1000),
+        dir: Some(dir.path().to_owned()),
+    });
+    let parts: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![b'a' + i; 4])).collect();
+    let first = ReplayBody::with_spill(Streamed::new(parts.clone(), None), 8, Some(config));
+    let (_, whole) = tail(first.clone()).await;
+    assert_eq!(whole, parts.concat());
+    // 8 bytes in memory, 32 on disk: resume inside each, and at the end.
+    for offset in [3u64, 8, 21, 40] {
+        let (hint, bytes) = tail(first.resume_from(offset).unwrap()).await;
+        assert_eq!(bytes, whole[offset as usize..], "{offset}");
+        assert_eq!(hint, Some(40 - offset), "known once the original ended");
+    }
+}
