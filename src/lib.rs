@@ -179,6 +179,9 @@ pub mod replay;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(feature = "resume")]
+#[cfg_attr(docsrs, doc(cfg(feature = "resume")))]
+pub mod resume;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;

@@ -70,6 +70,9 @@ pub struct ReplayBody<B> {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     failure: OnceLock<Error>,
+    /// The resumable upload this request's attempts take part in.
+    #[cfg(feature = "resume")]
+    pub(crate) session: OnceLock<Arc<crate::resume::Session>>,
 }
 
 impl Outcome {
@@ -218,6 +221,30 @@ impl<B> ReplayBody<B> {
             attempt: ExactLength::new(source, expected),
             outcome: Arc::clone(&self.outcome),
         })
+    }
+
+    /// A body of no bytes that shares this one's state (its failures,
+    /// and the resumable-upload session of its request), for a request
+    /// sent on this body's behalf that carries none of it.
+    #[cfg(feature = "resume")]
+    pub(crate) fn empty_sibling(&self) -> ReplayBody<B> {
+        ReplayBody {
+            attempt: ExactLength::new(Source::Empty, Some(0)),
+            outcome: Arc::clone(&self.outcome),
+        }
+    }
+
+    /// The resumable upload this request's attempts share.
+    #[cfg(feature = "resume")]
+    pub(crate) fn resume_session(&self) -> Arc<crate::resume::Session> {
+        Arc::clone(self.outcome.session.get_or_init(Default::default))
+    }
+
+    /// Part of this body is held by an upload resource, so a retry sends
+    /// only the rest (see [`crate::resume`]).
+    #[cfg(feature = "resume")]
+    pub(crate) fn is_resuming(&self) -> bool {
+        self.outcome.session.get().is_some_and(|s| s.resuming())
     }
 
     /// The state shared by every clone, for the response future.

@@ -33,6 +33,10 @@ pub(super) enum Source<B> {
     },
     /// Any other body, recorded as it streams.
     Recorded(Recorded<B>),
+    /// No bytes at all: the body of a request that carries none of the
+    /// original's (a resumed upload's offset query), sharing its state.
+    #[cfg_attr(not(feature = "resume"), allow(dead_code))]
+    Empty,
 }
 
 /// An untouched copy of a cheap-to-clone body and how to clone it.
@@ -147,6 +151,7 @@ impl<B> Source<B> {
                 (pristine.intact)(&lock(&pristine.body)).map(|()| true)
             }
             Source::Recorded(recorded) => Ok(recorded.is_replayable()),
+            Source::Empty => Ok(true),
         }
     }
 
@@ -158,6 +163,7 @@ impl<B> Source<B> {
         match self {
             Source::Cloned { pristine, .. } => lock(&pristine.body).size_hint().exact(),
             Source::Recorded(recorded) => recorded.full_size(),
+            Source::Empty => Some(0),
         }
     }
 
@@ -166,6 +172,7 @@ impl<B> Source<B> {
         match self {
             Source::Cloned { .. } => "cloned",
             Source::Recorded(_) => "recorded",
+            Source::Empty => "empty",
         }
     }
 }
@@ -190,6 +197,7 @@ impl<B> Source<B> {
                 })
             }
             Source::Recorded(recorded) => Ok(Source::Recorded(recorded.starting_at(offset))),
+            Source::Empty => Ok(Source::Empty),
         }
     }
 }
@@ -207,6 +215,7 @@ impl<B> Clone for Source<B> {
                 }
             }
             Source::Recorded(recorded) => Source::Recorded(recorded.clone()),
+            Source::Empty => Source::Empty,
         }
     }
 }
@@ -245,6 +254,7 @@ where
                 )))),
             },
             Source::Recorded(recorded) => Pin::new(recorded).poll_frame(cx),
+            Source::Empty => Poll::Ready(None),
         }
     }
 
@@ -252,6 +262,7 @@ where
         match self {
             Source::Cloned { body, .. } => lock(body).as_ref().is_some_and(|b| b.is_end_stream()),
             Source::Recorded(recorded) => recorded.is_end_stream(),
+            Source::Empty => true,
         }
     }
 
@@ -261,6 +272,7 @@ where
                 .as_ref()
                 .map_or_else(SizeHint::new, |b| less(b.size_hint(), *skip)),
             Source::Recorded(recorded) => recorded.size_hint(),
+            Source::Empty => SizeHint::with_exact(0),
         }
     }
 }

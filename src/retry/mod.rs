@@ -83,6 +83,10 @@ use retry_after::retry_after;
 ///   sent `GOAWAY` with a last stream id below the request's stream
 ///   (RFC 9113 §6.8).
 ///
+/// With feature `resume`, a request whose upload resource holds part of
+/// its body (see [`resume`](crate::resume)) is retried whatever its method
+/// too: the retry appends at the offset the server reports.
+///
 /// Anything else that fails a non-idempotent request — a connection reset
 /// or dropped mid-body, a timeout, an HTTP/2 reset with another reason —
 /// may have reached the server, and is returned to the caller unless
@@ -228,6 +232,18 @@ impl RetryPolicy {
     }
 }
 
+/// Whether part of the body is held by an upload resource, so that a retry
+/// resumes it (feature `resume`): safe for any method.
+fn resuming<B>(body: &ReplayBody<B>) -> bool {
+    #[cfg(feature = "resume")]
+    return body.is_resuming();
+    #[cfg(not(feature = "resume"))]
+    {
+        let _ = body;
+        false
+    }
+}
+
 /// How long a retry waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -279,7 +295,7 @@ where
             return None;
         };
         if self.attempts >= self.max_attempts
-            || !(unsent.is_some() || self.method_allowed(req.method()))
+            || !(unsent.is_some() || resuming(req.body()) || self.method_allowed(req.method()))
             || !req.body().is_replayable()
         {
             return None;
@@ -300,8 +316,11 @@ where
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {
         // Requests that will never be retried are not cloned at all. Any
-        // method may be retried when its attempt sent nothing.
-        if self.max_attempts <= 1 || !(self.retry_unsent || self.method_allowed(req.method())) {
+        // method may be retried when its attempt sent nothing, or when it
+        // is a resumable upload.
+        if self.max_attempts <= 1
+            || !(self.retry_unsent || cfg!(feature = "resume") || self.method_allowed(req.method()))
+        {
             return None;
         }
         if !req.body().is_replayable() {

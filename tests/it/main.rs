@@ -14,6 +14,8 @@ mod progress;
 mod proxy;
 #[cfg(feature = "retry")]
 mod replay;
+#[cfg(all(target_os = "linux", feature = "resume", feature = "spill"))]
+mod resume;
 #[cfg(all(target_os = "linux", feature = "runtime", not(mmap_body_portable)))]
 mod runtime;
 #[cfg(feature = "serve")]

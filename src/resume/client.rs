@@ -1,0 +1,407 @@
+//! [`ResumeLayer`] / [`Resume`]: the client side. Each attempt of a request
+//! (the first, and every retry `tower::retry` sends) goes through
+//! [`Resume::call`], which creates the upload resource on the first
+//! attempt, and on a retry asks it how much arrived and sends only the rest.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::fields::{
+    accepts_partial_upload, boolean, integer, sf_bool, sf_int, Limits, INTEROP_VERSION,
+    PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
+};
+use super::session::{Session, Stage};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::ReplayBody;
+
+/// Bodies smaller than this are sent plainly by default: two extra round
+/// trips would cost more than resending them.
+const DEFAULT_MIN_SIZE: u64 = 1024 * 1024;
+
+/// A layer that sends uploads resumably (draft-ietf-httpbis-resumable-upload,
+/// see the [module docs](super)). Put it inside `RetryLayer`:
+/// `ReplayLayer` → `RetryLayer(RetryPolicy)` → `ResumeLayer` → client.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeLayer {
+    min_size: u64,
+}
+
+impl Default for ResumeLayer {
+    fn default() -> ResumeLayer {
+        ResumeLayer::new()
+    }
+}
+
+impl ResumeLayer {
+    /// Resumes uploads of 1 MiB and more.
+    pub fn new() -> ResumeLayer {
+        ResumeLayer {
+            min_size: DEFAULT_MIN_SIZE,
+        }
+    }
+
+    /// Bodies shorter than `bytes` are sent as plain requests.
+    pub fn min_size(mut self, bytes: u64) -> ResumeLayer {
+        self.min_size = bytes;
+        self
+    }
+}
+
+impl<S> Layer<S> for ResumeLayer {
+    type Service = Resume<S>;
+
+    fn layer(&self, inner: S) -> Resume<S> {
+        Resume {
+            inner,
+            min_size: self.min_size,
+        }
+    }
+}
+
+/// The service of [`ResumeLayer`].
+#[derive(Debug, Clone)]
+pub struct Resume<S> {
+    inner: S,
+    min_size: u64,
+}
+
+impl<S> Resume<S> {
+    /// The service inside.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service inside.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What a response of a resumed upload carries in its extensions: where
+/// the upload resource is, and the offset each append started at (`[0]`
+/// when nothing was resumed; `[0, 734003200]` when the second attempt found
+/// 700 MiB on the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The upload resource.
+    pub location: Uri,
+    /// The first byte of each append, in order.
+    pub appends: Vec<u64>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, ResB> Service<Request<ReplayBody<B>>> for Resume<S>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Response<ResB>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
+        // The ready service goes into the future; a clone stays (tower's
+        // rule for services that are called from a future).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let min_size = self.min_size;
+        Box::pin(attempt(inner, req, min_size))
+    }
+}
+
+/// Sends `req` on `inner`, waiting for it to be ready.
+async fn send<S, B, ResB>(
+    inner: &mut S,
+    req: Request<ReplayBody<B>>,
+) -> Result<Response<ResB>, BoxError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    poll_fn(|cx| inner.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    inner.call(req).await.map_err(Into::into)
+}
+
+/// Reads a control answer's body to its end (it is small), so that the
+/// connection can carry the next request.
+async fn drain<ResB: Body>(res: Response<ResB>) -> (http::response::Parts, ()) {
+    let (parts, body) = res.into_parts();
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if frame.is_err() {
+            break;
+        }
+    }
+    (parts, ())
+}
+
+/// Whether this request is one to send resumably.
+fn eligible<B>(req: &Request<ReplayBody<B>>, len: Option<u64>, min_size: u64) -> bool {
+    let has_content = [Method::POST, Method::PUT, Method::PATCH].contains(req.method());
+    has_content
+        && len.is_some_and(|len| len >= min_size)
+        // A request that speaks the protocol itself is left alone.
+        && !req.headers().contains_key(UPLOAD_COMPLETE)
+        && !req.headers().contains_key(UPLOAD_OFFSET)
+}
+
+/// Headers of the original request that describe its content, not the
+/// request: a control request or an append does not repeat them.
+fn content_header(name: &header::HeaderName) -> bool {
+    [
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::CONTENT_LANGUAGE,
+        header::CONTENT_LOCATION,
+        header::CONTENT_RANGE,
+        header::TRANSFER_ENCODING,
+        header::EXPECT,
+        header::HeaderName::from_static("content-disposition"),
+        header::HeaderName::from_static("content-digest"),
+        header::HeaderName::from_static("repr-digest"),
+        UPLOAD_LENGTH,
+        UPLOAD_DRAFT_INTEROP_VERSION,
+    ]
+    .contains(name)
+}
+
+/// A request on the body's behalf: `method` to `uri`, with the original's
+/// other headers (authorization, cookies...) and the interop version.
+fn control<B>(
+    original: &Request<ReplayBody<B>>,
+    method: Method,
+    uri: Uri,
+) -> Request<ReplayBody<B>> {
+    let mut req = Request::new(original.body().empty_sibling());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = original.version();
+    *req.headers_mut() = forwarded(original.headers());
+    req.headers_mut().insert(
+        UPLOAD_DRAFT_INTEROP_VERSION,
+        HeaderValue::from_static(INTEROP_VERSION),
+    );
+    req
+}
+
+fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        if !content_header(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// `location` resolved against the request's URI (RFC 9110 §10.2.2 allows
+/// a relative reference).
+fn resolve(base: &Uri, location: &HeaderValue) -> Result<Uri, BoxError> {
+    let text = location.to_str()?;
+    let uri: Uri = text.parse()?;
+    if uri.scheme().is_some() {
+        return Ok(uri);
+    }
+    let path = if text.starts_with('/') {
+        text.to_owned()
+    } else {
+        let base_path = base.path();
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{text}")
+    };
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(path.parse()?);
+    Ok(Uri::from_parts(parts)?)
+}
+
+fn protocol_error(what: impl Into<String>) -> BoxError {
+    Box::new(Error::new(ErrorKind::Io, what))
+}
+
+async fn attempt<S, B, ResB>(
+    mut inner: S,
+    req: Request<ReplayBody<B>>,
+    min_size: u64,
+) -> Result<Response<ResB>, BoxError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body,
+{
+    let len = req.body().size_hint().exact();
+    if !eligible(&req, len, min_size) {
+        return send(&mut inner, req).await;
+    }
+    let len = len.unwrap_or_default();
+    let session: Arc<Session> = req.body().resume_session();
+    // A 409 (the server's offset moved) is followed once by a new query.
+    let mut conflicts = 0;
+    loop {
+        let (location, offset) = match session.stage() {
+            Stage::Plain => return send(&mut inner, req).await,
+            Stage::New | Stage::Done => match create(&mut inner, &req, len).await? {
+                Created::Location(location) => {
+                    session.set(Stage::Created(location.clone()));
+                    (location, 0)
+                }
+                Created::Refused(res) => return Ok(res),
+                Created::Unsupported => {
+                    session.set(Stage::Plain);
+                    return send(&mut inner, req).await;
+                }
+            },
+            Stage::Created(location) => {
+                let head = control(&req, Method::HEAD, location.clone());
+                let res = send(&mut inner, head).await?;
+                match res.status() {
+                    status if status.is_success() => {}
+                    // The server lost the upload: start a new one.
+                    StatusCode::NOT_FOUND | StatusCode::GONE => {
+                        drain(res).await;
+                        session.set(Stage::New);
+                        continue;
+                    }
+                    // Anything else is for the retry policy (a 503...).
+                    _ => return Ok(res),
+                }
+                if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
+                    // Complete, but its answer was lost: this is all there is.
+                    session.set(Stage::Done);
+                    return Ok(res);
+                }
+                let (parts, ()) = drain(res).await;
+                let offset = integer(&parts.headers, &UPLOAD_OFFSET).ok_or_else(|| {
+                    protocol_error("the upload resource answered without a valid Upload-Offset")
+                })?;
+                if offset > len {
+                    return Err(Box::new(Error::new(
+                        ErrorKind::OutOfRange,
+                        format!(
+                            "the server reports holding {offset} bytes of a {len}-byte upload; \
+                             refusing to append to it"
+                        ),
+                    )));
+                }
+                (location, offset)
+            }
+        };
+        // Append the rest: the whole body on the first attempt.
+        let body = req.body().resume_from(offset)?;
+        let mut patch = control(&req, Method::PATCH, location.clone());
+        *patch.extensions_mut() = req.extensions().clone();
+        let headers = patch.headers_mut();
+        headers.insert(UPLOAD_OFFSET, sf_int(offset));
+        headers.insert(UPLOAD_COMPLETE, sf_bool(true));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PARTIAL_UPLOAD),
+        );
+        headers.insert(header::CONTENT_LENGTH, sf_int(len - offset));
+        *patch.body_mut() = body;
+        session.appending_from(offset);
+        let mut res = send(&mut inner, patch).await?;
+        if res.status() == StatusCode::CONFLICT && conflicts == 0 {
+            conflicts += 1;
+            drain(res).await;
+            continue;
+        }
+        if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
+            session.set(Stage::Done);
+            res.extensions_mut().insert(Resumed {
+                location,
+                appends: session.appends(),
+            });
+        }
+        return Ok(res);
+    }
+}
+
+/// What creating the upload resource gave.
+enum Created<ResB> {
+    Location(Uri),
+    /// The target refused it: its answer is the caller's.
+    Refused(Response<ResB>),
+    /// The target does not take resumable uploads.
+    Unsupported,
+}
+
+/// Asks the target whether it takes resumable uploads (`OPTIONS`, draft
+/// §4.1: `Accept-Patch` names `application/partial-upload`), then creates
+/// the upload resource with an empty request (the draft's "careful upload
+/// creation": no interim response is needed to learn its URI, which hyper
+/// and axum servers cannot send).
+async fn create<S, B, ResB>(
+    inner: &mut S,
+    req: &Request<ReplayBody<B>>,
+    len: u64,
+) -> Result<Created<ResB>, BoxError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body,
+{
+    let options = control(req, Method::OPTIONS, req.uri().clone());
+    let (parts, ()) = drain(send(inner, options).await?).await;
+    if !parts.status.is_success() || !accepts_partial_upload(&parts.headers) {
+        return Ok(Created::Unsupported);
+    }
+    if Limits::from_headers(&parts.headers)
+        .max_size
+        .is_some_and(|max| len > max)
+    {
+        // Past the announced limit: the server's own answer to a plain
+        // upload says so best.
+        return Ok(Created::Unsupported);
+    }
+    let mut creation = control(req, req.method().clone(), req.uri().clone());
+    for (name, value) in req.headers() {
+        // The representation's metadata goes with the creation request.
+        if content_header(name) && *name != header::CONTENT_LENGTH && *name != header::EXPECT {
+            creation.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let headers = creation.headers_mut();
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.insert(UPLOAD_COMPLETE, sf_bool(false));
+    headers.insert(UPLOAD_LENGTH, sf_int(len));
+    headers.insert(header::CONTENT_LENGTH, sf_int(0));
+    headers.insert(
+        UPLOAD_DRAFT_INTEROP_VERSION,
+        HeaderValue::from_static(INTEROP_VERSION),
+    );
+    let res = send(inner, creation).await?;
+    if !res.status().is_success() {
+        return Ok(Created::Refused(res));
+    }
+    let location = match res.headers().get(header::LOCATION) {
+        Some(location) => resolve(req.uri(), location)?,
+        None => return Err(protocol_error("the upload was created without a Location")),
+    };
+    drain(res).await;
+    Ok(Created::Location(location))
+}

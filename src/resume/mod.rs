@@ -1,0 +1,83 @@
+//! Resumable uploads (feature `resume`): a retry sends only what the server
+//! does not hold yet, after asking it how much arrived, instead of the
+//! whole body again. This follows the IETF draft "Resumable Uploads for
+//! HTTP", [`DRAFT`] (revision 12, July 2026), interop version
+//! [`INTEROP_VERSION`], on both sides:
+//!
+//! - [`ResumeLayer`], for clients: inside `RetryLayer`, so that
+//!   [`RetryPolicy`](crate::retry::RetryPolicy)'s attempts, backoff and
+//!   budget apply:
+//!
+//!   ```no_run
+//!   # use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//!   # use mmap_body::{retry::RetryPolicy, resume::ResumeLayer, MmapBody, ReplayBody, ReplayLayer};
+//!   # use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
+//!   # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!   let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
+//!   let service = ServiceBuilder::new()
+//!       .layer(ReplayLayer::new(64 * 1024))
+//!       .layer(RetryLayer::new(RetryPolicy::default()))
+//!       .layer(ResumeLayer::new())
+//!       .service(client);
+//!   // SAFETY: nothing changes the file while it is sent.
+//!   let body = unsafe { MmapBody::open("big.iso")? };
+//!   let request = http::Request::post("http://127.0.0.1:3000/files").body(body)?;
+//!   let response = service.oneshot(request).await?;
+//!   # let _ = response; Ok(()) }
+//!   ```
+//!
+//! - [`Uploads`], for servers: the upload resources and the answers an
+//!   axum or hyper handler gives (`tests/it/resume.rs` has one).
+//!
+//! # What the client does
+//!
+//! For a `POST`, `PUT` or `PATCH` whose body's size is known and at least
+//! [`ResumeLayer::min_size`] (1 MiB), the first attempt asks the target
+//! with `OPTIONS` whether it takes resumable uploads (its `Accept-Patch`
+//! names `application/partial-upload`, which the draft requires of such a
+//! resource). If it does not, the request is sent as it is, and retried as
+//! any other. If it does, the client creates the upload resource with an
+//! empty request (the request's method, target and headers, `Upload-Complete:
+//! ?0`, `Upload-Length`: the draft's "careful creation"; hyper and axum
+//! servers cannot send the `104` interim response that would announce the
+//! resource during a one-request upload), then sends the whole body to it
+//! in a `PATCH` with `Upload-Offset: 0` and `Upload-Complete: ?1`.
+//!
+//! When that attempt fails (the connection drops, a timeout, a 503) and the
+//! policy retries, the next attempt asks the upload resource for its
+//! offset (`HEAD`) and sends only the rest: [`ReplayBody::resume_from`]
+//! (a slice of an [`MmapBody`](crate::MmapBody), or the recording read
+//! from there, its spill file mapped from the offset). Any method is
+//! retried this way, since an append at a stated offset cannot apply
+//! twice. An upload resource that is gone (`404`, `410`) is created again
+//! and the body sent whole. An offset past the body is an error, never
+//! appended to. A changed file is never resumed (`Modified`, as for any
+//! replay). The final response carries [`Resumed`] in its extensions:
+//! where the upload resource is and the offset of each append.
+//!
+//! # Hazards
+//!
+//! - Two round trips more than a plain upload (`OPTIONS`, creation), which
+//!   is why small bodies are sent plainly.
+//! - The upload resource is told the original request's headers
+//!   (authorization, cookies), except those that describe its content.
+//! - A completed upload whose answer was lost is found complete by the
+//!   next attempt's `HEAD`, whose `204` is then the caller's answer: the
+//!   draft has no way to fetch the lost answer.
+
+mod client;
+mod fields;
+mod server;
+mod session;
+
+pub use client::{Resume, ResumeLayer, Resumed};
+pub use fields::{
+    Limits, DRAFT, INTEROP_VERSION, PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION,
+    UPLOAD_LENGTH, UPLOAD_LIMIT, UPLOAD_OFFSET,
+};
+pub use server::{Completed, Handled, Uploads};
+
+pub(crate) use session::Session;
+
+#[cfg(doc)]
+use crate::ReplayBody;
