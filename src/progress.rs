@@ -40,14 +40,28 @@
 //! # }
 //! ```
 //!
-//! The counts are of bytes handed to the HTTP client, which writes them to
-//! the socket next; what the server has read is only known when it answers.
+//! # What is counted
+//!
+//! A byte counts once the HTTP client is done with the frame that carries
+//! it: hyper and reqwest drop a frame once it is written to the socket
+//! (over HTTP/2, once it left h2's send buffer, which flow control can keep
+//! full for a while), so the figure follows what left the process, not
+//! what the client was handed. A frame an attempt drops unwritten because
+//! it failed counts too, but never into a later attempt. What the server
+//! has read is only known when it answers.
+//!
+//! [`sent`](Progress::sent) is the current attempt's figure; a resumed
+//! upload's attempt (a request with `Upload-Offset`, as
+//! [`ResumeLayer`](crate::resume) sends: put `TrackProgressLayer` inside it)
+//! starts at the offset the server holds, of the whole length.
+//! [`sent_in_all`](Progress::sent_in_all) adds every attempt's bytes: what
+//! the retries cost on the wire.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::Buf;
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -68,6 +82,8 @@ struct State {
     attempt: u32,
     sent: u64,
     total: Option<u64>,
+    /// Every attempt's bytes.
+    sent_in_all: u64,
 }
 
 impl Default for Progress {
@@ -84,6 +100,7 @@ impl Progress {
                 attempt: 0,
                 sent: 0,
                 total: None,
+                sent_in_all: 0,
             })),
         }
     }
@@ -100,16 +117,24 @@ impl Progress {
         self.state().attempt
     }
 
-    /// Bytes of the current attempt's body handed to the client so far.
+    /// Bytes of the current attempt the client is done with (see
+    /// [What is counted](self#what-is-counted)); for a resumed attempt,
+    /// counted from the offset it resumed at.
     pub fn sent(&self) -> u64 {
         self.state().sent
     }
 
-    /// The current attempt's body size, when the body knows it exactly (an
+    /// The current attempt's size, when the body knows it exactly (an
     /// [`MmapBody`](crate::MmapBody), a `Full`, a body with a
-    /// `Content-Length`).
+    /// `Content-Length`); for a resumed attempt, the whole upload's.
     pub fn total(&self) -> Option<u64> {
         self.state().total
+    }
+
+    /// Bytes of every attempt so far, the failed ones included: what the
+    /// upload cost on the wire.
+    pub fn sent_in_all(&self) -> u64 {
+        self.state().sent_in_all
     }
 
     /// `sent / total` between 0.0 and 1.0, when the total is known (an
@@ -127,11 +152,21 @@ impl Progress {
     /// unknown). Bytes of an earlier attempt's body that is still being
     /// polled are no longer counted.
     pub fn track<B: Body>(&self, body: B) -> ProgressBody<B> {
-        let total = body.size_hint().exact();
+        self.track_from(0, body)
+    }
+
+    /// [`track`](Progress::track) for an attempt that sends the upload from
+    /// byte `offset` on (a resumed upload): `sent` starts at `offset` and
+    /// `total` is `offset` plus the body's size.
+    pub fn track_from<B: Body>(&self, offset: u64, body: B) -> ProgressBody<B> {
+        let total = body
+            .size_hint()
+            .exact()
+            .map(|len| len.saturating_add(offset));
         let attempt = {
             let mut state = self.state();
             state.attempt = state.attempt.saturating_add(1);
-            state.sent = 0;
+            state.sent = offset;
             state.total = total;
             state.attempt
         };
@@ -143,16 +178,38 @@ impl Progress {
 
     fn add(&self, attempt: u32, bytes: u64) {
         let mut state = self.state();
+        state.sent_in_all = state.sent_in_all.saturating_add(bytes);
         if state.attempt == attempt {
             state.sent = state.sent.saturating_add(bytes);
         }
     }
 }
 
+/// A frame's bytes, counted into its attempt when the client drops them.
+struct Written {
+    data: Bytes,
+    progress: Progress,
+    attempt: u32,
+}
+
+impl AsRef<[u8]> for Written {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        self.progress.add(self.attempt, self.data.len() as u64);
+    }
+}
+
 pin_project! {
-    /// A body that counts its data bytes into a [`Progress`] as they are
-    /// polled; everything else (frames, trailers, `size_hint`, errors) is
-    /// the inner body's.
+    /// A body that counts its data bytes into a [`Progress`] when the
+    /// client is done with each frame (see [What is
+    /// counted](self#what-is-counted)): each data frame is the same bytes
+    /// (no copy) under an owner that counts them when dropped. Everything
+    /// else (trailers, `size_hint`, errors) is the inner body's.
     #[derive(Debug)]
     pub struct ProgressBody<B> {
         #[pin]
@@ -177,23 +234,35 @@ impl<B> ProgressBody<B> {
     }
 }
 
-impl<B: Body> Body for ProgressBody<B> {
-    type Data = B::Data;
+impl<B: Body<Data = Bytes>> Body for ProgressBody<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.body.poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some((progress, attempt))) = (&polled, this.progress)
-        {
-            if let Some(data) = frame.data_ref() {
-                progress.add(*attempt, data.remaining() as u64);
-            }
-        }
-        polled
+        let Some((progress, attempt)) = this.progress else {
+            return polled;
+        };
+        polled.map(|frame| {
+            frame.map(|frame| {
+                frame.map(|frame| {
+                    frame.map_data(|data| {
+                        if data.is_empty() {
+                            return data;
+                        }
+                        Bytes::from_owner(Written {
+                            data,
+                            progress: progress.clone(),
+                            attempt: *attempt,
+                        })
+                    })
+                })
+            })
+        })
     }
 
     fn is_end_stream(&self) -> bool {
@@ -275,8 +344,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> S::Future {
         let progress = request.extensions().get::<Progress>().cloned();
+        // A resumed upload's append says where its content starts.
+        let offset = request
+            .headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
         let request = request.map(|body| match &progress {
-            Some(progress) => progress.track(body),
+            Some(progress) => progress.track_from(offset, body),
             None => ProgressBody::untracked(body),
         });
         self.inner.call(request)
@@ -313,7 +388,8 @@ mod tests {
         assert_eq!(progress.sent(), 10);
         assert_eq!(progress.fraction(), Some(1.0));
 
-        // A stale body of attempt 2 still polled during attempt 3 is ignored.
+        // A stale body of attempt 2 still polled during attempt 3 is not
+        // counted into it, only into the total of all attempts.
         let frames = [Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(
             "abc",
         )))];
@@ -324,5 +400,30 @@ mod tests {
         assert_eq!((progress.attempt(), progress.sent()), (3, 0));
         third.collect().await.unwrap();
         assert_eq!((progress.sent(), progress.total()), (2, Some(2)));
+        assert_eq!(progress.sent_in_all(), 10 + 3 + 2);
+    }
+
+    #[tokio::test]
+    async fn a_frame_counts_when_the_client_drops_it() {
+        let progress = Progress::new();
+        let mut body = progress.track(Full::new(Bytes::from_static(b"0123456789")));
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&frame[..], b"0123456789", "the same bytes");
+        assert_eq!(progress.sent(), 0, "handed over, not written yet");
+        let part = frame.slice(2..4);
+        drop(frame);
+        assert_eq!(progress.sent(), 0, "a slice still holds the frame");
+        drop(part);
+        assert_eq!(progress.sent(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_attempt_starts_at_its_offset() {
+        let progress = Progress::new();
+        let tail = progress.track_from(700, Full::new(Bytes::from_static(b"0123456789")));
+        assert_eq!((progress.sent(), progress.total()), (700, Some(710)));
+        tail.collect().await.unwrap();
+        assert_eq!((progress.sent(), progress.fraction()), (710, Some(1.0)));
+        assert_eq!(progress.sent_in_all(), 10);
     }
 }

@@ -14,7 +14,12 @@ mod progress;
 mod proxy;
 #[cfg(feature = "retry")]
 mod replay;
-#[cfg(all(target_os = "linux", feature = "resume", feature = "spill"))]
+#[cfg(all(
+    target_os = "linux",
+    feature = "resume",
+    feature = "spill",
+    feature = "progress"
+))]
 mod resume;
 #[cfg(all(target_os = "linux", feature = "runtime", not(mmap_body_portable)))]
 mod runtime;

@@ -21,6 +21,7 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads, UPLOAD_OFFSET};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayLayer};
@@ -274,19 +275,38 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    upload_watched(proto, server, method, body, replay, Progress::new()).await
+}
+
+/// [`upload`], counting into `progress` (a `TrackProgressLayer` inside the
+/// `ResumeLayer`, as the README puts it).
+async fn upload_watched<B>(
+    proto: Proto,
+    server: &Server,
+    method: Method,
+    body: B,
+    replay: ReplayLayer,
+    progress: Progress,
+) -> Result<(StatusCode, Option<String>, Option<Resumed>), (String, Option<ErrorKind>)>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let stack = ServiceBuilder::new()
         .layer(replay)
         .layer(RetryLayer::new(
             RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)),
         ))
         .layer(ResumeLayer::new())
+        .layer(TrackProgressLayer::new())
         .service(client(proto == Proto::H2));
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(format!("http://{}/files", server.addr))
         .version(proto.version())
         .body(body)
         .unwrap();
+    request.extensions_mut().insert(progress);
     let outcome = tokio::time::timeout(LIMIT, stack.oneshot(request))
         .await
         .expect("the upload ended in time");
@@ -311,15 +331,22 @@ async fn a_gib_dropped_at_700_mib_resumes(proto: Proto) {
     let (server, _ctx) = server(true, Some((700 * MIB, AtTrip::Drop))).await;
     // SAFETY: the test owns the file and nothing changes it.
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
-    let (status, sha, resumed) = upload(
-        proto,
-        &server,
-        Method::POST,
-        body,
-        ReplayLayer::new(64 << 10),
-    )
-    .await
-    .expect("the upload completes");
+    // What a progress bar would show, sampled while the upload runs.
+    let progress = Progress::new();
+    let watched = progress.clone();
+    let samples = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        while watched.attempt() < 2 || watched.sent() < GIB {
+            samples.push((watched.attempt(), watched.sent()));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples
+    });
+    let replay = ReplayLayer::new(64 << 10);
+    let (status, sha, resumed) =
+        upload_watched(proto, &server, Method::POST, body, replay, progress.clone())
+            .await
+            .expect("the upload completes");
     assert_eq!(
         (status, sha.as_deref()),
         (StatusCode::OK, Some(&*file.sha256))
@@ -340,15 +367,28 @@ async fn a_gib_dropped_at_700_mib_resumes(proto: Proto) {
         "the server received {total} bytes in all: a full resend would be ~1.7 GiB"
     );
     let methods: Vec<Method> = server.seen().into_iter().map(|s| s.method).collect();
-    assert_eq!(
-        methods,
-        [
-            Method::OPTIONS,
-            Method::POST,
-            Method::PATCH,
-            Method::HEAD,
-            Method::PATCH
-        ]
+    let expected = [
+        Method::OPTIONS,
+        Method::POST,
+        Method::PATCH,
+        Method::HEAD,
+        Method::PATCH,
+    ];
+    assert_eq!(methods, expected);
+    // Progress: the second attempt counts from the server's offset, never
+    // from 0, and the total of both attempts is what crossed the wire.
+    let samples = tokio::time::timeout(Duration::from_secs(10), samples)
+        .await
+        .expect("the progress reached the end")
+        .unwrap();
+    assert_eq!((progress.attempt(), progress.sent()), (2, GIB));
+    assert_eq!(progress.total(), Some(GIB));
+    let second: Vec<u64> = samples.iter().filter(|s| s.0 == 2).map(|s| s.1).collect();
+    assert!(second.iter().all(|&sent| sent >= at), "{second:?}");
+    let in_all = progress.sent_in_all();
+    assert!(
+        (GIB..GIB + 64 * MIB).contains(&in_all),
+        "{in_all} bytes written in all; the server received {total}"
     );
 }
 

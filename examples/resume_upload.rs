@@ -1,0 +1,180 @@
+//! A resumable upload you can watch: a 512 MiB file POSTed through
+//! `ReplayLayer` + `RetryLayer(RetryPolicy)` + `ResumeLayer` +
+//! `TrackProgressLayer` to a local axum server that stores uploads with
+//! `resume::Uploads`. The network "fails" once: the server drops every
+//! connection when 60% has arrived. The retry asks the server how much it
+//! holds and sends only the rest; the progress bar (indicatif) carries on
+//! from there instead of starting again at 0.
+//!
+//! ```text
+//! cargo run --release --example resume_upload [-- --size 2GiB]
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use indicatif::{ProgressBar, ProgressStyle};
+use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
+use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads};
+use mmap_body::retry::RetryPolicy;
+use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+use mmap_body_devkit::files::temp_file;
+use mmap_body_devkit::size::{human, parse_size};
+use mmap_body_devkit::BoxError;
+use tokio::sync::Notify;
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// The server's side: the routes an application adds.
+fn app(uploads: Uploads) -> Router {
+    Router::new()
+        .route("/files", post(create).options(options))
+        .route("/uploads/{id}", any(upload))
+        .with_state(uploads)
+}
+
+async fn options(State(uploads): State<Uploads>) -> Response {
+    uploads.options().into_response()
+}
+
+async fn create(State(uploads): State<Uploads>, req: Request) -> Response {
+    if !Uploads::is_creation(&req) {
+        return (
+            http::StatusCode::BAD_REQUEST,
+            "plain uploads are not taken here",
+        )
+            .into_response();
+    }
+    finish(uploads.create(req).await)
+}
+
+async fn upload(State(uploads): State<Uploads>, Path(id): Path<String>, req: Request) -> Response {
+    finish(uploads.handle(&id, req).await)
+}
+
+/// A complete upload is the application's to process; here it is kept.
+fn finish(handled: Handled) -> Response {
+    match handled {
+        Handled::Respond(res) => res.into_response(),
+        Handled::Complete(done) => {
+            let text = format!("stored {} bytes at {}\n", done.len(), done.path().display());
+            done.respond(text.into_response())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let size = match std::env::args().skip_while(|a| a != "--size").nth(1) {
+        Some(size) => parse_size(&size)?,
+        None => 512 << 20,
+    };
+    let (dir, path) = temp_file("upload.bin", size)?;
+    let store = tempfile::tempdir_in(dir.path())?;
+    let uploads = Uploads::new(store.path(), "/uploads/");
+
+    // The server, with a way to drop every connection it has open: the
+    // "network failure" of this demo, once 60% of the upload has arrived.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let cut = Arc::new(Notify::new());
+    let (watch, trip) = (uploads.clone(), cut.clone());
+    let tripped = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while watch.received() < size * 6 / 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tripped.store(true, Ordering::SeqCst);
+        trip.notify_waiters();
+    });
+    let router = app(uploads.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (router, cut) = (router.clone(), cut.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                tokio::select! {
+                    _ = builder.serve_connection(TokioIo::new(stream), service) => {}
+                    _ = cut.notified() => {}
+                }
+            });
+        }
+    });
+
+    // The client's side.
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<MmapBody>>>();
+    let service = ServiceBuilder::new()
+        .layer(ReplayLayer::new(64 * 1024))
+        .layer(RetryLayer::new(RetryPolicy::default()))
+        .layer(ResumeLayer::new())
+        .layer(TrackProgressLayer::new()) // sees each attempt's append
+        .service(client);
+    // SAFETY: the demo owns the file and nothing changes it while it is sent.
+    let body = unsafe { MmapBody::open(&path)? };
+    let mut request = http::Request::post(format!("http://{addr}/files")).body(body)?;
+    let progress = Progress::new();
+    request.extensions_mut().insert(progress.clone());
+
+    let bar = ProgressBar::new(size);
+    bar.set_style(ProgressStyle::with_template(
+        "attempt {msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )?);
+    let started = Instant::now();
+    let upload = tokio::spawn(service.oneshot(request));
+    let mut attempt = 0;
+    while !upload.is_finished() {
+        if progress.attempt() != attempt {
+            attempt = progress.attempt();
+            if attempt > 1 {
+                let line = format!(
+                    "connection dropped; attempt {attempt} carries on from what the server holds"
+                );
+                // Without a terminal the bar is hidden; say it anyway.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            bar.set_message(attempt.to_string());
+        }
+        bar.set_position(progress.sent());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bar.set_position(progress.sent());
+    bar.finish();
+    let response = upload.await??;
+    let status = response.status();
+    let resumed = response.extensions().get::<Resumed>().cloned();
+    let text = response.into_body().collect().await?.to_bytes();
+    println!("server: {status} {}", String::from_utf8_lossy(&text).trim());
+    if let Some(resumed) = resumed {
+        let offsets: Vec<String> = resumed.appends.iter().map(|&o| human(o)).collect();
+        println!("appends started at: {}", offsets.join(", "));
+    }
+    println!(
+        "{} in {:.2} s; {} crossed the wire in all ({} received by the server), not {} as a resend would",
+        human(size),
+        started.elapsed().as_secs_f64(),
+        human(progress.sent_in_all()),
+        human(uploads.received()),
+        human(size + size * 6 / 10),
+    );
+    if !status.is_success() {
+        return Err(format!("the upload failed: {status}").into());
+    }
+    Ok(())
+}
