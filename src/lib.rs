@@ -189,6 +189,7 @@ pub mod retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub mod serve;
 mod sync;
+mod trace;
 
 pub use error::{Error, ErrorKind};
 pub use mmap::guard;

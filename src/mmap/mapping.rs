@@ -184,6 +184,10 @@ impl Mapping {
     /// the file no longer has (the guard's poison), then
     /// [`check_file`](Mapping::check_file).
     pub(super) fn verify(&self, end: usize) -> Result<(), Error> {
+        traced(self.verify_quietly(end))
+    }
+
+    fn verify_quietly(&self, end: usize) -> Result<(), Error> {
         if self.poisoned() {
             return Err(Error::new(
                 ErrorKind::Truncated,
@@ -196,13 +200,17 @@ impl Mapping {
                 ),
             ));
         }
-        self.check_file(end)
+        self.check_file_quietly(end)
     }
 
     /// The file alone, with one `fstat`: bytes up to `end` are still backed
     /// by it and it has not changed since it was mapped. (The mapping's
     /// poison is [`verify`](Mapping::verify)'s.)
     pub(super) fn check_file(&self, end: usize) -> Result<(), Error> {
+        traced(self.check_file_quietly(end))
+    }
+
+    fn check_file_quietly(&self, end: usize) -> Result<(), Error> {
         let Some(origin) = &self.origin else {
             return Ok(());
         };
@@ -245,4 +253,19 @@ impl Mapping {
         }
         Ok(())
     }
+}
+
+/// A file found changed is a `tracing` event (feature `tracing`).
+fn traced(checked: Result<(), Error>) -> Result<(), Error> {
+    if let Err(err) = &checked {
+        crate::trace::trace_event!(
+            target: "mmap_body::mmap",
+            tracing::Level::WARN,
+            kind = %err.kind(),
+            error = %err,
+            "file changed under its mapping"
+        );
+        let _ = err;
+    }
+    checked
 }

@@ -247,6 +247,14 @@ impl<B> ReplayBody<B> {
         self.outcome.session.get().is_some_and(|s| s.resuming())
     }
 
+    /// Where a replay of this body reads it from: `"clone"` (a fresh copy of
+    /// a cheap body), `"memory"` (the recording), `"spill"` (the recording,
+    /// partly on disk), for `tracing`.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn replay_source(&self) -> &'static str {
+        self.attempt.get_ref().replay_source()
+    }
+
     /// The state shared by every clone, for the response future.
     pub(crate) fn outcome(&self) -> Arc<Outcome> {
         Arc::clone(&self.outcome)

@@ -102,6 +102,12 @@ impl<B> Recorded<B> {
         rec.body.size_hint().exact().map(|left| rec.pulled + left)
     }
 
+    /// Part of the recording is on disk.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(super) fn spilling(&self) -> bool {
+        lock(&self.shared).storage.spill().is_some()
+    }
+
     /// The same recording, read from byte `offset` on.
     pub(super) fn starting_at(&self, offset: u64) -> Recorded<B> {
         Recorded {

@@ -112,7 +112,17 @@ where
                 let outcome = body.outcome();
                 ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)), outcome)
             }
-            Err(err) => ResponseFuture::refused(err),
+            Err(err) => {
+                crate::trace::trace_event!(
+                    target: "mmap_body::replay",
+                    tracing::Level::WARN,
+                    method = %parts.method,
+                    uri = %parts.uri,
+                    error = %err,
+                    "request refused for its length"
+                );
+                ResponseFuture::refused(err)
+            }
         }
     }
 }

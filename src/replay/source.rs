@@ -167,6 +167,16 @@ impl<B> Source<B> {
         }
     }
 
+    /// See [`ReplayBody::replay_source`](super::ReplayBody).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(super) fn replay_source(&self) -> &'static str {
+        match self {
+            Source::Cloned { .. } | Source::Empty => "clone",
+            Source::Recorded(recorded) if recorded.spilling() => "spill",
+            Source::Recorded(_) => "memory",
+        }
+    }
+
     /// `"cloned"` or `"recorded"`, for `Debug`.
     pub(super) fn mode(&self) -> &'static str {
         match self {

@@ -169,6 +169,13 @@ impl Storage {
             }
             Spilling::Configured { config, limit } => match Spill::create(config) {
                 Ok(spill) => {
+                    crate::trace::trace_event!(
+                        target: "mmap_body::replay",
+                        tracing::Level::DEBUG,
+                        cap = self.cap,
+                        limit = *limit,
+                        "spilling the request body to disk"
+                    );
                     spill.push(data.clone());
                     self.spill = Spilling::Writing {
                         spill,
@@ -241,6 +248,15 @@ impl Storage {
 
     /// Stops keeping bytes, for `why`, and frees what was kept.
     fn lose(&mut self, why: Lost) -> &Lost {
+        if let Lost::SpillFailed(reason) = &why {
+            crate::trace::trace_event!(
+                target: "mmap_body::replay",
+                tracing::Level::WARN,
+                reason = %reason,
+                "spilling the request body failed; it can no longer be replayed"
+            );
+            let _ = reason;
+        }
         self.frames = Vec::new();
         if let Spilling::Writing { spill, .. } = &self.spill {
             spill.close();

@@ -269,6 +269,12 @@ where
                 }
                 Created::Refused(res) => return Ok(res),
                 Created::Unsupported => {
+                    crate::trace::trace_event!(
+                        target: "mmap_body::resume",
+                        tracing::Level::DEBUG,
+                        uri = %req.uri(),
+                        "the target does not take resumable uploads: a plain upload"
+                    );
                     session.set(Stage::Plain);
                     return send(&mut inner, req).await;
                 }
@@ -309,6 +315,16 @@ where
             }
         };
         // Append the rest: the whole body on the first attempt.
+        crate::trace::trace_event!(
+            target: "mmap_body::resume",
+            tracing::Level::DEBUG,
+            method = %req.method(),
+            uri = %req.uri(),
+            location = %location,
+            offset,
+            len,
+            "appending to the upload resource"
+        );
         let body = req.body().resume_from(offset)?;
         let mut patch = control(&req, Method::PATCH, location.clone());
         *patch.extensions_mut() = req.extensions().clone();

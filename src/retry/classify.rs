@@ -33,6 +33,22 @@ pub(crate) enum Unsent {
     GoAway,
 }
 
+impl Unsent {
+    /// A few words for `tracing`.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Unsent::Connect => "the connection failed",
+            #[cfg(feature = "hyper")]
+            Unsent::NotWritten => "hyper gave the request back unwritten",
+            #[cfg(feature = "hyper")]
+            Unsent::RefusedStream => "the HTTP/2 stream was refused",
+            #[cfg(feature = "hyper")]
+            Unsent::GoAway => "GOAWAY below the request's stream",
+        }
+    }
+}
+
 /// `err` as a `std::error::Error` whose chain can be walked, when `E` is a
 /// type this module knows.
 pub(crate) fn as_error<E: 'static>(err: &E) -> Option<&(dyn StdError + 'static)> {

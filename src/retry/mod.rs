@@ -244,6 +244,39 @@ fn resuming<B>(body: &ReplayBody<B>) -> bool {
     }
 }
 
+/// What a failed attempt came to, in a few words for `tracing`: the
+/// status, or why an error proves the request unsent, or "error".
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn outcome<T, E>(result: &Result<Response<T>, E>, unsent: Option<classify::Unsent>) -> String {
+    match (result, unsent) {
+        (Ok(res), _) => format!("status {}", res.status().as_u16()),
+        (Err(_), Some(unsent)) => format!("unsent: {}", unsent.as_str()),
+        (Err(_), None) => "error".to_owned(),
+    }
+}
+
+/// The `tracing` event of a failed attempt that is not retried.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn trace_not_retrying<B, E: 'static>(
+    req: &Request<ReplayBody<B>>,
+    attempt: usize,
+    outcome: &str,
+    why: &str,
+    err: &E,
+) {
+    crate::trace::trace_event!(
+        target: "mmap_body::retry",
+        tracing::Level::DEBUG,
+        method = %req.method(),
+        uri = %req.uri(),
+        attempt,
+        reason = outcome,
+        why,
+        error = classify::as_error(err).map(|e| e.to_string()),
+        "not retrying request"
+    );
+}
+
 /// How long a retry waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -287,31 +320,71 @@ where
             ),
             Err(_) => (None, None),
         };
+        let resuming = resuming(req.body());
         let Some(delay) = delay else {
             if let (Some(budget), Ok(_)) = (&self.budget, &*result) {
                 // A response that needs no retry: the server is answering.
                 budget.deposit();
             }
+            if let Err(err) = &*result {
+                let why = if self.retry_connection_errors {
+                    "the body failed for good (a changed file, a length mismatch)"
+                } else {
+                    "retry_connection_errors is off"
+                };
+                trace_not_retrying(req, self.attempts, &outcome(result, unsent), why, err);
+            } else if let Ok(res) = &*result {
+                if self.statuses.contains(&res.status()) {
+                    let why = "Retry-After asks for longer than max_retry_after";
+                    trace_not_retrying(req, self.attempts, &outcome(result, unsent), why, &());
+                }
+            }
             return None;
         };
-        if self.attempts >= self.max_attempts
-            || !(unsent.is_some() || resuming(req.body()) || self.method_allowed(req.method()))
-            || !req.body().is_replayable()
+        let why_not = if self.attempts >= self.max_attempts {
+            Some("max_attempts reached")
+        } else if !(unsent.is_some() || resuming || self.method_allowed(req.method())) {
+            Some("the method is not idempotent and the request may have reached the server")
+        } else if !req.body().is_replayable() {
+            Some("the body cannot be replayed (past the cap, lost, or its file changed)")
+        } else if self
+            .budget
+            .as_ref()
+            .is_some_and(|budget| !budget.withdraw())
         {
+            Some("the retry budget is spent")
+        } else {
+            None
+        };
+        if let Some(why) = why_not {
+            let outcome = outcome(result, unsent);
+            match &*result {
+                Err(err) => trace_not_retrying(req, self.attempts, &outcome, why, err),
+                Ok(_) => trace_not_retrying(req, self.attempts, &outcome, why, &()),
+            }
             return None;
         }
-        if let Some(budget) = &self.budget {
-            if !budget.withdraw() {
-                return None;
-            }
-        }
-        Some(match delay {
+        let sleep = match delay {
             Wait::RetryAfter(wait) => tokio::time::sleep(wait),
             Wait::Backoff => match &mut self.backoff {
                 Some(backoff) => backoff.next_backoff(),
                 None => tokio::time::sleep(Duration::from_millis(100)),
             },
-        })
+        };
+        crate::trace::trace_event!(
+            target: "mmap_body::retry",
+            tracing::Level::DEBUG,
+            method = %req.method(),
+            uri = %req.uri(),
+            attempt = self.attempts,
+            reason = %outcome(result, unsent),
+            wait_ms = sleep.deadline().saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
+            retry_after = matches!(delay, Wait::RetryAfter(_)),
+            replay = if resuming { "resume" } else { req.body().replay_source() },
+            budget = self.budget.is_some(),
+            "retrying request"
+        );
+        Some(sleep)
     }
 
     fn clone_request(&mut self, req: &Request<ReplayBody<B>>) -> Option<Request<ReplayBody<B>>> {

@@ -28,5 +28,7 @@ mod serve;
 #[cfg(all(feature = "spill", feature = "retry", unix))]
 mod spill;
 mod tls;
+#[cfg(all(target_os = "linux", feature = "tracing", feature = "spill"))]
+mod tracing;
 #[cfg(all(target_os = "linux", feature = "hyper"))]
 mod unsent;
