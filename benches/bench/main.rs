@@ -35,6 +35,9 @@
 //! (`Body::from(Bytes::from(mmap_body))`) and `reqwest-stack` (`MmapBody`
 //! through `ReplayLayer` + `RetryLayer` + `ReqwestService`).
 //!
+//! `--resume` (with `--features resume`): one upload dropped at 70%,
+//! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
+//!
 //! Through a proxy (HTTP/1.1 only; with `--features spill`): the sender
 //! process runs a client uploading with `MmapBody` and a hyper proxy
 //! forwarding to the same server; see `proxy.rs`: `proxy-plain`,
@@ -78,6 +81,8 @@ mod record;
 mod report;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+#[cfg(all(feature = "resume", feature = "progress"))]
+mod resume;
 mod sendfile;
 mod slow_disk;
 mod small;

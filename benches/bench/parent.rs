@@ -26,6 +26,12 @@ pub(crate) const MANY: usize = 32;
 pub(crate) const MANY_DIVISOR: u64 = 16;
 
 pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
+    if options.resume {
+        #[cfg(all(feature = "resume", feature = "progress"))]
+        return crate::resume::run(options.size, options.runs, options.record.as_deref());
+        #[cfg(not(all(feature = "resume", feature = "progress")))]
+        return Err("--resume needs --features resume".into());
+    }
     if options.small {
         let requests = if options.quick { 400 } else { 4000 };
         return crate::small::run(options.runs, requests, options.record.as_deref());
