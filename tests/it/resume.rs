@@ -97,6 +97,8 @@ struct Ctx {
     /// Runs when the trip point is passed, before the drop.
     on_trip: Arc<Mutex<Option<Hook>>>,
     ids: Arc<Mutex<Vec<String>>>,
+    /// Answer offset queries with this offset instead of the real one.
+    lie: Arc<Mutex<Option<u64>>>,
 }
 
 /// Starts the server. `resumable: false` is a server that knows nothing of
@@ -113,6 +115,7 @@ async fn server(resumable: bool, trip: Option<(u64, AtTrip)>) -> (Server, Ctx) {
         kill: Arc::default(),
         on_trip: Arc::default(),
         ids: Arc::default(),
+        lie: Arc::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -218,7 +221,15 @@ async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         ctx: ctx.clone(),
         index,
     });
-    let handled = if let Some(id) = ctx.uploads.id_in(&path).map(str::to_owned) {
+    let lie = *ctx.lie.lock().unwrap();
+    let handled = if let (Some(offset), true) = (lie, req.method() == Method::HEAD) {
+        let mut res = Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        res.headers_mut().insert(UPLOAD_OFFSET, offset.into());
+        res.headers_mut()
+            .insert("upload-complete", "?0".parse().unwrap());
+        Handled::Respond(res)
+    } else if let Some(id) = ctx.uploads.id_in(&path).map(str::to_owned) {
         ctx.uploads.handle(&id, req).await
     } else if req.method() == Method::OPTIONS {
         if ctx.resumable {
@@ -603,4 +614,25 @@ async fn a_wrong_offset_is_refused_and_a_completed_upload_takes_nothing() {
         send(wrong).await.0.status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
+}
+
+#[tokio::test]
+async fn an_offset_past_the_body_is_refused_not_appended_to() {
+    let file = test_file(16 * MIB);
+    let (server, ctx) = server(true, Some((8 * MIB, AtTrip::Drop))).await;
+    *ctx.lie.lock().unwrap() = Some(16 * MIB + 1);
+    // SAFETY: the test owns the file and nothing changes it.
+    let body = unsafe { MmapBody::open(&file.path) }.unwrap();
+    let (err, kind) = upload(
+        Proto::H1,
+        &server,
+        Method::POST,
+        body,
+        ReplayLayer::new(64 << 10),
+    )
+    .await
+    .expect_err("a server holding more than the body is not appended to");
+    assert_eq!(kind, Some(ErrorKind::OutOfRange), "{err}");
+    assert_eq!(server.of(Method::PATCH).len(), 1, "{:?}", server.seen());
+    assert_eq!(server.of(Method::HEAD).len(), 1);
 }
