@@ -87,7 +87,10 @@ async fn forward(
             Err(refused) => return proxy::error_response(&refused),
         };
     match proxy.client.oneshot(req).await {
-        Ok(res) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+        Ok(res) => match proxy::check_response(&res) {
+            Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+            Err(refused) => proxy::error_response(&refused),
+        },
         Err(err) => {
             println!("proxy: upstream failed for good: {err}");
             proxy::error_response(&*err)

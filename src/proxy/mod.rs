@@ -4,8 +4,9 @@
 //!
 //! A handler takes the request apart as a proxy must
 //! ([`upstream_request`]), sends it through a client stack that can retry
-//! its body, and passes the response back ([`downstream_response`]) or
-//! answers `502` / `504` ([`error_response`]):
+//! its body, and passes the response back ([`downstream_response`], once
+//! [`check_response`] found its framing forwardable) or answers `502` /
+//! `504` ([`error_response`]):
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
@@ -42,7 +43,10 @@
 //!         Err(refused) => return proxy::error_response(&refused),
 //!     };
 //!     match proxy.client.oneshot(req).await {
-//!         Ok(res) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+//!         Ok(res) => match proxy::check_response(&res) {
+//!             Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+//!             Err(refused) => proxy::error_response(&refused),
+//!         },
 //!         Err(err) => {
 //!             eprintln!("upstream failed: {err}");
 //!             proxy::error_response(&*err)
@@ -105,9 +109,20 @@
 //!   the proxy says about it. `Upgrade` is removed too: WebSocket and other
 //!   upgrades are not forwarded, and `CONNECT` is refused.
 //! - **Paths with `..` escape a prefix.** `/../admin` forwarded under
-//!   `/storage` reaches `/admin` on an upstream that resolves dot segments;
-//!   [`upstream_request`] refuses such paths (plain or percent-encoded)
-//!   with `400`.
+//!   `/storage` reaches `/admin` on an upstream that resolves dot segments.
+//!   [`Upstream`] resolves them first, after decoding unreserved
+//!   characters (`%2e` is `.`), so the path stays under the prefix
+//!   ([`DotSegments`]). Spellings an upstream may read otherwise than the
+//!   proxy are refused with `400` by default: `%2F` / `%5C` / `\`
+//!   (`..%2f..%2fadmin` is one segment here and three to an upstream that
+//!   decodes it; [`EscapedSlashes`]), and a `;` on a dot segment (`..;/`,
+//!   which Tomcat-style upstreams read as `..`). Each is a [`PathRules`]
+//!   switch, as in Envoy.
+//! - **Transfer codings hide content codings.** hyper decodes only a final
+//!   `chunked`; `Transfer-Encoding: gzip, chunked` leaves gzip bytes that,
+//!   forwarded under fresh framing, an upstream stores as the content. Such
+//!   requests are refused with `501` (RFC 9112 §6.1), and
+//!   [`check_response`] turns such a response into a `502`.
 //! - **Retries need the bytes, and bytes need room.** A streamed body is
 //!   replayable only while it fits the [`ReplayLayer`]'s cap, held in
 //!   memory; past it, a failed upstream attempt is the client's `502`. A
@@ -124,6 +139,7 @@
 
 mod error;
 mod headers;
+mod path;
 mod uri;
 
 use std::net::IpAddr;
@@ -133,6 +149,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
 pub use error::{error_response, error_status, Refused};
 pub use headers::{remove_hop_by_hop, Forwarding};
+pub use path::{DotSegments, EscapedSlashes, PathRules};
 pub use uri::{InvalidUpstream, Upstream};
 
 /// The request to send upstream for the request a client sent, body
@@ -154,8 +171,9 @@ pub use uri::{InvalidUpstream, Upstream};
 /// declared them in a `Trailer` header, which is kept (hyper sends only
 /// the trailer fields declared there).
 ///
-/// Refuses `CONNECT` (`501`: tunnels are not forwarded) and a path with a
-/// `.` or `..` segment (`400`); answer the client with
+/// Refuses `CONNECT` (`501`: tunnels are not forwarded), transfer codings
+/// other than one final `chunked` (`501`, RFC 9112 §6.1), and a path its
+/// [`PathRules`] refuse (`400`); answer the client with
 /// [`error_response`].
 pub fn upstream_request<B>(
     req: Request<B>,
@@ -169,12 +187,12 @@ pub fn upstream_request<B>(
             "this proxy does not open tunnels (CONNECT)",
         ));
     }
-    let uri = upstream.uri_for(req.uri()).ok_or_else(|| {
-        Refused::new(
-            StatusCode::BAD_REQUEST,
-            "the path has `.` or `..` segments; send it normalised",
-        )
-    })?;
+    if let Some(why) = unforwardable_codings(req.headers()) {
+        return Err(Refused::new(StatusCode::NOT_IMPLEMENTED, why));
+    }
+    let uri = upstream
+        .forward_uri(req.uri())
+        .map_err(|why| Refused::new(StatusCode::BAD_REQUEST, why))?;
     let (mut parts, body) = req.into_parts();
     let host = headers::client_host(&parts.headers).or_else(|| {
         // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
@@ -192,6 +210,49 @@ pub fn upstream_request<B>(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// Why a message with these headers cannot be forwarded for its transfer
+/// codings: anything but one final `chunked` (RFC 9112 §6.1). hyper
+/// removes the final `chunked` and hands over the bytes still coded
+/// otherwise (`gzip, chunked`), or chunked twice (`chunked, chunked`);
+/// forwarded under a fresh framing with the coding's name gone, they would
+/// be taken as the content itself.
+fn unforwardable_codings(headers: &http::HeaderMap) -> Option<&'static str> {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => None,
+        (Some(first), None) if first == "chunked" => None,
+        _ => Some(
+            "transfer codings other than one final `chunked` are not forwarded \
+             (RFC 9112 §6.1)",
+        ),
+    }
+}
+
+/// Whether the upstream's response `res` can be passed on: `Err` (a `502`
+/// for the client, through [`error_response`]) when its transfer codings
+/// are anything but one final `chunked`, whose other codings hyper would
+/// leave applied to the body it hands over.
+pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
+    match unforwardable_codings(res.headers()) {
+        None => Ok(()),
+        Some(_) => Err(Refused::new(
+            StatusCode::BAD_GATEWAY,
+            "the upstream answered with transfer codings other than one final `chunked`",
+        )),
+    }
 }
 
 /// The response to pass back to the client for `res`, the upstream's:
@@ -286,16 +347,53 @@ mod tests {
         let fwd = Forwarding::new();
         let cases = [
             ("CONNECT", "up:443", StatusCode::NOT_IMPLEMENTED),
-            ("GET", "/../etc/passwd", StatusCode::BAD_REQUEST),
-            ("PUT", "/a/%2e%2E/b", StatusCode::BAD_REQUEST),
+            ("GET", "/..%2f..%2fetc/passwd", StatusCode::BAD_REQUEST),
+            ("PUT", "/a/..;/b", StatusCode::BAD_REQUEST),
         ];
         for (method, uri, status) in cases {
             let req = request(method, uri, Version::HTTP_11, &[]);
             let err = upstream_request(req, &upstream, &fwd, None).expect_err(uri);
             assert_eq!(err.status(), status, "{method} {uri}");
-            let res: Response<String> = error_response(&err);
-            assert_eq!(res.status(), status);
         }
+        for codings in [
+            "gzip, chunked",
+            "chunked, chunked",
+            "chunked;x=1, gzip",
+            "identity",
+        ] {
+            let req = request(
+                "POST",
+                "/a",
+                Version::HTTP_11,
+                &[("transfer-encoding", codings)],
+            );
+            let err = upstream_request(req, &upstream, &fwd, None).expect_err(codings);
+            assert_eq!(err.status(), StatusCode::NOT_IMPLEMENTED, "{codings}");
+            let res = Response::builder()
+                .header("transfer-encoding", codings)
+                .body(())
+                .unwrap();
+            assert_eq!(
+                check_response(&res).unwrap_err().status(),
+                StatusCode::BAD_GATEWAY
+            );
+        }
+        let chunked = request(
+            "POST",
+            "/a",
+            Version::HTTP_11,
+            &[("transfer-encoding", "Chunked")],
+        );
+        assert!(upstream_request(chunked, &upstream, &fwd, None).is_ok());
+        let err = upstream_request(
+            request("CONNECT", "up:443", Version::HTTP_11, &[]),
+            &upstream,
+            &fwd,
+            None,
+        )
+        .expect_err("CONNECT");
+        let res: Response<String> = error_response(&err);
+        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
     }
 
     #[test]

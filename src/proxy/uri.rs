@@ -7,14 +7,17 @@ use std::str::FromStr;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 
+use super::path::PathRules;
+
 /// The server a proxy forwards to: a scheme, an authority, and an optional
 /// path prefix, such as `http://127.0.0.1:9000` or
 /// `http://storage.internal/v1`.
 ///
 /// A request for `/files/a.bin?v=2` is forwarded to
 /// `http://storage.internal/v1/files/a.bin?v=2`: the prefix, then the
-/// request's path and query as the client sent them (percent-encoding
-/// included).
+/// request's path as [`PathRules`] leave it (by default: dot segments
+/// resolved, unreserved characters decoded, encoded slashes refused) and
+/// its query as the client sent it.
 ///
 /// ```
 /// use mmap_body::proxy::Upstream;
@@ -29,6 +32,7 @@ pub struct Upstream {
     authority: Authority,
     /// Empty, or `/`-led without a trailing `/`.
     prefix: String,
+    rules: PathRules,
 }
 
 /// Why a URI cannot be an [`Upstream`]: it is not a URI, or it lacks a
@@ -70,6 +74,7 @@ impl TryFrom<Uri> for Upstream {
             scheme,
             authority,
             prefix,
+            rules: PathRules::default(),
         })
     }
 }
@@ -92,21 +97,33 @@ impl Upstream {
         &self.authority
     }
 
+    /// How request paths are checked and normalised (see [`PathRules`]).
+    pub fn path_rules(mut self, rules: PathRules) -> Upstream {
+        self.rules = rules;
+        self
+    }
+
     /// The URI a request for `uri` is forwarded to: this upstream's scheme
     /// and authority, its path prefix, then `uri`'s path and query. Only
     /// the path and query of `uri` are used, so an absolute-form request
     /// (`PUT http://elsewhere/x`) cannot choose another host; `*`
     /// (`OPTIONS *`) becomes the prefix, or `/`.
     ///
-    /// `None` when the path has a `.` or `..` segment (also
-    /// percent-encoded, `%2e`): an upstream that resolves it could be
-    /// reached outside the prefix, or a file outside the directory it
-    /// serves; clients that mean no harm send normalised paths.
+    /// `None` when the [`PathRules`] refuse the path (see
+    /// [`forward_uri`](Upstream::forward_uri) for why).
     pub fn uri_for(&self, uri: &Uri) -> Option<Uri> {
-        let path = uri.path();
-        if has_dot_segment(path) {
-            return None;
-        }
+        self.forward_uri(uri).ok()
+    }
+
+    /// [`uri_for`](Upstream::uri_for), or why the path is refused: an
+    /// upstream that read it otherwise than this proxy could be reached
+    /// outside the prefix, or a file outside the directory it serves.
+    pub fn forward_uri(&self, uri: &Uri) -> Result<Uri, &'static str> {
+        let normalised = match uri.path() {
+            "*" | "" => String::new(),
+            path => self.rules.apply(path)?,
+        };
+        let path = normalised.as_str();
         let mut joined = String::with_capacity(self.prefix.len() + path.len() + 1);
         joined.push_str(&self.prefix);
         match path {
@@ -127,13 +144,14 @@ impl Upstream {
             joined.push('?');
             joined.push_str(query);
         }
-        let path_and_query = PathAndQuery::try_from(joined).ok()?;
+        let path_and_query =
+            PathAndQuery::try_from(joined).map_err(|_| "the path is not a valid URI path")?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .ok()
+            .map_err(|_| "the path is not a valid URI path")
     }
 }
 
@@ -163,7 +181,7 @@ mod tests {
             ("http://up/v1/", "/a/b?q", Some("http://up/v1/a/b?q")),
             ("http://up/v1", "/", Some("http://up/v1/")),
             ("http://up", "/", Some("http://up/")),
-            ("http://up/v1", "/a%20b/%2F", Some("http://up/v1/a%20b/%2F")),
+            ("http://up/v1", "/a%20b/%3F", Some("http://up/v1/a%20b/%3F")),
             // Absolute form: the client does not choose the host.
             (
                 "http://up/v1",
@@ -172,12 +190,16 @@ mod tests {
             ),
             ("https://up", "*", Some("https://up/")),
             ("http://up/v1", "*", Some("http://up/v1")),
-            // Dot segments, plain or encoded, are refused.
-            ("http://up/v1", "/../admin", None),
-            ("http://up/v1", "/a/./b", None),
-            ("http://up/v1", "/a/%2E%2e/b", None),
-            ("http://up/v1", "/a/.%2e", None),
-            ("http://up", "/..", None),
+            // Dot segments, plain or encoded, are resolved under the
+            // prefix, never above it.
+            ("http://up/v1", "/../admin", Some("http://up/v1/admin")),
+            ("http://up/v1", "/a/./b", Some("http://up/v1/a/b")),
+            ("http://up/v1", "/a/%2E%2e/b", Some("http://up/v1/b")),
+            ("http://up/v1", "/a/.%2e", Some("http://up/v1/")),
+            ("http://up", "/..", Some("http://up/")),
+            // Encoded slashes and `..;` are refused.
+            ("http://up/v1", "/a/..%2f..%2fadmin", None),
+            ("http://up/v1", "/..;/admin", None),
             // Dots inside a name are fine.
             (
                 "http://up",

@@ -7,7 +7,10 @@
 //! - hop-by-hop headers, one named by `Connection` among them, reach
 //!   neither the upstream nor the client; `Via` does, both ways;
 //! - the URI and `Host` the upstream sees; `Forwarded` / `X-Forwarded-For`;
-//!   a path with `..` refused before it leaves the proxy;
+//!   dot segments resolved under the prefix;
+//! - hostile requests over a raw socket: transfer codings other than one
+//!   final `chunked` (501), encoded slashes and backslashes and `..;`
+//!   (400), never forwarded; a response with such codings is a 502;
 //! - trailers forwarded both ways;
 //! - an upstream that stalls → `504`; a closed port → `502`;
 //! - a client body cut short (the socket closed mid-body, or a body that
@@ -72,7 +75,10 @@ async fn forward(
             Err(refused) => return proxy::error_response(&refused),
         };
     match proxy.client.oneshot(req).await {
-        Ok(res) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+        Ok(res) => match proxy::check_response(&res) {
+            Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+            Err(refused) => proxy::error_response(&refused),
+        },
         Err(err) => {
             eprintln!("proxy: upstream failed: {}", chain(&*err));
             proxy::error_response(&*err)
@@ -563,15 +569,119 @@ async fn upstream_sees_its_uri_and_host() {
     );
     assert_eq!(get(&seen.headers, "x-forwarded-for"), Some("127.0.0.1"));
 
-    // A path that climbs out of the prefix never leaves the proxy.
+    // A path that climbs out of the prefix is resolved under it.
     for path in ["/../secret", "/files/%2e%2E/secret"] {
         let req = Request::get(format!("http://{proxy}{path}"))
             .body(Full::new(Bytes::new()))
             .unwrap();
         let (res, text, _) = call(req).await;
-        assert_eq!(res.status(), 400, "{path}: {text:?}");
-        assert_eq!(upstream.seen().len(), 1, "{path} reached the upstream");
+        assert_eq!(res.status(), 200, "{path}: {text:?}");
+        assert_eq!(
+            upstream.seen().last().unwrap().uri,
+            "/base/secret",
+            "{path}"
+        );
     }
+}
+
+/// Sends `request` as it is over a raw socket (with `Connection: close`),
+/// reads the whole answer, and returns its status.
+async fn raw_status(proxy: SocketAddr, request: &str) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(REQUEST_LIMIT, stream.read_to_end(&mut answer));
+    let _ = read.await.expect("the proxy answered in time");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).unwrap_or("");
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status in {text:?}"))
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_or_resolved_under_the_prefix() {
+    let upstream = Recorder::start().await;
+    let proxy = start_proxy(
+        &format!("http://{}/base", upstream.addr),
+        Options::default(),
+    )
+    .await;
+    let head = |line: &str, extra: &str| {
+        format!("{line} HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n{extra}\r\n")
+    };
+    // (request, status, what the upstream saw: None for nothing new)
+    let gzip = "5\r\nhello\r\n0\r\n\r\n";
+    let cases: Vec<(String, u16, Option<&str>)> = vec![
+        // Codings hyper would leave applied: 501, never forwarded.
+        (
+            head("POST /p/a", "transfer-encoding: gzip, chunked\r\n") + gzip,
+            501,
+            None,
+        ),
+        (
+            head("POST /p/a", "transfer-encoding: chunked, chunked\r\n") + gzip,
+            501,
+            None,
+        ),
+        // Paths an upstream would read otherwise than the proxy: 400.
+        (head("GET /p/%2e%2e%2f%2e%2e%2fadmin", ""), 400, None),
+        (head("GET /p/..%2f..%2fadmin", ""), 400, None),
+        (head("GET /p/..%5c..%5cadmin", ""), 400, None),
+        (head("GET /p/..;/..;/admin", ""), 400, None),
+        // Dot segments resolved, never above the prefix.
+        (
+            head("GET /p/a/../../../admin", ""),
+            200,
+            Some("/base/admin"),
+        ),
+        (
+            head("GET /p/%61dmin/%2E/x", ""),
+            200,
+            Some("/base/p/admin/x"),
+        ),
+    ];
+    for (request, status, reached) in cases {
+        let before = upstream.seen().len();
+        let got = raw_status(proxy, &request).await;
+        let first = request.lines().next().unwrap_or("").to_owned();
+        assert_eq!(got, status, "{first}");
+        let log = upstream.seen();
+        match reached {
+            None => assert_eq!(log.len(), before, "{first} reached the upstream: {log:#?}"),
+            Some(uri) => assert_eq!(log.last().unwrap().uri, uri, "{first}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_response_with_codings_left_applied_is_502() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n\
+                      5\r\nhello\r\n0\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let proxy = start_proxy(&format!("http://{upstream}"), Options::default()).await;
+    let req = Request::get(format!("http://{proxy}/x"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (res, text, _) = call(req).await;
+    assert_eq!(res.status(), 502, "{text:?}");
 }
 
 #[tokio::test]
