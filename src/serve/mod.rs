@@ -32,9 +32,9 @@
 //! - A range that starts at or past the end: `416 Range Not Satisfiable`
 //!   with `Content-Range: bytes */<size>`.
 //! - A `Range` the server may ignore is ignored and the whole file sent:
-//!   several ranges (a `multipart/byteranges` answer is not built), a unit
-//!   other than `bytes`, a malformed value, or an `If-Range` whose validator
-//!   no longer matches the file (§13.1.5).
+//!   several ranges (see [`Serve`] for a `multipart/byteranges` answer), a
+//!   unit other than `bytes`, a malformed value, or an `If-Range` whose
+//!   validator no longer matches the file (§13.1.5).
 //! - `If-Match` (strong comparison, `*` included) and, without it,
 //!   `If-Unmodified-Since` answer `412 Precondition Failed` when the file
 //!   is not the version the client names (a resumed download or an edit
@@ -54,24 +54,109 @@
 //!   no body.
 //! - Any other method: `405 Method Not Allowed` with `Allow: GET, HEAD`.
 //!
-//! `Content-Type` is the caller's to set on the returned response.
+//! `Content-Type` is the caller's to set on the returned response ([`Serve`]
+//! sets it, and answers several ranges with `multipart/byteranges`).
 //!
 //! `Range` is parsed by `http-range-header`, as tower-http's `ServeFile`
 //! does, and the preconditions by the `headers` crate's typed headers; the
 //! `If-Range` comparison is this module's own (RFC 9110 §13.1.5 asks for an
 //! exact match with a strong validator).
 
+mod body;
 mod conditional;
 mod range;
 
+use std::hash::{BuildHasher, Hasher};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+pub use body::ServeBody;
+
 use crate::MmapBody;
+use body::Segment;
 use conditional::Validators;
-use range::{parse_range, Wanted};
+use range::{parse_range, plan, Plan, Wanted};
+
+/// The default [`Serve::max_ranges`].
+const DEFAULT_MAX_RANGES: usize = 16;
+
+/// [`respond`] with `multipart/byteranges` for requests of several ranges,
+/// and the representation's `Content-Type`:
+///
+/// ```no_run
+/// use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+/// use mmap_body::serve::{Serve, ServeBody};
+/// use mmap_body::MmapBody;
+///
+/// async fn download(method: Method, headers: HeaderMap) -> Result<Response<ServeBody>, StatusCode> {
+///     // SAFETY: the served files are never changed while they may be mapped.
+///     let body = unsafe { MmapBody::open("/srv/files/manual.pdf") }
+///         .map_err(|_| StatusCode::NOT_FOUND)?;
+///     let serve = Serve::new().content_type(HeaderValue::from_static("application/pdf"));
+///     Ok(serve.respond(&method, &headers, body))
+/// }
+/// ```
+///
+/// Everything [`respond`] does, and for a `GET` of several ranges
+/// (`Range: bytes=0-99,1000-1099`): the ranges that select bytes are kept
+/// (none: `416`), sorted, and those that overlap or touch coalesced; one
+/// left is a plain `206`; several are a `206` of `multipart/byteranges`
+/// (RFC 9110 §14.6) whose parts carry `Content-Range` and the
+/// [`content_type`](Serve::content_type), each part's bytes a zero-copy
+/// slice of the file, with an exact `Content-Length` for the whole. More
+/// than [`max_ranges`](Serve::max_ranges) ranges, or ranges that together
+/// ask for more bytes than the file has (RFC 9110 §14.2's amplification),
+/// are answered `200` with the whole file, as nginx's `max_ranges` and Go's
+/// `ServeContent` do. `If-Range` and `HEAD` apply as for one range.
+#[derive(Debug, Clone)]
+pub struct Serve {
+    content_type: Option<HeaderValue>,
+    max_ranges: usize,
+}
+
+impl Default for Serve {
+    fn default() -> Serve {
+        Serve::new()
+    }
+}
+
+impl Serve {
+    /// At most 16 ranges, no `Content-Type`.
+    pub fn new() -> Serve {
+        Serve {
+            content_type: None,
+            max_ranges: DEFAULT_MAX_RANGES,
+        }
+    }
+
+    /// The file's media type: the `Content-Type` of `200` and single-range
+    /// answers, and of each part of a multipart one.
+    pub fn content_type(mut self, media_type: HeaderValue) -> Serve {
+        self.content_type = Some(media_type);
+        self
+    }
+
+    /// The most ranges one request may ask for; more are answered with the
+    /// whole file (default 16).
+    pub fn max_ranges(mut self, ranges: usize) -> Serve {
+        self.max_ranges = ranges.max(1);
+        self
+    }
+
+    /// The answer to `method` with `headers` for the file sent by `body`
+    /// (see the type's docs). Never panics and never reads the file.
+    pub fn respond(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: MmapBody,
+    ) -> Response<ServeBody> {
+        respond_core(method, headers, body, SystemTime::now(), Some(self))
+    }
+}
 
 /// The response to a request for the file sent by `body`, honouring
 /// `Range`, `If-Range`, `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
@@ -92,6 +177,40 @@ fn respond_at(
     body: MmapBody,
     now: SystemTime,
 ) -> Response<MmapBody> {
+    let whole = body.clone();
+    respond_core(method, headers, body, now, None).map(|served| served.into_file().unwrap_or(whole))
+}
+
+/// The answer; a multipart one only with `serve`.
+fn respond_core(
+    method: &Method,
+    headers: &HeaderMap,
+    body: MmapBody,
+    now: SystemTime,
+    serve: Option<&Serve>,
+) -> Response<ServeBody> {
+    let mut response = respond_plain(method, headers, body, now, serve);
+    if let Some(media_type) = serve.and_then(|s| s.content_type.clone()) {
+        let status = response.status();
+        if status == StatusCode::OK
+            || (status == StatusCode::PARTIAL_CONTENT
+                && !response.headers().contains_key(header::CONTENT_TYPE))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, media_type);
+        }
+    }
+    response
+}
+
+fn respond_plain(
+    method: &Method,
+    headers: &HeaderMap,
+    body: MmapBody,
+    now: SystemTime,
+    serve: Option<&Serve>,
+) -> Response<ServeBody> {
     let len = body.len();
     let validators = Validators::of(&body);
     let empty = || body.slice(len..).unwrap_or_else(|_| body.clone());
@@ -114,14 +233,22 @@ fn respond_at(
         return response;
     }
 
-    let wanted = if method == Method::GET && validators.if_range_holds(headers, now) {
-        headers.get(header::RANGE).and_then(|v| parse_range(v, len))
-    } else {
-        None
+    let wanted = match headers.get(header::RANGE) {
+        Some(value) if method == Method::GET && validators.if_range_holds(headers, now) => {
+            match serve {
+                Some(serve) => plan(value, len, serve.max_ranges),
+                None => match parse_range(value, len) {
+                    None => Plan::Whole,
+                    Some(Wanted::Unsatisfiable) => Plan::Unsatisfiable,
+                    Some(Wanted::Bytes { first, last }) => Plan::One { first, last },
+                },
+            }
+        }
+        _ => Plan::Whole,
     };
     let mut response = match wanted {
-        None => with_status(StatusCode::OK, body.clone()),
-        Some(Wanted::Unsatisfiable) => {
+        Plan::Whole => with_status(StatusCode::OK, body.clone()),
+        Plan::Unsatisfiable => {
             let mut response = with_status(StatusCode::RANGE_NOT_SATISFIABLE, empty());
             insert_str(
                 response.headers_mut(),
@@ -130,7 +257,7 @@ fn respond_at(
             );
             return response;
         }
-        Some(Wanted::Bytes { first, last }) => match body.slice(first..=last) {
+        Plan::One { first, last } => match body.slice(first..=last) {
             Ok(part) => {
                 let mut response = with_status(StatusCode::PARTIAL_CONTENT, part);
                 insert_str(
@@ -140,10 +267,26 @@ fn respond_at(
                 );
                 response
             }
-            // `parse_range` only returns ranges inside the body; should that
-            // ever be wrong, the whole file is still a correct answer.
+            // The plan only holds ranges inside the body; should that ever
+            // be wrong, the whole file is still a correct answer.
             Err(_) => with_status(StatusCode::OK, body.clone()),
         },
+        Plan::Many(ranges) => {
+            let media_type = serve.and_then(|s| s.content_type.as_ref());
+            match multipart(&body, &ranges, media_type) {
+                Some((parts, boundary)) => {
+                    let mut response = Response::new(parts);
+                    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    insert_str(
+                        response.headers_mut(),
+                        header::CONTENT_TYPE,
+                        format!("multipart/byteranges; boundary={boundary}"),
+                    );
+                    response
+                }
+                None => with_status(StatusCode::OK, body.clone()),
+            }
+        }
     };
     let headers = response.headers_mut();
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -155,15 +298,56 @@ fn respond_at(
             header::CONTENT_LENGTH,
             length.to_string(),
         );
-        *response.body_mut() = empty();
+        *response.body_mut() = ServeBody::file(empty());
     }
     response
 }
 
-fn with_status(status: StatusCode, body: MmapBody) -> Response<MmapBody> {
-    let mut response = Response::new(body);
+fn with_status(status: StatusCode, body: MmapBody) -> Response<ServeBody> {
+    let mut response = Response::new(ServeBody::file(body));
     *response.status_mut() = status;
     response
+}
+
+/// The `multipart/byteranges` body (RFC 9110 §14.6) of `ranges` of `body`,
+/// and its boundary. `None` if a range is outside the body (the plan never
+/// makes one).
+fn multipart(
+    body: &MmapBody,
+    ranges: &[(u64, u64)],
+    media_type: Option<&HeaderValue>,
+) -> Option<(ServeBody, String)> {
+    let len = body.len();
+    let boundary = boundary(len);
+    let content_type = media_type
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!("Content-Type: {v}\r\n"))
+        .unwrap_or_default();
+    let mut segments = Vec::with_capacity(ranges.len() * 2 + 1);
+    for (i, (first, last)) in ranges.iter().enumerate() {
+        let lead = if i == 0 { "" } else { "\r\n" };
+        let head = format!(
+            "{lead}--{boundary}\r\n{content_type}Content-Range: bytes {first}-{last}/{len}\r\n\r\n"
+        );
+        segments.push(Segment::Head(Bytes::from(head)));
+        segments.push(Segment::File(body.slice(first..=last).ok()?));
+    }
+    segments.push(Segment::Head(Bytes::from(format!(
+        "\r\n--{boundary}--\r\n"
+    ))));
+    Some((ServeBody::parts(segments), boundary))
+}
+
+/// A boundary no file is likely to hold: random (the process's hasher
+/// keys, this answer's size and time) and long.
+fn boundary(len: u64) -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(len);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    format!("mmap-body-{:016x}{:08x}", hasher.finish(), nanos as u32)
 }
 
 fn insert_str(headers: &mut HeaderMap, name: header::HeaderName, value: String) {

@@ -36,6 +36,83 @@ pub(super) fn parse_range(value: &HeaderValue, len: u64) -> Option<Wanted> {
     }
 }
 
+/// What a `Range` with any number of ranges asks of a body of `len`
+/// bytes, for a server that answers several with `multipart/byteranges`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Ignore the header: send everything.
+    Whole,
+    /// No range selects a byte: 416.
+    Unsatisfiable,
+    /// One range (perhaps several that overlap or touch, coalesced).
+    One { first: u64, last: u64 },
+    /// Several disjoint ranges, in order, none touching the next.
+    Many(Vec<(u64, u64)>),
+}
+
+/// The [`Plan`] for a `Range` value: at most `max_ranges` ranges (more:
+/// the whole body), those that select bytes kept, overlapping or adjacent
+/// ones coalesced (RFC 9110 §14.2), and the whole body sent instead when
+/// the ranges together ask for more bytes than the body has (a client
+/// asking for the same bytes many times over: the amplification RFC 9110
+/// §14.2 warns of).
+pub(super) fn plan(value: &HeaderValue, len: u64, max_ranges: usize) -> Plan {
+    let Ok(text) = value.to_str() else {
+        return Plan::Whole;
+    };
+    let max = std::num::NonZeroUsize::new(max_ranges.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+    let Ok(parsed) = http_range_header::parse_range_header_with_max_ranges(text, max) else {
+        return Plan::Whole;
+    };
+    if parsed.len() == 1 {
+        // One range: exactly as `parse_range` answers it.
+        return match parse_range(value, len) {
+            None => Plan::Whole,
+            Some(Wanted::Unsatisfiable) => Plan::Unsatisfiable,
+            Some(Wanted::Bytes { first, last }) => Plan::One { first, last },
+        };
+    }
+    if len == 0 {
+        return Plan::Whole;
+    }
+    use http_range_header::SyntacticallyCorrectRange as R;
+    let mut ranges: Vec<(u64, u64)> = parsed
+        .into_ranges()
+        .into_iter()
+        .filter_map(|range| match range {
+            R::FromStart(first) if first < len => Some((first, len - 1)),
+            R::FromLast(n) if n > 0 => Some((len.saturating_sub(n), len - 1)),
+            R::Indexed(first, last) if first < len => Some((first, last.min(len - 1))),
+            _ => None,
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Plan::Unsatisfiable;
+    }
+    let asked: u64 = ranges
+        .iter()
+        .map(|(first, last)| last - first + 1)
+        .fold(0, u64::saturating_add);
+    if asked > len {
+        return Plan::Whole;
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    match merged.as_slice() {
+        [(first, last)] => Plan::One {
+            first: *first,
+            last: *last,
+        },
+        _ => Plan::Many(merged),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +146,39 @@ mod tests {
             range("bytes=99999999999999999999999-", 10),
             Some(Wanted::Unsatisfiable)
         );
+    }
+
+    #[test]
+    fn plans_for_several_ranges() {
+        let p = |value: &str, len: u64| plan(&HeaderValue::from_str(value).unwrap(), len, 8);
+        assert_eq!(
+            p("bytes=0-9,20-29", 100),
+            Plan::Many(vec![(0, 9), (20, 29)])
+        );
+        // Out of order, overlapping and touching ranges: coalesced, sorted.
+        assert_eq!(
+            p("bytes=50-59,0-9,5-14,15-19", 100),
+            Plan::Many(vec![(0, 19), (50, 59)])
+        );
+        assert_eq!(p("bytes=0-9,10-19", 100), Plan::One { first: 0, last: 19 });
+        // Suffix and open ranges, clipped; unsatisfiable ones dropped.
+        assert_eq!(
+            p("bytes=-5,0-1,500-600", 100),
+            Plan::Many(vec![(0, 1), (95, 99)])
+        );
+        assert_eq!(p("bytes=500-,600-700", 100), Plan::Unsatisfiable);
+        // Asking for more bytes than the file has, or too many ranges.
+        assert_eq!(p("bytes=0-99,0-99", 100), Plan::Whole);
+        assert_eq!(p("bytes=0-60,50-99", 100), Plan::Whole);
+        let many = (0..9)
+            .map(|i| format!("{}-{}", i * 10, i * 10))
+            .collect::<Vec<_>>();
+        assert_eq!(p(&format!("bytes={}", many.join(",")), 1000), Plan::Whole);
+        // One range: as parse_range answers it.
+        assert_eq!(p("bytes=0-9", 100), Plan::One { first: 0, last: 9 });
+        assert_eq!(p("bytes=100-", 100), Plan::Unsatisfiable);
+        assert_eq!(p("items=0-1,2-3", 100), Plan::Whole);
+        assert_eq!(p("bytes=0-1,2-3", 0), Plan::Whole);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
 mod mmap_body;
+#[cfg(feature = "serve")]
+mod multipart;
 #[cfg(all(feature = "progress", feature = "retry"))]
 mod progress;
 #[cfg(feature = "proxy")]
