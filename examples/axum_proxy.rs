@@ -6,97 +6,30 @@
 //! - an upstream (hyper) that drops the connection in the middle of the
 //!   first attempt, answers 503 after reading part of the second, and
 //!   hashes the third;
-//! - the proxy (axum 0.8), whose handler forwards each request with
-//!   `mmap_body::proxy` through `ReplayLayer` + `RetryLayer(RetryPolicy)` +
-//!   a `TimeoutLayer` per attempt + a hyper-util client;
+//! - the proxy (axum 0.8): `Router::new().nest_service("/files",
+//!   ReverseProxy…)`, one line, with `ReplayLayer` (spilling to disk) +
+//!   `RetryLayer(RetryPolicy)` + a timeout per attempt + hyper-util inside;
 //! - a reqwest client uploading 64 MiB with `Content-Length` to the proxy.
 //!
-//! It prints what each attempt did, as the proxy sent it and as the
-//! upstream saw it, and whether the upstream got the body the client sent.
+//! It prints what each attempt did as the upstream saw it, and whether the
+//! upstream got the body the client sent.
 //!
 //! ```text
 //! cargo run --release --example axum_proxy --all-features
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::response::Response;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use mmap_body::proxy::{self, Forwarding, Upstream};
+use axum::extract::ConnectInfo;
+use mmap_body::proxy::{Forwarding, ReverseProxy};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{Replay, ReplayBody, ReplayLayer};
 use mmap_body_devkit::faulty::{Fault, Faulty};
 use mmap_body_devkit::BoxError;
 use sha2::{Digest, Sha256};
-use tower::retry::{Retry, RetryLayer};
-use tower::timeout::{Timeout, TimeoutLayer};
-use tower::util::MapRequest;
-use tower::{ServiceBuilder, ServiceExt};
 
 /// The upload.
 const SIZE: usize = 64 << 20;
-
-/// The client stack of the proxy: replayable body, retries, a timeout per
-/// attempt (and a line printed per attempt), hyper-util.
-type ClientStack = Replay<
-    Retry<
-        RetryPolicy,
-        MapRequest<
-            Timeout<Client<HttpConnector, ReplayBody<Body>>>,
-            fn(http::Request<ReplayBody<Body>>) -> http::Request<ReplayBody<Body>>,
-        >,
-    >,
->;
-
-#[derive(Clone)]
-struct Proxy {
-    client: ClientStack,
-    upstream: Upstream,
-    forwarding: Forwarding,
-}
-
-static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
-
-/// Printed by the proxy as each attempt leaves it.
-fn log_attempt(req: http::Request<ReplayBody<Body>>) -> http::Request<ReplayBody<Body>> {
-    let n = ATTEMPTS.fetch_add(1, Ordering::SeqCst) + 1;
-    println!(
-        "proxy: attempt {n}: {} {} content-length={:?} via={:?}",
-        req.method(),
-        req.uri(),
-        req.headers().get(http::header::CONTENT_LENGTH),
-        req.headers().get(http::header::VIA),
-    );
-    req
-}
-
-/// The handler: the whole proxy.
-async fn forward(
-    State(proxy): State<Proxy>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let req =
-        match proxy::upstream_request(req, &proxy.upstream, &proxy.forwarding, Some(peer.ip())) {
-            Ok(req) => req,
-            Err(refused) => return proxy::error_response(&refused),
-        };
-    match proxy.client.oneshot(req).await {
-        Ok(res) => match proxy::check_response(&res) {
-            Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
-            Err(refused) => proxy::error_response(&refused),
-        },
-        Err(err) => {
-            println!("proxy: upstream failed for good: {err}");
-            proxy::error_response(&*err)
-        }
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -112,30 +45,27 @@ async fn main() -> Result<(), BoxError> {
     .await
     .addr;
 
-    let client = ServiceBuilder::new()
-        // Outside the retries: each attempt is held to the client's
-        // Content-Length, and the body is recorded so that a retry can send
-        // it again: the first 64 KiB in memory (zero-copy: the frames'
-        // `Bytes` are shared with hyper), the rest, up to 1 GiB, in an
-        // unlinked temp file that replays read back as mapped slices. The
-        // proxy's heap stays in KiB whatever the size of the upload.
-        .layer(ReplayLayer::new(64 * 1024).spill_to_disk(1 << 30))
-        .layer(RetryLayer::new(
+    // The whole proxy. Each attempt is held to the client's Content-Length,
+    // and the body is recorded so that a retry can send it again: the first
+    // 64 KiB in memory (zero-copy: the frames' `Bytes` are shared with
+    // hyper), the rest, up to 1 GiB, in an unlinked temp file that replays
+    // read back as mapped slices; the proxy's heap stays in KiB whatever
+    // the size of the upload. A stalled attempt is given up after 10 s.
+    let proxy = ReverseProxy::builder(format!("http://{upstream_addr}/store").parse()?)
+        .max_replay_bytes(64 * 1024)
+        .spill_to_disk(1 << 30)
+        .retry(
             RetryPolicy::default()
                 .max_attempts(4)
                 .backoff(Duration::from_millis(50), Duration::from_millis(500)),
-        ))
-        .map_request(log_attempt as fn(_) -> _)
-        // Each attempt, not the whole request: a stalled upstream is
-        // given up on after 10 s and the body sent again.
-        .layer(TimeoutLayer::new(Duration::from_secs(10)))
-        .service(Client::builder(TokioExecutor::new()).build_http());
-    let state = Proxy {
-        client,
-        upstream: format!("http://{upstream_addr}/store").parse()?,
-        forwarding: Forwarding::new().via("example-proxy").forwarded_for(true),
-    };
-    let app = axum::Router::new().fallback(forward).with_state(state);
+        )
+        .attempt_timeout(Duration::from_secs(10))
+        .forwarding(Forwarding::new().via("example-proxy").forwarded_for(true))
+        .peer(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        .build();
+    // Mounted in one line.
+    let app = axum::Router::new().nest_service("/files", proxy);
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let proxy_addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -176,8 +106,7 @@ async fn main() -> Result<(), BoxError> {
     let via = res.headers().get("via").cloned();
     let text = res.text().await?;
     println!(
-        "client: {status} after {} attempts in {:.2} s, via {via:?}: {}",
-        ATTEMPTS.load(Ordering::SeqCst),
+        "client: {status} in {:.2} s, via {via:?}: {}",
         started.elapsed().as_secs_f64(),
         text.trim()
     );

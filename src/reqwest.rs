@@ -67,9 +67,12 @@
 //!
 //! # Hazards
 //!
-//! - `reqwest::Body::wrap` needs a body that is `Send + Sync`. Bodies that
-//!   are only `Send` (axum's `Body`, for one) do not fit: send them with a
-//!   hyper-util client, as in [`replay`](crate::replay).
+//! - `reqwest::Body::wrap` needs a body that is `Send + Sync`. A body that
+//!   is only `Send` (axum's `Body`, for one) goes through [`ReplayLayer`]
+//!   first: [`ReplayBody`] is `Sync` for any `Send` body, so an axum proxy
+//!   can forward its incoming body with `ReqwestService` (as
+//!   `proxy::ReverseProxy::builder(..).build_with(ReqwestService::new(..))`
+//!   does).
 //! - reqwest's own `Client` settings still apply to each attempt: a
 //!   `timeout` on the client is per attempt here, not for the whole retried
 //!   request. Put a `tower::timeout` outside `RetryLayer` for that.

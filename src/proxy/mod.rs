@@ -140,6 +140,7 @@
 mod error;
 mod headers;
 mod path;
+mod service;
 mod uri;
 
 use std::net::IpAddr;
@@ -150,6 +151,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 pub use error::{error_response, error_status, Refused};
 pub use headers::{remove_hop_by_hop, Forwarding};
 pub use path::{DotSegments, EscapedSlashes, PathRules};
+pub use service::{Builder, HyperClient, ProxyBody, ProxyFuture, ReverseProxy};
 pub use uri::{InvalidUpstream, Upstream};
 
 /// The request to send upstream for the request a client sent, body

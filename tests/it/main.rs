@@ -23,6 +23,8 @@ mod replay;
     feature = "progress"
 ))]
 mod resume;
+#[cfg(all(feature = "proxy", feature = "reqwest"))]
+mod reverse_proxy;
 #[cfg(all(target_os = "linux", feature = "runtime", not(mmap_body_portable)))]
 mod runtime;
 #[cfg(feature = "serve")]
