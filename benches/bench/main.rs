@@ -35,6 +35,11 @@
 //! (`Body::from(Bytes::from(mmap_body))`) and `reqwest-stack` (`MmapBody`
 //! through `ReplayLayer` + `RetryLayer` + `ReqwestService`).
 //!
+//! `--proxies` (with `--features proxy,spill`): this crate's
+//! `ReverseProxy` against `axum-reverse-proxy` and plain forwarding, each
+//! proxy in its own process, with and without a drop at 50%; see
+//! `compare.rs`.
+//!
 //! `--resume` (with `--features resume`): one upload dropped at 70%,
 //! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
 //!
@@ -71,6 +76,8 @@
 
 mod cases;
 mod child;
+#[cfg(all(feature = "proxy", feature = "spill"))]
+mod compare;
 mod measure;
 mod neighbour;
 mod options;
@@ -100,6 +107,10 @@ fn main() -> Result<(), BoxError> {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
+        #[cfg(all(feature = "proxy", feature = "spill"))]
+        if args.get(1).map(String::as_str) == Some("proxy") {
+            return compare::child(&args[2..]);
+        }
         slow_disk::join_if_asked()?;
         return child::child(&args[1..]);
     }

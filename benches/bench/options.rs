@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -18,6 +18,9 @@ pub(crate) const USAGE: &str =
            by serve::respond and by ServeFile, requests per second
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
+  --proxies instead of the rest: ReverseProxy against axum-reverse-proxy
+           and plain forwarding, with and without a drop at 50%
+           (--features proxy,spill)
   --h2-large  HTTP/2 receivers (the upload server, the download client)
            allow 1 MiB DATA frames and 8/16 MiB windows
   --record FILE  also append this run's report to FILE (Markdown), under
@@ -45,6 +48,7 @@ pub(crate) struct Options {
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
     pub(crate) resume: bool,
+    pub(crate) proxies: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
 
@@ -55,7 +59,7 @@ impl Options {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
-        let mut resume = false;
+        let (mut resume, mut proxies) = (false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -64,6 +68,7 @@ impl Options {
                 Long("h2-large") => h2_large = true,
                 Long("small") => small = true,
                 Long("resume") => resume = true,
+                Long("proxies") => proxies = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
                 Long("record") => record = Some(parser.value()?.into()),
@@ -102,6 +107,7 @@ impl Options {
             h2_large,
             small,
             resume,
+            proxies,
             only,
         })
     }

@@ -26,6 +26,12 @@ pub(crate) const MANY: usize = 32;
 pub(crate) const MANY_DIVISOR: u64 = 16;
 
 pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
+    if options.proxies {
+        #[cfg(all(feature = "proxy", feature = "spill"))]
+        return crate::compare::run(options.size, options.runs, options.record.as_deref());
+        #[cfg(not(all(feature = "proxy", feature = "spill")))]
+        return Err("--proxies needs --features proxy,spill".into());
+    }
     if options.resume {
         #[cfg(all(feature = "resume", feature = "progress"))]
         return crate::resume::run(options.size, options.runs, options.record.as_deref());
