@@ -250,7 +250,7 @@ impl<B> ReplayBody<B> {
     /// Where a replay of this body reads it from: `"clone"` (a fresh copy of
     /// a cheap body), `"memory"` (the recording), `"spill"` (the recording,
     /// partly on disk), for `tracing`.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "tracing", feature = "retry")), allow(dead_code))]
     pub(crate) fn replay_source(&self) -> &'static str {
         self.attempt.get_ref().replay_source()
     }

@@ -103,7 +103,7 @@ impl<B> Recorded<B> {
     }
 
     /// Part of the recording is on disk.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "tracing", feature = "retry")), allow(dead_code))]
     pub(super) fn spilling(&self) -> bool {
         lock(&self.shared).storage.spill().is_some()
     }

@@ -168,7 +168,7 @@ impl<B> Source<B> {
     }
 
     /// See [`ReplayBody::replay_source`](super::ReplayBody).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "tracing", feature = "retry")), allow(dead_code))]
     pub(super) fn replay_source(&self) -> &'static str {
         match self {
             Source::Cloned { .. } | Source::Empty => "clone",
