@@ -337,6 +337,26 @@ where
     }
 }
 
+/// Uploads `file` with `MmapBody` (64 KiB cap) and checks that the server
+/// stored it whole (200, SHA-256 equal); returns the `Resumed` answer.
+async fn upload_whole(
+    proto: Proto,
+    server: &Server,
+    method: Method,
+    file: &mmap_body_devkit::files::TestFile,
+) -> Option<Resumed> {
+    // SAFETY: the test owns the file and nothing changes it.
+    let body = unsafe { MmapBody::open(&file.path) }.unwrap();
+    let (status, sha, resumed) = upload(proto, server, method, body, ReplayLayer::new(64 << 10))
+        .await
+        .expect("the upload completes");
+    assert_eq!(
+        (status, sha.as_deref()),
+        (StatusCode::OK, Some(&*file.sha256))
+    );
+    resumed
+}
+
 async fn a_gib_dropped_at_700_mib_resumes(proto: Proto) {
     let file = test_file(GIB);
     let (server, _ctx) = server(true, Some((700 * MIB, AtTrip::Drop))).await;
@@ -463,21 +483,7 @@ async fn a_file_changed_between_attempts_is_not_resumed() {
 async fn a_server_that_lost_the_upload_gets_all_of_it_again() {
     let file = test_file(64 * MIB);
     let (server, _ctx) = server(true, Some((32 * MIB, AtTrip::DropAndForget))).await;
-    // SAFETY: the test owns the file and nothing changes it.
-    let body = unsafe { MmapBody::open(&file.path) }.unwrap();
-    let (status, sha, resumed) = upload(
-        Proto::H1,
-        &server,
-        Method::POST,
-        body,
-        ReplayLayer::new(64 << 10),
-    )
-    .await
-    .expect("the upload completes");
-    assert_eq!(
-        (status, sha.as_deref()),
-        (StatusCode::OK, Some(&*file.sha256))
-    );
+    let resumed = upload_whole(Proto::H1, &server, Method::POST, &file).await;
     assert_eq!(
         resumed.unwrap().appends,
         [0, 0],
@@ -503,21 +509,7 @@ async fn a_server_that_lost_the_upload_gets_all_of_it_again() {
 async fn a_server_without_the_protocol_gets_a_plain_upload() {
     let file = test_file(8 * MIB);
     let (server, _ctx) = server(false, None).await;
-    // SAFETY: the test owns the file and nothing changes it.
-    let body = unsafe { MmapBody::open(&file.path) }.unwrap();
-    let (status, sha, resumed) = upload(
-        Proto::H1,
-        &server,
-        Method::PUT,
-        body,
-        ReplayLayer::new(64 << 10),
-    )
-    .await
-    .expect("the upload completes");
-    assert_eq!(
-        (status, sha.as_deref()),
-        (StatusCode::OK, Some(&*file.sha256))
-    );
+    let resumed = upload_whole(Proto::H1, &server, Method::PUT, &file).await;
     assert_eq!(resumed, None);
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
