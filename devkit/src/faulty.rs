@@ -60,6 +60,8 @@ pub struct Seen {
     pub read: u64,
     /// For [`Fault::Succeed`]: the SHA-256 of the whole body it read.
     pub sha256: Option<String>,
+    /// Every request header, as received.
+    pub headers: http::HeaderMap,
 }
 
 /// A hyper server on 127.0.0.1 (HTTP/1.1 and HTTP/2 prior knowledge, with
@@ -76,6 +78,8 @@ pub struct Faulty {
     hang_up: Arc<tokio::sync::Notify>,
     /// Set for a narrated server: the prefix of what it prints.
     name: Option<&'static str>,
+    /// Headers added to every answer ([`Faulty::answer_with`]).
+    extra: Arc<Mutex<http::HeaderMap>>,
 }
 
 impl Faulty {
@@ -100,6 +104,7 @@ impl Faulty {
             seen: Default::default(),
             hang_up: Default::default(),
             name,
+            extra: Default::default(),
         };
         let server = faulty.clone();
         tokio::spawn(async move {
@@ -125,6 +130,13 @@ impl Faulty {
             }
         });
         faulty
+    }
+
+    /// Adds `headers` to every answer from now on (a proxy test's
+    /// hop-by-hop headers, say).
+    pub fn answer_with(self, headers: http::HeaderMap) -> Faulty {
+        *self.extra.lock().unwrap() = headers;
+        self
     }
 
     /// `http://<addr><path>`.
@@ -158,6 +170,19 @@ impl Faulty {
         req: Request<Incoming>,
         kill: Arc<tokio::sync::Notify>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let extra = self.extra.lock().unwrap().clone();
+        let mut res = self.answer(req, kill).await?;
+        for (name, value) in &extra {
+            res.headers_mut().append(name, value.clone());
+        }
+        Ok(res)
+    }
+
+    async fn answer(
+        self,
+        req: Request<Incoming>,
+        kill: Arc<tokio::sync::Notify>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
         let fault = self
             .script
             .lock()
@@ -179,6 +204,7 @@ impl Faulty {
                 fault: fault.clone(),
                 read: 0,
                 sha256: None,
+                headers: req.headers().clone(),
             });
             seen.len() - 1
         };

@@ -56,6 +56,10 @@ pub struct TestCert {
     pub cert: CertificateDer<'static>,
     /// Its private key, PKCS#8 DER.
     pub key: PrivatePkcs8KeyDer<'static>,
+    /// The certificate, PEM (for programs that read files: nginx).
+    pub cert_pem: String,
+    /// The key, PKCS#8 PEM.
+    pub key_pem: String,
 }
 
 impl TestCert {
@@ -69,6 +73,8 @@ impl TestCert {
         TestCert {
             cert: certified.cert.der().clone(),
             key: PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
+            cert_pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
         }
     }
 
