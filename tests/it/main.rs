@@ -7,6 +7,13 @@
 
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
+#[cfg(all(
+    target_os = "linux",
+    feature = "serve",
+    feature = "proxy",
+    feature = "reqwest"
+))]
+mod interop;
 mod mmap_body;
 #[cfg(feature = "serve")]
 mod multipart;

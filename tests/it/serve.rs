@@ -33,7 +33,7 @@ async fn download(
 
 /// An axum app serving the file at `/file` (any method, so that the
 /// handler's answer to the others is tested) on 127.0.0.1.
-async fn file_server(path: PathBuf) -> String {
+pub(crate) async fn file_server(path: PathBuf) -> String {
     let app = axum::Router::new()
         .route("/file", axum::routing::any(download))
         .with_state(Arc::new(path));
