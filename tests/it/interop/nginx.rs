@@ -278,7 +278,7 @@ async fn nginx_stores_1_gib_puts_whole() {
 
 /// Uploads a 256 MiB file that is cut to 1 MiB once 32 MiB were sent: the
 /// upload fails with `Truncated` and nginx never stores it complete.
-async fn truncated_upload_is_never_stored(nginx: &Nginx, scheme: &str, path: &str, send: Send) {
+async fn truncated_upload_is_never_stored(nginx: &Nginx, scheme: &str, path: &str, send: SendWith) {
     let file = test_file(256 * MIB);
     let body = TruncateAfter::new(open(&file), &file.path, 32 * MIB, MIB);
     let req = Request::put(nginx.url(scheme, path)).body(body).unwrap();
@@ -314,7 +314,7 @@ async fn truncated_upload_is_never_stored(nginx: &Nginx, scheme: &str, path: &st
 
 /// How a truncation case sends its request: the answer's status, or the
 /// error chain as text.
-type Send = Box<
+type SendWith = Box<
     dyn FnOnce(
         Request<TruncateAfter<MmapBody>>,
     )
@@ -324,7 +324,7 @@ type Send = Box<
 /// Sends through `ReplayLayer` + `RetryLayer(RetryPolicy)` + hyper-util
 /// (over TLS with `cert`): the stack reports the body's own error even
 /// where hyper's HTTP/2 client only says it reset the stream.
-fn stack_send(http2: bool, cert: Option<&TestCert>) -> Send {
+fn stack_send(http2: bool, cert: Option<&TestCert>) -> SendWith {
     use mmap_body::replay::ReplayBody;
     type Body = ReplayBody<TruncateAfter<MmapBody>>;
     fn answer(
