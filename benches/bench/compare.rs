@@ -19,6 +19,12 @@
 //!   what it does with a body it cannot replay;
 //! - `axum-reverse-proxy`: `ReverseProxy::new("/", upstream)` with
 //!   `RetryLayer::new(3)`, its defaults otherwise.
+//!
+//! And (c), the case a real proxy is in: an upstream slower than the
+//! proxy, paced by a token bucket (256 KiB deep) at 10 Gbit/s and at
+//! 2 Gbit/s, through `plain` and `mmap-body` (spill): does the spill still
+//! cost throughput when the upstream, not the proxy, sets the pace? Their
+//! ratio is paired per round.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -57,11 +63,30 @@ struct Seen {
     whole: bool,
 }
 
+/// How deep the paced upstream's token bucket is: what it may read ahead
+/// of its rate.
+const BURST: u64 = 256 << 10;
+
+/// The paced cases: a name and bytes per second.
+const RATES: [(&str, f64); 2] = [("10 Gbit/s", 10e9 / 8.0), ("2 Gbit/s", 2e9 / 8.0)];
+
+/// What one measurement does to the upstream.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    None,
+    /// Drops the first attempt's connection at 50%.
+    DropAtHalf,
+    /// Reads no faster than this many bytes per second.
+    Paced(&'static str, f64),
+}
+
 /// The upstream: hashes each body; with `drop_at`, drops the connection of
-/// the first request once it has read that many bytes.
+/// the first request once it has read that many bytes; with `rate`, reads
+/// no faster than that many bytes per second (after a [`BURST`]).
 async fn upstream(
     sha: String,
     drop_at: Option<u64>,
+    rate: Option<f64>,
 ) -> Result<(SocketAddr, Arc<Mutex<Seen>>), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -83,12 +108,18 @@ async fn upstream(
                         let first = !dropped.load(Ordering::SeqCst);
                         let mut body = req.into_body();
                         let (mut hasher, mut read) = (Sha256::new(), 0u64);
+                        let started = tokio::time::Instant::now();
                         while let Some(frame) = body.frame().await {
                             let Ok(frame) = frame else { break };
                             if let Some(data) = frame.data_ref() {
                                 hasher.update(data);
                                 read += data.len() as u64;
                                 log.lock().unwrap().received += data.len() as u64;
+                            }
+                            if let Some(rate) = rate {
+                                let ahead = read.saturating_sub(BURST) as f64 / rate;
+                                let due = started + Duration::from_secs_f64(ahead);
+                                tokio::time::sleep_until(due).await;
                             }
                             if first && drop_at.is_some_and(|at| read >= at) {
                                 dropped.store(true, Ordering::SeqCst);
@@ -132,10 +163,14 @@ async fn once(
     path: &Path,
     size: u64,
     sha: &str,
-    fault: bool,
+    fault: Fault,
 ) -> Result<Sample, BoxError> {
-    let drop_at = fault.then_some(size / 2);
-    let (up, seen) = upstream(sha.to_owned(), drop_at).await?;
+    let (drop_at, rate) = match fault {
+        Fault::None => (None, None),
+        Fault::DropAtHalf => (Some(size / 2), None),
+        Fault::Paced(_, rate) => (None, Some(rate)),
+    };
+    let (up, seen) = upstream(sha.to_owned(), drop_at, rate).await?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--child", "proxy", kind, &up.to_string()])
         .stdin(Stdio::piped())
@@ -194,7 +229,8 @@ pub(crate) fn run(size: u64, runs: usize, record: Option<&Path>) -> Result<(), B
         .build()?;
     let header = format!(
         "{}\nproxies: one {} PUT over HTTP/1.1 through each proxy (its own process), (a) no \
-         fault, (b) the upstream drops the first attempt at 50%; {runs} round(s)\n",
+         fault, (b) the upstream drops the first attempt at 50%, (c) the upstream paced at \
+         10 and at 2 Gbit/s; {runs} round(s)\n",
         crate::report::machine(),
         human(size)
     );
@@ -202,15 +238,26 @@ pub(crate) fn run(size: u64, runs: usize, record: Option<&Path>) -> Result<(), B
     let mut tables = String::from(
         "| case | proxy | GiB/s (median) | answer | requests upstream | arrived whole (SHA-256) | bytes the upstream read | proxy process CPU s/GiB | proxy heap peak | proxy peak RSS |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for fault in [false, true] {
-        for kind in KINDS {
+    let mut cases: Vec<(Fault, &[&str])> =
+        vec![(Fault::None, &KINDS[..]), (Fault::DropAtHalf, &KINDS[..])];
+    for (name, rate) in RATES {
+        cases.push((Fault::Paced(name, rate), &["plain", "mmap-body"][..]));
+    }
+    let mut ratios = String::new();
+    for (fault, kinds) in cases {
+        let label = match fault {
+            Fault::None => "(a) no fault".to_owned(),
+            Fault::DropAtHalf => "(b) drop at 50%".to_owned(),
+            Fault::Paced(name, _) => format!("(c) upstream paced at {name}"),
+        };
+        let mut seconds: Vec<Vec<f64>> = Vec::new();
+        for &kind in kinds {
             let mut samples = Vec::new();
             for round in 0..runs {
                 let sample = rt.block_on(once(kind, &path, size, &sha, fault))?;
                 println!(
-                    "round {}/{runs}: {} {kind}: {:.2} s, {}, upstream {} request(s), whole {}",
+                    "round {}/{runs}: {label} {kind}: {:.2} s, {}, upstream {} request(s), whole {}",
                     round + 1,
-                    if fault { "drop-at-50%" } else { "no-fault" },
                     sample.seconds,
                     sample.status,
                     sample.seen.requests,
@@ -218,17 +265,13 @@ pub(crate) fn run(size: u64, runs: usize, record: Option<&Path>) -> Result<(), B
                 );
                 samples.push(sample);
             }
+            seconds.push(samples.iter().map(|s| s.seconds).collect());
             let pick =
                 |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect()).unwrap_or(0.0);
             let gib = size as f64 / (1u64 << 30) as f64;
             let last = &samples[samples.len() - 1];
             tables.push_str(&format!(
-                "| {} | {kind} | {:.2} | {} | {} | {} of {} | {} | {:.2} | {} | {} |\n",
-                if fault {
-                    "(b) drop at 50%"
-                } else {
-                    "(a) no fault"
-                },
+                "| {label} | {kind} | {:.2} | {} | {} | {} of {} | {} | {:.2} | {} | {} |\n",
                 gib / pick(|s| s.seconds),
                 last.status,
                 last.seen.requests,
@@ -240,7 +283,17 @@ pub(crate) fn run(size: u64, runs: usize, record: Option<&Path>) -> Result<(), B
                 human(pick(|s| s.rss_kib as f64) as u64 * 1024),
             ));
         }
+        if let (Fault::Paced(name, _), [plain, spill]) = (fault, seconds.as_slice()) {
+            // Throughput of the spill over plain forwarding, round by round.
+            let paired = plain.iter().zip(spill).map(|(p, s)| p / s).collect();
+            ratios.push_str(&format!(
+                "(c) at {name}: mmap-body (spill) / plain = {:.2}× paired (goal ≥ 0.95)\n",
+                median(paired).unwrap_or(0.0)
+            ));
+        }
     }
+    tables.push('\n');
+    tables.push_str(&ratios);
     println!("{tables}");
     if let Some(file) = record {
         crate::record::append(file, &header, &tables)?;
