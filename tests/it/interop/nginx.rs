@@ -201,6 +201,16 @@ const DAV: &str = r#"
         }
 "#;
 
+/// The answer to a request sent by `sending`, within [`LIMIT`].
+async fn answer<R, E: std::fmt::Debug>(
+    sending: impl std::future::Future<Output = Result<R, E>>,
+) -> R {
+    tokio::time::timeout(LIMIT, sending)
+        .await
+        .expect("in time")
+        .expect("an answer")
+}
+
 fn open(file: &TestFile) -> MmapBody {
     // SAFETY: the temp file is this test's, unchanged while mapped (the
     // truncation tests change it on purpose: that is what they test).
@@ -246,10 +256,7 @@ async fn nginx_stores_1_gib_puts_whole() {
     let req = Request::put(nginx.url("http", "/dav/hyper.bin"))
         .body(open(&file))
         .unwrap();
-    let res = tokio::time::timeout(LIMIT, client(false).request(req))
-        .await
-        .expect("in time")
-        .expect("an answer");
+    let res = answer(client(false).request(req)).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_logged_put(&nginx, "/dav/hyper.bin", &file, "HTTP/1.1").await;
     assert_stored_whole(&nginx, "/dav/hyper.bin", &file);
@@ -259,10 +266,7 @@ async fn nginx_stores_1_gib_puts_whole() {
         .body(open(&file))
         .unwrap();
     let service = mmap_body::reqwest::ReqwestService::new(reqwest);
-    let res = tokio::time::timeout(LIMIT, service.oneshot(req))
-        .await
-        .expect("in time")
-        .expect("an answer");
+    let res = answer(service.oneshot(req)).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_logged_put(&nginx, "/dav/reqwest.bin", &file, "HTTP/1.1").await;
     assert_stored_whole(&nginx, "/dav/reqwest.bin", &file);
@@ -327,7 +331,7 @@ type SendWith = Box<
 fn stack_send(http2: bool, cert: Option<&TestCert>) -> SendWith {
     use mmap_body::replay::ReplayBody;
     type Body = ReplayBody<TruncateAfter<MmapBody>>;
-    fn answer(
+    fn status_or_chain(
         outcome: Result<http::Response<hyper::body::Incoming>, tower::BoxError>,
     ) -> Result<StatusCode, String> {
         outcome.map(|res| res.status()).map_err(|e| chain(&*e))
@@ -340,11 +344,15 @@ fn stack_send(http2: bool, cert: Option<&TestCert>) -> SendWith {
     match cert {
         None => {
             let service = layers.service(client::<Body>(http2));
-            Box::new(move |req| Box::pin(async move { answer(service.oneshot(req).await) }))
+            Box::new(move |req| {
+                Box::pin(async move { status_or_chain(service.oneshot(req).await) })
+            })
         }
         Some(cert) => {
             let service = layers.service(tls_client::<Body>(http2, cert));
-            Box::new(move |req| Box::pin(async move { answer(service.oneshot(req).await) }))
+            Box::new(move |req| {
+                Box::pin(async move { status_or_chain(service.oneshot(req).await) })
+            })
         }
     }
 }
@@ -398,10 +406,7 @@ async fn nginx_503_then_the_retry_is_stored_whole() {
     let req = Request::put(nginx.url("http", path))
         .body(open(&file))
         .unwrap();
-    let res = tokio::time::timeout(LIMIT, service.oneshot(req))
-        .await
-        .expect("in time")
-        .expect("an answer");
+    let res = answer(service.oneshot(req)).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     watch.await.unwrap();
     let lines = nginx.wait_for(path, 2).await;
@@ -446,10 +451,7 @@ async fn nginx_over_tls_stores_whole_and_survives_a_truncation() {
         let req = Request::put(nginx.url("https", &path))
             .body(open(&file))
             .unwrap();
-        let res = tokio::time::timeout(LIMIT, tls_client(http2, &cert).request(req))
-            .await
-            .expect("in time")
-            .expect("an answer");
+        let res = answer(tls_client(http2, &cert).request(req)).await;
         assert_eq!(res.status(), StatusCode::CREATED, "{protocol}");
         let _ = res.into_body().collect().await;
         assert_logged_put(&nginx, &path, &file, protocol).await;
@@ -517,10 +519,7 @@ async fn nginx_in_front_of_the_reverse_proxy() {
     let req = Request::put(nginx.url("http", "/edge/up.bin"))
         .body(open(&file))
         .unwrap();
-    let res = tokio::time::timeout(LIMIT, client(false).request(req))
-        .await
-        .expect("in time")
-        .expect("an answer");
+    let res = answer(client(false).request(req)).await;
     assert_eq!(res.status(), StatusCode::OK);
 
     // What the upstream saw: the drop, then the whole body with nginx's
