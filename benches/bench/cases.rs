@@ -201,9 +201,8 @@ pub(crate) struct Sample {
     pub(crate) allocations: u64,
     pub(crate) peak_rss_kib: u64,
     /// Major page faults on the sender's runtime thread, and a 1 ms
-    /// ticker's p99 and worst lag on that runtime (µs); for a download,
-    /// the server's runtime.
-    pub(crate) neighbour: Option<(u64, u32, u32)>,
+    /// ticker's lags on that runtime; for a download, the server's runtime.
+    pub(crate) neighbour: Option<crate::neighbour::Neighbour>,
     pub(crate) framing: String,
     /// `proxy-replay`: the seconds of its first and second attempt.
     pub(crate) attempts: Option<(f64, f64)>,

@@ -12,7 +12,7 @@ use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use mmap_body::{MmapBody, ReplayLayer};
 use tokio_util::io::ReaderStream;
 use tower::{Layer, ServiceExt};
@@ -94,12 +94,12 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
     let heap = alloc::stop_tracking();
     let cpu = cpu_secs()? - cpu_before;
     let faults = thread_major_faults() - faults_before;
-    let (lag_p99, lag_max) = ticker.stop();
+    let neighbour = ticker.stop(faults);
     // The raw senders run outside the runtime: no ticker ran beside them.
     let neighbour = if sender.is_raw() {
         String::new()
     } else {
-        format!(" majflt={faults} lag_p99={lag_p99} lag_max={lag_max}")
+        format!(" {}", neighbour.fields())
     };
     let seen = seen?;
     let (framing, received) = seen
@@ -180,7 +180,8 @@ where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
-    let mut builder = Client::builder(TokioExecutor::new());
+    // Its connection tasks' polls are timed (the report's poll_* fields).
+    let mut builder = Client::builder(TimedExecutor);
     builder.http2_only(proto == Proto::H2);
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
@@ -299,29 +300,32 @@ pub(crate) fn serve(
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             let path = path.clone();
-            tokio::spawn(async move {
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let io = TokioIo::new(stream);
-                let _ = match sender {
-                    Sender::ServeMmap | Sender::ManyServeMmap => {
-                        let service =
-                            hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                                // SAFETY: the bench owns the file in its temp dir
-                                // and nothing changes it while it is mapped.
-                                let body = unsafe { MmapBody::open(&*path) };
-                                let response = body.map(|body| {
-                                    mmap_body::serve::respond(req.method(), req.headers(), body)
+            // The connection's task and its HTTP/2 streams' are timed.
+            tokio::spawn(Timed {
+                future: async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(TimedExecutor);
+                    let io = TokioIo::new(stream);
+                    let _ = match sender {
+                        Sender::ServeMmap | Sender::ManyServeMmap => {
+                            let service =
+                                hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                                    // SAFETY: the bench owns the file in its temp dir
+                                    // and nothing changes it while it is mapped.
+                                    let body = unsafe { MmapBody::open(&*path) };
+                                    let response = body.map(|body| {
+                                        mmap_body::serve::respond(req.method(), req.headers(), body)
+                                    });
+                                    async move { response }
                                 });
-                                async move { response }
-                            });
-                        builder.serve_connection(io, service).await
-                    }
-                    _ => {
-                        let service = tower_http::services::ServeFile::new(&*path);
-                        let service = hyper_util::service::TowerToHyperService::new(service);
-                        builder.serve_connection(io, service).await
-                    }
-                };
+                            builder.serve_connection(io, service).await
+                        }
+                        _ => {
+                            let service = tower_http::services::ServeFile::new(&*path);
+                            let service = hyper_util::service::TowerToHyperService::new(service);
+                            builder.serve_connection(io, service).await
+                        }
+                    };
+                },
             });
         }
     });
@@ -329,14 +333,14 @@ pub(crate) fn serve(
     let heap = alloc::stop_tracking();
     let cpu = cpu_secs()? - cpu_before;
     let faults = thread_major_faults() - faults_before;
-    let (lag_p99, lag_max) = ticker.stop();
+    let neighbour = ticker.stop(faults);
     writeln!(
         std::io::stdout(),
-        "report cpu={cpu} heap={} allocations={} rss_kib={} majflt={faults} \
-         lag_p99={lag_p99} lag_max={lag_max}",
+        "report cpu={cpu} heap={} allocations={} rss_kib={} {}",
         heap.peak,
         heap.allocations,
-        peak_rss_kib()?
+        peak_rss_kib()?,
+        neighbour.fields()
     )?;
     Ok(())
 }

@@ -58,7 +58,10 @@
 //! Every sender on a runtime (the server's, for downloads) shares it with a
 //! task that asks to wake every millisecond: the table gives that ticker's
 //! p99 and worst lag, and the major page faults taken by the runtime's
-//! thread.
+//! thread. It gives the lag a second time less the time the thread waited
+//! on the kernel's run queue meanwhile (`/proc/thread-self/schedstat`): what
+//! the runtime's own tasks held the worker, without the server process or
+//! the host taking the CPU. The neighbour goals are judged on that one.
 //!
 //! Each measurement runs the sending side in a fresh process (this binary
 //! run again with `--child`), so its peak RSS is its own; its heap is

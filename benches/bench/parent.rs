@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use crate::cases::*;
 use crate::child::*;
 use crate::measure::*;
+use crate::neighbour::Neighbour;
 use crate::options::Options;
 use crate::report::*;
 use mmap_body_devkit::counting::start_counting_server_with;
@@ -368,9 +369,7 @@ pub(crate) fn parse_report(text: &str) -> Result<Sample, BoxError> {
             "heap" => sample.heap_peak = value.parse()?,
             "allocations" => sample.allocations = value.parse()?,
             "rss_kib" => sample.peak_rss_kib = value.parse()?,
-            "majflt" => sample.neighbour.get_or_insert((0, 0, 0)).0 = value.parse()?,
-            "lag_p99" => sample.neighbour.get_or_insert((0, 0, 0)).1 = value.parse()?,
-            "lag_max" => sample.neighbour.get_or_insert((0, 0, 0)).2 = value.parse()?,
+            _ if Neighbour::parse(&mut sample.neighbour, key, value)? => {}
             "framing" => sample.framing = value.to_owned(),
             "attempts" => {
                 let (first, second) = value.split_once(',').ok_or("malformed attempts")?;

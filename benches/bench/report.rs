@@ -1,6 +1,7 @@
 //! The report: the table, the paired ratios and the goals.
 
 use crate::cases::*;
+use crate::neighbour::Neighbour;
 use mmap_body_devkit::size::human;
 
 /// `writeln!` into the report being built (a `String`, which cannot fail).
@@ -37,16 +38,17 @@ pub(crate) fn print_table(out: &mut String, results: &[(Case, Vec<Option<Sample>
         out,
         "\n| direction | proto | sender | framing seen | GiB/s (median; min–max) \
          | sender CPU s | CPU s/GiB | heap peak (allocations) | sender peak RSS \
-         | major faults on the runtime thread | 1 ms ticker p99 / worst lag |"
+         | major faults on the runtime thread | 1 ms ticker p99 / worst lag \
+         | longest task poll: p99.9 / max |"
     );
-    say!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    say!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (case, samples) in results {
         let ok = ok_samples(samples);
         let speeds: Vec<f64> = ok.iter().map(|s| gib_per_s(s.sent(size), s.secs)).collect();
         let Some(speed) = median(speeds.clone()) else {
             say!(
                 out,
-                "| {} | {} | {} | failed | | | | | | | |",
+                "| {} | {} | {} | failed | | | | | | | | |",
                 direction(case.sender),
                 case.proto.name(),
                 case.sender.describe()
@@ -64,20 +66,33 @@ pub(crate) fn print_table(out: &mut String, results: &[(Case, Vec<Option<Sample>
         let framing = framings.join(" / ").replace("content-length=", "length ");
         let sent = ok.first().map_or(size, |s| s.sent(size));
         let cpu_per_gib = cpu / (sent as f64 / (1u64 << 30) as f64);
-        let neighbour: Vec<(u64, u32, u32)> = ok.iter().filter_map(|s| s.neighbour).collect();
-        let (faults, lags) = if neighbour.is_empty() {
-            (String::new(), String::new())
+        let neighbour: Vec<Neighbour> = ok.iter().filter_map(|s| s.neighbour).collect();
+        let (faults, lags, polls) = if neighbour.is_empty() {
+            (String::new(), String::new(), String::new())
         } else {
-            let faults = median(neighbour.iter().map(|n| n.0 as f64).collect()).unwrap_or(0.0);
-            let p99 = median(neighbour.iter().map(|n| f64::from(n.1)).collect()).unwrap_or(0.0);
-            let worst = neighbour.iter().map(|n| n.2).max().unwrap_or(0);
+            let faults = median(neighbour.iter().map(|n| n.faults as f64).collect()).unwrap_or(0.0);
+            // The p99 is the median round's, the worst the worst round's.
+            let lags = |p99: fn(&Neighbour) -> u32, max: fn(&Neighbour) -> u32| {
+                let p99 = median(neighbour.iter().map(|n| f64::from(p99(n))).collect());
+                let worst = neighbour.iter().map(max).max().unwrap_or(0);
+                format!(
+                    "{:.1} / {:.1} ms",
+                    p99.unwrap_or(0.0) / 1000.0,
+                    f64::from(worst) / 1000.0
+                )
+            };
             (
                 format!("{faults:.0}"),
-                format!("{:.1} / {:.1} ms", p99 / 1000.0, f64::from(worst) / 1000.0),
+                lags(|n| n.lag_p99, |n| n.lag_max),
+                if neighbour.iter().all(|n| n.poll_max == 0) {
+                    String::new()
+                } else {
+                    lags(|n| n.poll_p999, |n| n.poll_max)
+                },
             )
         };
         say!(out,
-            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} | {faults} | {lags} |",
+            "| {} | {} | {} | {framing} | {speed:.2} ({min:.2}–{max:.2}) | {cpu:.2} | {cpu_per_gib:.2} | {} ({allocations:.0}) | {} | {faults} | {lags} | {polls} |",
             direction(case.sender),
             case.proto.name(),
             case.sender.describe(),
@@ -283,7 +298,8 @@ pub(crate) fn print_ratios(
             );
         }
         // The neighbour goals (issue #18): per round, the reference's worst
-        // ticker lag over ours, so >= 1 means ours stalled no longer.
+        // ticker lag over ours, so >= 1 means ours stalled no longer; and
+        // how long the sender's tasks held the worker per poll (p99.9).
         let neighbours = [
             (Sender::Mmap, Sender::Reader64K, "one upload"),
             (Sender::ManyMmap, Sender::ManyReader64K, "32 uploads"),
@@ -291,13 +307,17 @@ pub(crate) fn print_ratios(
             (Sender::ManyServeMmap, Sender::ManyServeFile, "8 downloads"),
         ];
         for (ours, reference, label) in neighbours {
-            let worst = |s: &Sample| f64::from(s.neighbour.map_or(0, |n| n.2).max(1));
+            let worst = |s: &Sample| f64::from(s.neighbour.map_or(0, |n| n.lag_max).max(1));
+            let poll = |s: &Sample| f64::from(s.neighbour.map_or(0, |n| n.poll_p999).max(1));
             let (ours, reference) = (case(ours, proto), case(reference, proto));
             if let Some(r) = paired_ratio(results, ours, reference, worst) {
                 let faults = |c: Case| {
                     let samples = results.iter().find(|(k, _)| *k == c).map(|(_, s)| s)?;
                     let ok = ok_samples(samples);
-                    ok.iter().filter_map(|s| s.neighbour).map(|n| n.0).max()
+                    ok.iter()
+                        .filter_map(|s| s.neighbour)
+                        .map(|n| n.faults)
+                        .max()
                 };
                 let (our_faults, their_faults) = (faults(ours), faults(reference));
                 say!(
@@ -305,6 +325,34 @@ pub(crate) fn print_ratios(
                     "  {p} {label:<12} {:<28} {r}",
                     "ticker worst lag, ref / ours"
                 );
+                if let Some(polls) = paired_ratio(results, ours, reference, poll) {
+                    say!(
+                        out,
+                        "  {p} {label:<12} {:<28} {polls}",
+                        "p99.9 task poll, ref / ours"
+                    );
+                    let longest = results
+                        .iter()
+                        .find(|(k, _)| *k == ours)
+                        .map(|(_, s)| ok_samples(s))
+                        .and_then(|ok| {
+                            ok.iter()
+                                .filter_map(|s| s.neighbour)
+                                .map(|n| n.poll_p999)
+                                .max()
+                        })
+                        .unwrap_or(0);
+                    if longest > 0 {
+                        goals.push((
+                            format!(
+                                "{p} {label}: the sender's tasks hold the worker about 1 ms at \
+                                 most (p99.9 poll, worst round <= 1.5 ms): {:.2} ms",
+                                f64::from(longest) / 1000.0
+                            ),
+                            longest <= 1500,
+                        ));
+                    }
+                }
                 goals.push((
                     format!(
                         "{p} {label}: the ticker's worst lag no more than the reference's \

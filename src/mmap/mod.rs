@@ -80,8 +80,13 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 /// body is a good neighbour to the other tasks of its worker thread:
 ///
 /// - it gives the worker back (tokio's `yield_now`) after every 2 MiB it
-///   hands out, so one upload never holds a worker for long stretches;
-///   bodies streaming on the same worker thread share those 2 MiB: with
+///   hands out, or sooner once half a millisecond has passed since it got
+///   the worker back (a connection that writes slower than 2 MiB a
+///   millisecond: HTTP/2, TLS, a busy machine). One upload never holds a
+///   worker for more than about that and one frame's write. A yield holds
+///   until the runtime has woken the body: a consumer that polls it again
+///   at once (hyper's HTTP/1.1 dispatcher does) gets `Pending` until then.
+///   Bodies streaming on the same worker thread share those 2 MiB: with
 ///   `n` of them each sends frames of `2 MiB / n` (in 64 KiB steps, at
 ///   least 64 KiB, never more than [`chunk_size`](MmapBody::chunk_size))
 ///   and yields after each, so the worker's timers and I/O wait about as

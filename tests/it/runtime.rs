@@ -72,3 +72,112 @@ fn cold_upload(http2: bool) {
         "http2={http2}: {faults} major faults on the runtime's thread for a cold 64 MiB upload"
     );
 }
+
+/// What the body a test sends has handed out, and the most of it that went
+/// out in one poll of a task the client spawned.
+#[derive(Default)]
+struct Turns {
+    handed_out: std::sync::atomic::AtomicU64,
+    most_in_one_poll: std::sync::atomic::AtomicU64,
+    polls: std::sync::atomic::AtomicU64,
+}
+
+/// An executor for hyper that spawns on tokio and counts, for every poll of
+/// what it spawns (HTTP/1.1: the connection's task, which polls the body
+/// and writes it; HTTP/2: the connection, and the task that pipes the body
+/// into its stream), the bytes the body handed out during that poll.
+#[derive(Clone)]
+struct CountingExecutor(std::sync::Arc<Turns>);
+
+impl<F> hyper::rt::Executor<F> for CountingExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let turns = self.0.clone();
+        let mut future = Box::pin(future);
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let before = turns.handed_out.load(Relaxed);
+            let polled = future.as_mut().poll(cx);
+            let during = turns.handed_out.load(Relaxed) - before;
+            turns.most_in_one_poll.fetch_max(during, Relaxed);
+            turns.polls.fetch_add(1, Relaxed);
+            polled
+        }));
+    }
+}
+
+/// `MmapBody`, counting the bytes of each frame it hands out.
+struct Counted(MmapBody, std::sync::Arc<Turns>);
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = mmap_body::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.0).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            let len = frame.data_ref().map_or(0, |data| data.len());
+            self.1
+                .handed_out
+                .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// A warm 256 MiB upload from a `current_thread` runtime, the server on the
+/// same runtime, over HTTP/1.1 and HTTP/2: no poll of the client's tasks
+/// gets more than 2 MiB out of the body (its yield is honoured even when
+/// hyper polls the body again before the runtime rescheduled it, as its
+/// HTTP/1.1 dispatcher does after every yield). A count, not a time: the
+/// half-millisecond bound can only make it less.
+#[test]
+fn no_poll_of_the_clients_tasks_takes_more_than_two_mib_of_the_body() {
+    let file = test_file(256 * 1024 * 1024);
+    for http2 in [false, true] {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let turns = std::sync::Arc::new(Turns::default());
+        let seen = runtime.block_on(async {
+            let addr = hashing_server().await;
+            // SAFETY: the temp file is private to this test.
+            let body = unsafe { MmapBody::open(&file.path) }.unwrap();
+            let mut builder =
+                hyper_util::client::legacy::Client::builder(CountingExecutor(turns.clone()));
+            builder.http2_only(http2);
+            let client = builder.build_http();
+            let req = http::Request::put(format!("http://{addr}/"))
+                .body(Counted(body, turns.clone()))
+                .unwrap();
+            received(&client.request(req).await.expect("upload"))
+        });
+        assert_eq!(seen.sha256, file.sha256);
+        use std::sync::atomic::Ordering::Relaxed;
+        let (most, polls) = (
+            turns.most_in_one_poll.load(Relaxed),
+            turns.polls.load(Relaxed),
+        );
+        assert_eq!(turns.handed_out.load(Relaxed), 256 << 20);
+        eprintln!("http2={http2}: at most {most} bytes in one of {polls} polls");
+        assert!(
+            most <= 2 << 20,
+            "http2={http2}: {most} bytes of the body in one poll of a task"
+        );
+    }
+}
