@@ -58,10 +58,10 @@
 //! Every sender on a runtime (the server's, for downloads) shares it with a
 //! task that asks to wake every millisecond: the table gives that ticker's
 //! p99 and worst lag, and the major page faults taken by the runtime's
-//! thread. It gives the lag a second time less the time the thread waited
-//! on the kernel's run queue meanwhile (`/proc/thread-self/schedstat`): what
-//! the runtime's own tasks held the worker, without the server process or
-//! the host taking the CPU. The neighbour goals are judged on that one.
+//! thread. The client's executor (the server's, for downloads) times every
+//! poll of the tasks it spawns, those that poll the body and write it: the
+//! table gives the 99.9th percentile and the longest, how long the sender
+//! held the worker at a time.
 //!
 //! Each measurement runs the sending side in a fresh process (this binary
 //! run again with `--child`), so its peak RSS is its own; its heap is
