@@ -35,7 +35,11 @@ impl ReplayLayer {
     /// The file has no name from the start (`O_TMPFILE`, or unlinked at
     /// once), so it is gone with the body's last clone, even if the process
     /// is killed. It is written by a thread of its own: the attempt in
-    /// flight waits for the disk only if the writer falls 2 MiB behind. If
+    /// flight waits for the disk only if the writer falls 2 MiB behind. On
+    /// Linux the writer goes past the page cache (`O_DIRECT`, 1 MiB writes)
+    /// where the file system allows it and the disk keeps up (each write
+    /// under 2 ms), so a spilled body does not push other files out of the
+    /// page cache; a replay then reads it from the disk. If
     /// the file cannot be made or written (no such directory, no
     /// permission, disk full) or the body passes `max_bytes`, the attempt
     /// in flight goes on as it was, [`is_replayable`] turns false, and a

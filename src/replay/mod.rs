@@ -79,11 +79,15 @@
 //! A proxy receives streamed bodies of any size. nginx keeps a request body
 //! in memory up to `client_body_buffer_size` and writes the rest to a temp
 //! file, so that it can send it again to the next upstream; linkerd and
-//! Envoy stop at an in-memory limit. `spill_to_disk` does what nginx does,
-//! zero-copy both ways: frames are handed to a writer thread as
-//! reference-counted `Bytes`, and a replay reads the file back as
-//! [`MmapBody`](crate::MmapBody) slices, whose pages are given back as they
-//! are sent. A 256 MiB upload retried twice through an axum proxy so set up
+//! Envoy stop at an in-memory limit. `spill_to_disk` does what nginx does:
+//! frames are handed to a writer thread as reference-counted `Bytes`, and
+//! a replay reads the file back as [`MmapBody`](crate::MmapBody) slices,
+//! whose pages are given back as they are sent. On Linux the writer copies
+//! the frames into a 1 MiB buffer and writes it past the page cache
+//! (`O_DIRECT`): the one copy the kernel would make anyway, without filling
+//! the page cache with a body that is read back only on a retry, and with
+//! less CPU (the README has the numbers); where the file system refuses
+//! that, or the disk is slow, it writes through the page cache. A 256 MiB upload retried twice through an axum proxy so set up
 //! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB
 //! (`tests/proxy_spill.rs`).
 //!
@@ -104,6 +108,8 @@
     doc = "[`ReplayLayer::spill_dir`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html#method.spill_dir"
 )]
 
+#[cfg_attr(not(feature = "spill"), allow(dead_code))]
+mod append;
 mod body;
 mod content_length;
 mod exact;

@@ -15,16 +15,22 @@
 //! writer falls more than [`MAX_BACKLOG`] behind: then it waits for the
 //! writer to catch up, so that a disk slower than the network cannot make
 //! the backlog grow without bound.
+//!
+//! The writer appends past the page cache where it can (see
+//! [`append`](super::append)): bytes are then copied into a 1 MiB stage and
+//! become readable a stage at a time, and a reader waiting for staged bytes
+//! asks the writer to write them out ([`Spill::poll_written`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use super::append::Appender;
 use crate::MmapBody;
 
 /// How far the writer may fall behind the attempt in flight before the
@@ -59,8 +65,13 @@ struct State {
     queue: VecDeque<Bytes>,
     /// Bytes handed to the writer.
     queued: u64,
-    /// Bytes on disk.
+    /// Bytes on disk that a reader may map.
     written: u64,
+    /// Bytes the writer holds no frame of any more: written or staged.
+    appended: u64,
+    /// A reader waits for bytes the writer holds back (the tail of a
+    /// block): write them out.
+    flush_wanted: bool,
     /// Why writing stopped, if it failed.
     error: Option<String>,
     /// No more frames will come; the writer may go.
@@ -92,6 +103,8 @@ impl Spill {
                 queue: VecDeque::new(),
                 queued: 0,
                 written: 0,
+                appended: 0,
+                flush_wanted: false,
                 error: None,
                 closed: false,
                 writer_idle: false,
@@ -134,7 +147,8 @@ impl Spill {
         }
     }
 
-    /// Ready once `written` is past `at` (or writing failed).
+    /// Ready once `written` is past `at` (or writing failed). Until then
+    /// the writer is asked to write out what it holds back.
     pub(super) fn poll_written(&self, at: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = lock(&self.state);
         if state.written > at || state.error.is_some() {
@@ -143,13 +157,19 @@ impl Spill {
         if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
             state.waiters.push(cx.waker().clone());
         }
+        let wake_writer = !state.flush_wanted && state.writer_idle;
+        state.flush_wanted = true;
+        drop(state);
+        if wake_writer {
+            self.work.notify_one();
+        }
         Poll::Pending
     }
 
     /// Ready while the writer is less than [`MAX_BACKLOG`] behind.
     pub(super) fn poll_backlog(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = lock(&self.state);
-        if state.queued - state.written < MAX_BACKLOG || state.error.is_some() {
+        if state.queued - state.appended < MAX_BACKLOG || state.error.is_some() {
             return Poll::Ready(());
         }
         if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -191,7 +211,8 @@ impl Spill {
 
     /// The writer thread's loop: writes what is queued until the spill is
     /// closed or a write fails.
-    fn run_writer(&self, mut file: File) {
+    fn run_writer(&self, file: File) {
+        let mut appender = Appender::new(file);
         loop {
             let mut state = lock(&self.state);
             // Everything queued, in one go: one lock, one wake-up and few
@@ -200,7 +221,7 @@ impl Spill {
                 if state.closed {
                     return;
                 }
-                if !state.queue.is_empty() {
+                if !state.queue.is_empty() || state.flush_wanted {
                     break state.queue.drain(..).collect();
                 }
                 state.writer_idle = true;
@@ -210,13 +231,22 @@ impl Spill {
                     .unwrap_or_else(PoisonError::into_inner);
                 state.writer_idle = false;
             };
+            let flush = std::mem::take(&mut state.flush_wanted);
             drop(state);
-            let result = write_batch(&mut file, &batch);
-            let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
+            let result = (|| {
+                appender.append(&batch)?;
+                if flush {
+                    appender.flush_tail()?;
+                }
+                Ok::<_, io::Error>(())
+            })();
             drop(batch);
             let mut state = lock(&self.state);
             match result {
-                Ok(()) => state.written += len,
+                Ok(()) => {
+                    state.written = appender.readable();
+                    state.appended = appender.appended();
+                }
                 Err(err) => {
                     state.error = Some(format!(
                         "writing the spill file failed after {} bytes: {err}",
@@ -234,39 +264,6 @@ impl Spill {
             }
         }
     }
-}
-
-/// Writes every frame of `batch`, in order, with vectored writes.
-fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
-    let mut frame = 0;
-    let mut offset = 0;
-    while frame < batch.len() {
-        let slices: Vec<io::IoSlice<'_>> = batch[frame..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| io::IoSlice::new(if i == 0 { &b[offset..] } else { b }))
-            .take(64)
-            .collect();
-        let mut written = match file.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        // Step over what was written.
-        while written > 0 {
-            let left = batch[frame].len() - offset;
-            if written >= left {
-                written -= left;
-                frame += 1;
-                offset = 0;
-            } else {
-                offset += written;
-                written = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 impl std::fmt::Debug for Spill {

@@ -376,6 +376,10 @@ mod tests {
             let spill = storage.spill().expect("spilling");
             let started = Instant::now();
             while spill.written() != Ok(len) {
+                // As a reader would: the writer then writes out the tail of
+                // a block it holds back.
+                let waker = std::task::Waker::noop();
+                let _ = spill.poll_written(len - 1, &mut std::task::Context::from_waker(waker));
                 assert!(started.elapsed() < Duration::from_secs(10), "{spill:?}");
                 std::thread::sleep(Duration::from_millis(1));
             }
