@@ -266,4 +266,7 @@ pub(crate) fn populate(map: &Mmap, file: Option<&File>, offset: usize, len: usiz
             )
         };
     }
+    // Elsewhere a mapping without a file is left to fault in where read.
+    #[cfg(not(target_os = "linux"))]
+    let _ = map;
 }
