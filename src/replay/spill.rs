@@ -69,8 +69,8 @@ struct State {
     written: u64,
     /// Bytes the writer holds no frame of any more: written or staged.
     appended: u64,
-    /// A reader waits for bytes the writer holds back (the tail of a
-    /// block): write them out.
+    /// A reader waits for bytes the writer holds back (staged, short of a
+    /// whole stage): write them out.
     flush_wanted: bool,
     /// Why writing stopped, if it failed.
     error: Option<String>,
