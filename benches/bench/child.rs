@@ -14,6 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 use mmap_body::{MmapBody, ReplayLayer};
+use mmap_body_devkit::executor::{Observed, ObservedExecutor};
 use tokio_util::io::ReaderStream;
 use tower::{Layer, ServiceExt};
 
@@ -181,7 +182,7 @@ where
     B::Data: Send,
 {
     // Its connection tasks' polls are timed (the report's poll_* fields).
-    let mut builder = Client::builder(TimedExecutor);
+    let mut builder = Client::builder(ObservedExecutor(TimePolls));
     builder.http2_only(proto == Proto::H2);
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
@@ -301,32 +302,31 @@ pub(crate) fn serve(
             let _ = stream.set_nodelay(true);
             let path = path.clone();
             // The connection's task and its HTTP/2 streams' are timed.
-            tokio::spawn(Timed {
-                future: async move {
-                    let builder = hyper_util::server::conn::auto::Builder::new(TimedExecutor);
-                    let io = TokioIo::new(stream);
-                    let _ = match sender {
-                        Sender::ServeMmap | Sender::ManyServeMmap => {
-                            let service =
-                                hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                                    // SAFETY: the bench owns the file in its temp dir
-                                    // and nothing changes it while it is mapped.
-                                    let body = unsafe { MmapBody::open(&*path) };
-                                    let response = body.map(|body| {
-                                        mmap_body::serve::respond(req.method(), req.headers(), body)
-                                    });
-                                    async move { response }
+            let executor = ObservedExecutor(TimePolls);
+            tokio::spawn(Observed::new(TimePolls, async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(executor);
+                let io = TokioIo::new(stream);
+                let _ = match sender {
+                    Sender::ServeMmap | Sender::ManyServeMmap => {
+                        let service =
+                            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                                // SAFETY: the bench owns the file in its temp dir
+                                // and nothing changes it while it is mapped.
+                                let body = unsafe { MmapBody::open(&*path) };
+                                let response = body.map(|body| {
+                                    mmap_body::serve::respond(req.method(), req.headers(), body)
                                 });
-                            builder.serve_connection(io, service).await
-                        }
-                        _ => {
-                            let service = tower_http::services::ServeFile::new(&*path);
-                            let service = hyper_util::service::TowerToHyperService::new(service);
-                            builder.serve_connection(io, service).await
-                        }
-                    };
-                },
-            });
+                                async move { response }
+                            });
+                        builder.serve_connection(io, service).await
+                    }
+                    _ => {
+                        let service = tower_http::services::ServeFile::new(&*path);
+                        let service = hyper_util::service::TowerToHyperService::new(service);
+                        builder.serve_connection(io, service).await
+                    }
+                };
+            }));
         }
     });
     rt.block_on(closed_rx)?;

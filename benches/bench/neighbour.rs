@@ -3,8 +3,11 @@
 //! same runtime wakes while the sender runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use mmap_body_devkit::executor::AroundPoll;
 
 /// Major page faults the calling thread has taken so far
 /// (`/proc/thread-self/stat`, field 12); 0 where there is no such file.
@@ -30,7 +33,7 @@ pub(crate) struct Neighbour {
     pub(crate) lag_p99: u32,
     pub(crate) lag_max: u32,
     /// The 99.9th percentile and the longest poll of the tasks that move
-    /// the body (spawned through [`TimedExecutor`]; 0 where none was, as
+    /// the body (each timed by [`TimePolls`]; 0 where none was, as
     /// with reqwest's own executor): how long the sender held the worker
     /// at a time. Unlike the ticker's lag, the other process and the host
     /// taking the CPU away touch only the rare poll they land in.
@@ -71,7 +74,7 @@ impl Neighbour {
     }
 }
 
-/// How long each poll of a task spawned through [`TimedExecutor`] took:
+/// How long each poll timed by [`TimePolls`] took:
 /// counts per 10 µs step up to 50 ms (the last step takes the rest).
 /// Statics, so that measuring allocates nothing.
 static POLLS: [AtomicU32; 5000] = [const { AtomicU32::new(0) }; 5000];
@@ -99,43 +102,22 @@ fn polls_p999_and_max() -> (u32, u32) {
     (p999, POLL_MAX.load(Ordering::Relaxed))
 }
 
-/// A hyper executor that spawns on tokio and times every poll of what it
-/// spawns: a client's connection tasks (HTTP/1.1: the one that polls the
-/// body and writes it; HTTP/2: the connection and the task that pipes the
-/// body into its stream), a server's HTTP/2 streams. How long a poll takes
-/// is how long that task held the worker, whatever else runs there.
+/// Times each poll into [`POLLS`], for
+/// [`ObservedExecutor`](mmap_body_devkit::executor::ObservedExecutor): how
+/// long a task that moves the body held the worker, whatever else runs
+/// there.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct TimedExecutor;
+pub(crate) struct TimePolls;
 
-impl<F> hyper::rt::Executor<F> for TimedExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        tokio::spawn(Timed { future });
+impl AroundPoll for TimePolls {
+    type Mark = Instant;
+
+    fn before(&self) -> Instant {
+        Instant::now()
     }
-}
 
-pin_project_lite::pin_project! {
-    /// A future whose polls are timed into [`POLLS`].
-    pub(crate) struct Timed<F> {
-        #[pin]
-        pub(crate) future: F,
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for Timed<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let started = Instant::now();
-        let polled = self.project().future.poll(cx);
+    fn after(&self, started: Instant) {
         record_poll(started.elapsed());
-        polled
     }
 }
 
@@ -167,7 +149,7 @@ impl Ticker {
         Ticker { lags, stop, task }
     }
 
-    /// Stops the ticker: its lags, the polls timed by [`TimedExecutor`],
+    /// Stops the ticker: its lags, the polls timed by [`TimePolls`],
     /// and the major faults the caller counted.
     pub(crate) fn stop(self, faults: u64) -> Neighbour {
         self.stop.store(true, Ordering::Relaxed);

@@ -16,6 +16,9 @@
 //! - [`faulty`]: the one misbehaving server (HTTP/1.1 and HTTP/2), following
 //!   a script of faults, logging every request and, if asked, narrating;
 //! - [`bodies`]: test bodies (`Streamed`, `ExactStreamed`) and `poll_now`;
+//! - [`executor`]: a hyper executor on tokio that runs a hook around every
+//!   poll of what it spawns (how long a task held the worker, what a body
+//!   handed out in one poll);
 //! - [`alloc`]: a counting global allocator, for the binaries that install
 //!   it (one per binary: it counts the whole process);
 //! - [`rss`]: the process's resident memory from `/proc/self/status`;
@@ -29,6 +32,7 @@
 pub mod alloc;
 pub mod bodies;
 pub mod counting;
+pub mod executor;
 pub mod faulty;
 pub mod files;
 pub mod harness;

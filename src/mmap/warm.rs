@@ -60,8 +60,8 @@ impl Warm {
     /// `most` bytes, once it may be handed out: `most`, or the body's share
     /// of [`YIELD_BYTES`] while other bodies stream too. Otherwise the body
     /// yields (it handed out its share, or [`YIELD_AFTER`] passed since it
-    /// got the worker back: the worker runs other tasks first) or the frame's pages are
-    /// being read on the blocking pool, and `cx` is woken. Once ready, the
+    /// got the worker back: the worker runs other tasks first) or the
+    /// frame's pages are being read on the blocking pool, and `cx` is woken. Once ready, the
     /// next [`AHEAD`] bytes (up to `limit`) are read ahead on the blocking
     /// pool if they are not in memory.
     ///

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use mmap_body::MmapBody;
+use mmap_body_devkit::executor::{AroundPoll, ObservedExecutor};
 use mmap_body_devkit::files::test_file;
 use mmap_body_devkit::server::{client, hashing_server, received};
 
@@ -82,30 +83,23 @@ struct Turns {
     polls: std::sync::atomic::AtomicU64,
 }
 
-/// An executor for hyper that spawns on tokio and counts, for every poll of
-/// what it spawns (HTTP/1.1: the connection's task, which polls the body
-/// and writes it; HTTP/2: the connection, and the task that pipes the body
-/// into its stream), the bytes the body handed out during that poll.
+/// Counts, around every poll of a task the client spawned (through
+/// [`ObservedExecutor`]), the bytes the body handed out during that poll.
 #[derive(Clone)]
-struct CountingExecutor(std::sync::Arc<Turns>);
+struct CountPolls(std::sync::Arc<Turns>);
 
-impl<F> hyper::rt::Executor<F> for CountingExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        let turns = self.0.clone();
-        let mut future = Box::pin(future);
-        tokio::spawn(std::future::poll_fn(move |cx| {
-            use std::sync::atomic::Ordering::Relaxed;
-            let before = turns.handed_out.load(Relaxed);
-            let polled = future.as_mut().poll(cx);
-            let during = turns.handed_out.load(Relaxed) - before;
-            turns.most_in_one_poll.fetch_max(during, Relaxed);
-            turns.polls.fetch_add(1, Relaxed);
-            polled
-        }));
+impl AroundPoll for CountPolls {
+    type Mark = u64;
+
+    fn before(&self) -> u64 {
+        self.0.handed_out.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn after(&self, before: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let during = self.0.handed_out.load(Relaxed) - before;
+        self.0.most_in_one_poll.fetch_max(during, Relaxed);
+        self.0.polls.fetch_add(1, Relaxed);
     }
 }
 
@@ -158,8 +152,9 @@ fn no_poll_of_the_clients_tasks_takes_more_than_two_mib_of_the_body() {
             let addr = hashing_server().await;
             // SAFETY: the temp file is private to this test.
             let body = unsafe { MmapBody::open(&file.path) }.unwrap();
-            let mut builder =
-                hyper_util::client::legacy::Client::builder(CountingExecutor(turns.clone()));
+            let mut builder = hyper_util::client::legacy::Client::builder(ObservedExecutor(
+                CountPolls(turns.clone()),
+            ));
             builder.http2_only(http2);
             let client = builder.build_http();
             let req = http::Request::put(format!("http://{addr}/"))
