@@ -78,6 +78,10 @@ struct Direct {
     cached_block: bool,
     /// Whole-stage direct writes slower than [`SLOW`], in a row.
     slow: u32,
+    /// How many of those make the page cache take over.
+    slow_in_a_row: u32,
+    /// [`SLOW`], but for tests.
+    slow_after: std::time::Duration,
 }
 
 impl Appender {
@@ -92,6 +96,8 @@ impl Appender {
                 fill: 0,
                 cached_block: false,
                 slow: 0,
+                slow_in_a_row: SLOW_IN_A_ROW,
+                slow_after: SLOW,
             })
         });
         Appender {
@@ -111,6 +117,23 @@ impl Appender {
             end: 0,
             readable: 0,
         }
+    }
+
+    /// Takes a whole-stage write longer than `after` as slow, and goes back
+    /// to the page cache after `in_a_row` of them.
+    #[cfg(test)]
+    pub(super) fn slow(mut self, after: std::time::Duration, in_a_row: u32) -> Appender {
+        if let Some(direct) = &mut self.direct {
+            (direct.slow_after, direct.slow_in_a_row) = (after, in_a_row);
+        }
+        self
+    }
+
+    /// Never goes back to the page cache for slow writes (a test on a busy
+    /// machine sees some).
+    #[cfg(test)]
+    pub(super) fn never_slow(self) -> Appender {
+        self.slow(SLOW, u32::MAX)
     }
 
     /// `true` while writes go past the page cache.
@@ -206,7 +229,7 @@ impl Appender {
             let at = direct.base + from as u64;
             let started = std::time::Instant::now();
             match write_direct(&direct.file, &direct.stage[from..whole], at) {
-                Ok(()) if whole - from == STAGE && started.elapsed() > SLOW => {
+                Ok(()) if whole - from == STAGE && started.elapsed() > direct.slow_after => {
                     direct.slow += 1;
                 }
                 Ok(()) => direct.slow = 0,
@@ -221,7 +244,7 @@ impl Appender {
         direct.fill -= whole;
         direct.base += whole as u64;
         self.readable = direct.base;
-        if direct.slow >= SLOW_IN_A_ROW {
+        if direct.slow >= direct.slow_in_a_row {
             return self.stop_direct();
         }
         Ok(())
@@ -354,7 +377,7 @@ mod tests {
             let mut appender = if buffered {
                 Appender::buffered(file.try_clone().unwrap())
             } else {
-                Appender::new(file.try_clone().unwrap())
+                Appender::new(file.try_clone().unwrap()).never_slow()
             };
             let lens = [1, 4095, 65536, 70000, 3, STAGE, 2 * STAGE + 17, 999];
             let (mut at, mut round) = (0, 0);
@@ -410,7 +433,8 @@ mod tests {
         let cached = |direct: bool| {
             let file = tempfile::tempfile().unwrap();
             let mut appender = if direct {
-                Appender::new(file.try_clone().unwrap())
+                // Slow writes under a loaded test run would switch it back.
+                Appender::new(file.try_clone().unwrap()).never_slow()
             } else {
                 Appender::buffered(file.try_clone().unwrap())
             };
@@ -448,6 +472,35 @@ mod tests {
         if let Some(past) = cached(true) {
             assert_eq!(past, 0, "written past the page cache: {past} pages cached");
         }
+    }
+
+    /// Four slow whole-stage writes in a row (every write counts as slow
+    /// here) and the page cache takes over: the fifth stage and everything
+    /// after it are cached, every byte lands in order.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn slow_direct_writes_hand_over_to_the_page_cache() {
+        let file = tempfile::tempfile().unwrap();
+        let appender = Appender::new(file.try_clone().unwrap());
+        if !appender.is_direct() {
+            return;
+        }
+        let mut appender = appender.slow(std::time::Duration::ZERO, 4);
+        let frame = Bytes::from((0..STAGE).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+        for stage in 0..8 {
+            appender.append(std::slice::from_ref(&frame)).unwrap();
+            assert_eq!(appender.is_direct(), stage < 3, "after stage {stage}");
+        }
+        appender.flush_tail().unwrap();
+        assert_eq!(appender.readable(), 8 * STAGE as u64);
+        let mut all = Vec::new();
+        let mut reader = file.try_clone().unwrap();
+        std::io::Seek::rewind(&mut reader).unwrap();
+        reader.read_to_end(&mut all).unwrap();
+        assert!(
+            all.chunks(STAGE).all(|c| c == &frame[..]),
+            "the file differs"
+        );
     }
 
     #[cfg(target_os = "linux")]
