@@ -8,7 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::exact::ExactLength;
-use super::source::{clone_known, clone_restartable, Source};
+use super::restart::{self, Restart};
+use super::source::Source;
 use super::spill::SpillConfig;
 #[cfg(doc)]
 use crate::error::ErrorKind;
@@ -111,10 +112,10 @@ where
         max_replay_bytes: usize,
         spill: Option<Arc<SpillConfig>>,
     ) -> ReplayBody<B> {
-        let source = if clone_known(&body).is_some() {
-            Source::cloned(body, clone_known::<B>)
-        } else {
-            Source::recorded(body, max_replay_bytes, spill)
+        restart::register::<B>();
+        let source = match Restart::find() {
+            Some(restart) => Source::cloned(body, restart),
+            None => Source::recorded(body, max_replay_bytes, spill),
         };
         ReplayBody::with_source(source)
     }
@@ -127,11 +128,17 @@ where
     /// Wraps a body whose clones restart it from the beginning and are
     /// cheap, so that replays clone it instead of recording it, at any size.
     ///
+    /// This is how a body of your own is declared restartable: a
+    /// [`ReplayLayer`](crate::ReplayLayer) it passes through clones it too
+    /// (at any size, whatever its cap) and still holds each attempt to the
+    /// request's `Content-Length`.
+    ///
     /// The clone is taken before `body` is ever polled. Do not use it for
     /// bodies whose clones share a stream (a clone of a channel receiver
     /// would not send the bytes again).
     pub fn restartable(body: B) -> ReplayBody<B> {
-        ReplayBody::with_source(Source::cloned(body, clone_restartable::<B>))
+        restart::register::<B>();
+        ReplayBody::with_source(Source::cloned(body, Restart::by_clone()))
     }
 }
 
@@ -164,6 +171,17 @@ impl<B> ReplayBody<B> {
     /// mapped ([`MmapBody::verify`], one `fstat`).
     pub fn is_replayable(&self) -> bool {
         self.replayable(true)
+    }
+
+    /// Whether a clone can still send every byte, as
+    /// [`is_replayable`](ReplayBody::is_replayable), with the failure that
+    /// ended it where there is one: how a `ReplayBody` wrapped again (by a
+    /// `ReplayLayer` it is handed to) answers its wrapper.
+    pub(super) fn check_replayable(&self) -> Result<bool, Error> {
+        match self.outcome.failure() {
+            Some(failure) => Err(failure),
+            None => self.attempt.get_ref().replayable(),
+        }
     }
 
     /// [`is_replayable`](ReplayBody::is_replayable); with `record`, a file

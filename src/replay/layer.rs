@@ -20,7 +20,10 @@ pub struct ReplayLayer {
 impl ReplayLayer {
     /// A layer that records at most `max_replay_bytes` of each streamed
     /// request body for replay, in memory. Bodies that are cheap to clone
-    /// (such as [`MmapBody`](crate::MmapBody)) are replayable at any size.
+    /// (such as [`MmapBody`](crate::MmapBody), a body given to
+    /// [`ReplayBody::restartable`](crate::ReplayBody::restartable), or one
+    /// already in a [`ReplayBody`](crate::ReplayBody)) are replayable at
+    /// any size and never recorded.
     pub fn new(max_replay_bytes: usize) -> ReplayLayer {
         ReplayLayer {
             max_replay_bytes,

@@ -36,6 +36,37 @@
 //! # }
 //! ```
 //!
+//! # Bodies that restart by cloning
+//!
+//! A body of your own whose clones start again from its first byte (an
+//! in-memory buffer, a body read from a file again on each clone) is
+//! declared so with [`ReplayBody::restartable`]; the layer then clones it
+//! for each retry, at any size, instead of recording it, and still holds
+//! each attempt to its `Content-Length`:
+//!
+//! ```no_run
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! # use mmap_body::ReplayBody;
+//! # #[derive(Clone)] struct MyBody(Full<Bytes>);
+//! # impl http_body::Body for MyBody { type Data = Bytes; type Error = std::convert::Infallible;
+//! # fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>)
+//! #   -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+//! #   std::pin::Pin::new(&mut self.0).poll_frame(cx) } }
+//! # let my_body = MyBody(Full::new(Bytes::from("...")));
+//! let request = http::Request::put("http://127.0.0.1:3000/upload")
+//!     .body(ReplayBody::restartable(my_body))
+//!     .unwrap();
+//! // service.oneshot(request): replayed by cloning, whatever ReplayLayer's cap.
+//! ```
+//!
+//! A body already wrapped in a [`ReplayBody`] (by hand, or by another
+//! `ReplayLayer`) passes the layer the same way: it is cloned, never
+//! recorded twice, and its own cap is the one that counts. The crate's own
+//! [`MmapBody`](crate::MmapBody), `Full<Bytes>` and `Empty<Bytes>` need no
+//! declaration. A `Clone` body that is not declared is recorded like any
+//! other: Rust cannot ask a generic type whether it is `Clone`.
+//!
 //! # Why the layer sits outside the retry layer
 //!
 //! `tower::retry` clones each request before sending it, so the body must
@@ -116,6 +147,7 @@ mod exact;
 mod future;
 mod layer;
 mod recording;
+mod restart;
 mod service;
 mod source;
 mod spill;

@@ -3,20 +3,18 @@
 //! reading of the shared [`Recorded`] body. Either way a clone of the source
 //! starts again from the start.
 
-use std::any::Any;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Empty, Full};
 
 use super::recording::Recorded;
+use super::restart::Restart;
 use super::spill::SpillConfig;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::sync::{get_mut, lock};
-use crate::MmapBody;
 
 /// The frames of one attempt, from the start.
 pub(super) enum Source<B> {
@@ -39,63 +37,10 @@ pub(super) enum Source<B> {
     Empty,
 }
 
-/// An untouched copy of a cheap-to-clone body and how to clone it.
+/// An untouched copy of a cheap-to-clone body and how to restart it.
 pub(super) struct Pristine<B> {
     body: Mutex<B>,
-    clone: fn(&B) -> Option<B>,
-    /// Whether a copy would still send what the first attempt was sending.
-    intact: fn(&B) -> Result<(), Error>,
-    /// A copy from an offset on, for the bodies that can be sliced.
-    slice: fn(&B, u64) -> Option<Result<B, Error>>,
-}
-
-/// For an [`MmapBody`]: a copy that starts `offset` bytes in, as a slice
-/// (the skipped pages are never touched). `None` for other bodies.
-fn slice_known<B: 'static>(body: &B, offset: u64) -> Option<Result<B, Error>> {
-    let body = (body as &dyn Any).downcast_ref::<MmapBody>()?;
-    Some(
-        body.slice(offset..)
-            .map(|tail| cast(tail).expect("B is MmapBody")),
-    )
-}
-
-/// For an [`MmapBody`]: its file is unchanged now. A connection can break
-/// on a changed file (a "broken pipe" over HTTP/2, say) before the body's
-/// own check saw the change; the retry policy asks this before replaying.
-fn intact_known<B: 'static>(body: &B) -> Result<(), Error> {
-    match (body as &dyn Any).downcast_ref::<MmapBody>() {
-        Some(body) => body.verify(),
-        None => Ok(()),
-    }
-}
-
-/// Moves `value` into a `U` when `T` and `U` are the same type.
-fn cast<T: 'static, U: 'static>(value: T) -> Option<U> {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
-}
-
-/// A fresh copy of `body`, from its start, for the body types known to
-/// clone cheaply and restart (the poor man's specialisation axum-core uses
-/// to avoid boxing twice).
-pub(super) fn clone_known<B: 'static>(body: &B) -> Option<B> {
-    let any = body as &dyn Any;
-    if let Some(body) = any.downcast_ref::<MmapBody>() {
-        cast(body.clone())
-    } else if let Some(body) = any.downcast_ref::<Full<Bytes>>() {
-        cast(body.clone())
-    } else if let Some(body) = any.downcast_ref::<Empty<Bytes>>() {
-        cast(*body)
-    } else {
-        None
-    }
-}
-
-/// A fresh copy of a body whose clones restart it.
-pub(super) fn clone_restartable<B: Clone>(body: &B) -> Option<B> {
-    Some(body.clone())
+    restart: Restart<B>,
 }
 
 /// What a body's error becomes: this crate's error as it is (an `MmapBody`
@@ -113,22 +58,20 @@ pub(super) fn body_error(err: impl Into<BoxError>) -> Error {
 }
 
 impl<B: Body + 'static> Source<B> {
-    /// Copies of `body` made with `clone`; recorded (with nothing kept, so
-    /// sent once) if no copy can be made.
-    pub(super) fn cloned(body: B, clone: fn(&B) -> Option<B>) -> Source<B> {
-        match clone(&body) {
+    /// Copies of `body` made as `restart` says; recorded (with nothing
+    /// kept, so sent once) if no copy can be made.
+    pub(super) fn cloned(body: B, restart: Restart<B>) -> Source<B> {
+        match (restart.clone)(&body) {
             Some(first) => Source::Cloned {
                 body: Mutex::new(Some(Box::pin(first))),
                 pristine: Arc::new(Pristine {
                     body: Mutex::new(body),
-                    clone,
-                    intact: intact_known::<B>,
-                    slice: slice_known::<B>,
+                    restart,
                 }),
                 skip: 0,
             },
-            // Unreachable for the clone functions above; without a copy the
-            // body is still sent, just not replayable.
+            // Unreachable for the crate's restarts; without a copy the body
+            // is still sent, just not replayable.
             None => Source::recorded(body, 0, None),
         }
     }
@@ -147,9 +90,7 @@ impl<B> Source<B> {
     /// copy changed (its file was truncated or modified).
     pub(super) fn replayable(&self) -> Result<bool, Error> {
         match self {
-            Source::Cloned { pristine, .. } => {
-                (pristine.intact)(&lock(&pristine.body)).map(|()| true)
-            }
+            Source::Cloned { pristine, .. } => (pristine.restart.intact)(&lock(&pristine.body)),
             Source::Recorded(recorded) => Ok(recorded.is_replayable()),
             Source::Empty => Ok(true),
         }
@@ -196,9 +137,9 @@ impl<B> Source<B> {
         match self {
             Source::Cloned { pristine, .. } => {
                 let original = lock(&pristine.body);
-                let (copy, skip) = match (pristine.slice)(&original, offset) {
+                let (copy, skip) = match (pristine.restart.slice)(&original, offset) {
                     Some(tail) => (Some(tail?), 0),
-                    None => ((pristine.clone)(&original), offset),
+                    None => ((pristine.restart.clone)(&original), offset),
                 };
                 Ok(Source::Cloned {
                     body: Mutex::new(copy.map(Box::pin)),
@@ -217,7 +158,7 @@ impl<B> Clone for Source<B> {
     fn clone(&self) -> Source<B> {
         match self {
             Source::Cloned { pristine, .. } => {
-                let copy = (pristine.clone)(&lock(&pristine.body));
+                let copy = (pristine.restart.clone)(&lock(&pristine.body));
                 Source::Cloned {
                     body: Mutex::new(copy.map(Box::pin)),
                     pristine: Arc::clone(pristine),

@@ -23,6 +23,8 @@ mod progress;
 mod proxy;
 #[cfg(feature = "retry")]
 mod replay;
+#[cfg(feature = "retry")]
+mod restartable;
 #[cfg(all(
     target_os = "linux",
     feature = "resume",
