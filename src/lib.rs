@@ -52,7 +52,7 @@
 //!   frames are [`bytes::Bytes`] slices of one shared mapping: no byte is
 //!   copied in user space, the heap it uses does not grow with the file, the
 //!   pages it sent are given back to the kernel, and a clone (for a retry)
-//!   costs one reference count. With the feature `runtime` (on by default),
+//!   costs one reference count. With the feature `tokio` (on by default),
 //!   inside a tokio runtime it yields its worker every 2 MiB (shared by
 //!   the bodies streaming on that worker) and reads cold pages in on the
 //!   blocking pool rather than faulting on the worker.
@@ -64,7 +64,7 @@
 //!   `tower::retry::Policy` that retries these requests safely, above
 //!   `tower::timeout` and other layers that box their errors too, and
 //!   retries a request of any method that provably never left (a refused
-//!   connection; with feature `hyper`, also a connect error, a request
+//!   connection; with feature `hyper-errors` (on by default), also a connect error, a request
 //!   hyper gave back unwritten, an HTTP/2 `REFUSED_STREAM` or `GOAWAY`).
 //! - [`progress`] (feature `progress`, on by default): upload progress
 //!   (bytes sent of the total, per attempt) that restarts from zero when a

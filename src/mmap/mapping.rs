@@ -112,13 +112,13 @@ impl Mapping {
 
     /// `true` if the pages of `start..end` are in memory: handing them out
     /// costs the reader no disk read.
-    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn resident(&self, start: usize, end: usize) -> bool {
         sys::resident(&self.map, start, end - start)
     }
 
     /// Reads the pages of `start..end` in, on the calling (blocking) thread.
-    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn populate(&self, start: usize, end: usize) {
         let file = self.origin.as_ref().map(|origin| &origin.file);
         sys::populate(&self.map, file, start, end - start);

@@ -76,7 +76,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///
 /// # On a tokio runtime
 ///
-/// With the `runtime` feature (on by default), inside a tokio runtime, a
+/// With the `tokio` feature (on by default), inside a tokio runtime, a
 /// body is a good neighbour to the other tasks of its worker thread:
 ///
 /// - it gives the worker back (tokio's `yield_now`) after every 2 MiB it

@@ -9,7 +9,7 @@
 //! below [`MIN_SHARE`]) and yields after each, so a worker running all of
 //! them still gets back to its timers and I/O after about [`YIELD_BYTES`].
 //!
-//! Only inside a tokio runtime (feature `runtime`, on by default); without
+//! Only inside a tokio runtime (feature `tokio`, on by default); without
 //! one, or without the feature, a body is a plain mapping: every frame is
 //! ready at once and its pages fault in where they are read.
 
@@ -23,7 +23,7 @@ use super::mapping::Mapping;
 /// timer or another connection on the same worker waits no longer than
 /// that for one upload. Each yield costs one more poll of the connection's
 /// task (a few microseconds).
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(super) const YIELD_BYTES: usize = 2 << 20;
 
 /// How long a body goes on handing out frames after it got its worker
@@ -32,18 +32,18 @@ pub(super) const YIELD_BYTES: usize = 2 << 20;
 /// millisecond (HTTP/2's 16 KiB frames, TLS, a slower machine or a busy
 /// one), bytes alone would let one poll of the connection's task run for
 /// milliseconds; this bounds it at about this long plus one frame's write.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(super) const YIELD_AFTER: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// How far ahead of the frame going out pages are made resident: 4 MiB
 /// (one 1 MiB frame ahead keeps a cold file's reads too short to stream).
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(super) const AHEAD: usize = 4 << 20;
 
 /// The least a body hands out between two yields when many stream at once:
 /// below this, the cost of a poll and a write per frame outweighs the
 /// stall it saves.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(super) const MIN_SHARE: usize = 64 << 10;
 
 /// A body's place in the cooperative schedule, and a load in progress.
@@ -51,7 +51,7 @@ pub(super) const MIN_SHARE: usize = 64 << 10;
 pub(super) struct Warm {
     /// Bytes handed out since the last yield.
     since_yield: usize,
-    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     state: imp::State,
 }
 
@@ -102,7 +102,7 @@ impl Warm {
     }
 }
 
-#[cfg(feature = "runtime")]
+#[cfg(feature = "tokio")]
 mod imp {
     use std::future::Future;
     use std::pin::Pin;
@@ -352,7 +352,7 @@ mod imp {
     }
 }
 
-#[cfg(not(feature = "runtime"))]
+#[cfg(not(feature = "tokio"))]
 mod imp {
     use std::sync::Arc;
     use std::task::{Context, Poll};
@@ -384,7 +384,7 @@ mod imp {
     }
 }
 
-#[cfg(all(test, feature = "runtime"))]
+#[cfg(all(test, feature = "tokio"))]
 mod tests {
     use std::io::Write;
     use std::pin::Pin;

@@ -21,15 +21,15 @@ pub(crate) enum Unsent {
     Connect,
     /// hyper handed the request back unwritten: the connection it was
     /// queued on closed first (hyper's `is_canceled()`).
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     NotWritten,
     /// An HTTP/2 server reset the stream with `REFUSED_STREAM`, which says
     /// it did no processing of it (RFC 9113 §8.7).
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     RefusedStream,
     /// An HTTP/2 server sent `GOAWAY` with a last stream id below this
     /// request's stream, which it therefore never processed (RFC 9113 §6.8).
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     GoAway,
 }
 
@@ -39,11 +39,11 @@ impl Unsent {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unsent::Connect => "the connection failed",
-            #[cfg(feature = "hyper")]
+            #[cfg(feature = "hyper-errors")]
             Unsent::NotWritten => "hyper gave the request back unwritten",
-            #[cfg(feature = "hyper")]
+            #[cfg(feature = "hyper-errors")]
             Unsent::RefusedStream => "the HTTP/2 stream was refused",
-            #[cfg(feature = "hyper")]
+            #[cfg(feature = "hyper-errors")]
             Unsent::GoAway => "GOAWAY below the request's stream",
         }
     }
@@ -68,7 +68,7 @@ pub(crate) fn as_error<E: 'static>(err: &E) -> Option<&(dyn StdError + 'static)>
     if let Some(io) = any.downcast_ref::<io::Error>() {
         return Some(io);
     }
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     {
         if let Some(client) = any.downcast_ref::<hyper_util::client::legacy::Error>() {
             return Some(client);
@@ -126,7 +126,7 @@ fn evidence(err: &(dyn StdError + 'static)) -> Option<Unsent> {
     if let Some(io) = err.downcast_ref::<io::Error>() {
         return (io.kind() == io::ErrorKind::ConnectionRefused).then_some(Unsent::Connect);
     }
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     {
         if let Some(client) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
             return client.is_connect().then_some(Unsent::Connect);
@@ -161,7 +161,7 @@ fn evidence(err: &(dyn StdError + 'static)) -> Option<Unsent> {
 
 /// An error that says the request body failed, as the client reports it.
 fn is_body_error(err: &(dyn StdError + 'static)) -> bool {
-    #[cfg(feature = "hyper")]
+    #[cfg(feature = "hyper-errors")]
     if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
         return hyper.is_user();
     }

@@ -73,12 +73,12 @@ use retry_after::retry_after;
 /// happened ([`retry_unsent`], on by default):
 ///
 /// - the connection was refused (an `ECONNREFUSED` in the error's chain,
-///   whatever the client), or, with feature `hyper`, hyper-util's client
+///   whatever the client), or, with feature `hyper-errors` (on by default), hyper-util's client
 ///   reports a connect error (`is_connect()`: DNS, connect, TLS handshake),
 ///   as does reqwest's with feature `reqwest`;
-/// - with feature `hyper`: hyper gave the request back unwritten
+/// - with feature `hyper-errors`: hyper gave the request back unwritten
 ///   (`is_canceled()`: its pooled connection closed first);
-/// - with feature `hyper`, over HTTP/2: the server reset the stream with
+/// - with feature `hyper-errors`, over HTTP/2: the server reset the stream with
 ///   `REFUSED_STREAM` (RFC 9113 §8.7: closed before any processing), or
 ///   sent `GOAWAY` with a last stream id below the request's stream
 ///   (RFC 9113 §6.8).

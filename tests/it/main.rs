@@ -5,6 +5,7 @@
 //! The tests that do need a process of their own (a global allocator, peak
 //! RSS, the process-wide SIGBUS guard) are the other files of `tests/`.
 
+mod defaults;
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
 #[cfg(all(
@@ -34,7 +35,7 @@ mod restartable;
 mod resume;
 #[cfg(all(feature = "proxy", feature = "reqwest"))]
 mod reverse_proxy;
-#[cfg(all(target_os = "linux", feature = "runtime", not(mmap_body_portable)))]
+#[cfg(all(target_os = "linux", feature = "tokio", not(mmap_body_portable)))]
 mod runtime;
 #[cfg(feature = "serve")]
 mod serve;
@@ -43,5 +44,5 @@ mod spill;
 mod tls;
 #[cfg(all(target_os = "linux", feature = "tracing", feature = "spill"))]
 mod tracing;
-#[cfg(all(target_os = "linux", feature = "hyper"))]
+#[cfg(all(target_os = "linux", feature = "hyper-errors"))]
 mod unsent;

@@ -1,4 +1,4 @@
-//! `MmapBody` as a neighbour on a tokio runtime (feature `runtime`): the
+//! `MmapBody` as a neighbour on a tokio runtime (feature `tokio`): the
 //! pages of a cold file are read on the blocking pool, not faulted in by
 //! hyper's `write()` on the runtime's thread.
 

@@ -93,11 +93,11 @@ pub(crate) fn page_size() -> usize {
 }
 
 /// No `mincore` here: pages are taken as resident, and read where used.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn resident(_map: &Mmap, _offset: usize, _len: usize) -> bool {
     true
 }
 
 /// Nothing to bring in ahead (never called: every range is "resident").
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn populate(_map: &Mmap, _file: Option<&File>, _offset: usize, _len: usize) {}

@@ -189,7 +189,7 @@ pub(crate) fn page_size() -> usize {
 /// (`mincore(2)`), so that reading it takes no major fault. A failed
 /// `mincore` answers `true`: the pages are then read where they are used,
 /// as without the check.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn resident(map: &Mmap, offset: usize, len: usize) -> bool {
     let page = page_size();
     let base = map.as_ptr() as usize;
@@ -233,7 +233,7 @@ pub(crate) fn resident(map: &Mmap, offset: usize, len: usize) -> bool {
 /// Without a file (`from_mmap`), `MADV_POPULATE_READ` (Linux 5.14) maps the
 /// pages in, reporting a lost page as an error instead of raising `SIGBUS`;
 /// elsewhere nothing is done.
-#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn populate(map: &Mmap, file: Option<&File>, offset: usize, len: usize) {
     if let Some(file) = file {
         let mut buf = [0u8; 64 * 1024];
