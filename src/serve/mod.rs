@@ -102,8 +102,8 @@ const DEFAULT_MAX_RANGES: usize = 16;
 ///
 /// Everything [`respond`] does, and for a `GET` of several ranges
 /// (`Range: bytes=0-99,1000-1099`): the ranges that select bytes are kept
-/// (none: `416`), sorted, and those that overlap or touch coalesced; one
-/// left is a plain `206`; several are a `206` of `multipart/byteranges`
+/// (none: `416`), those that overlap or touch coalesced, and the parts sent
+/// in the order asked (RFC 9110 §15.3.7.2); one left is a plain `206`; several are a `206` of `multipart/byteranges`
 /// (RFC 9110 §14.6) whose parts carry `Content-Range` and the
 /// [`content_type`](Serve::content_type), each part's bytes a zero-copy
 /// slice of the file, with an exact `Content-Length` for the whole. More

@@ -46,13 +46,15 @@ pub(super) enum Plan {
     Unsatisfiable,
     /// One range (perhaps several that overlap or touch, coalesced).
     One { first: u64, last: u64 },
-    /// Several disjoint ranges, in order, none touching the next.
+    /// Several disjoint ranges, none touching another, in the order the
+    /// request asked for them.
     Many(Vec<(u64, u64)>),
 }
 
 /// The [`Plan`] for a `Range` value: at most `max_ranges` ranges (more:
 /// the whole body), those that select bytes kept, overlapping or adjacent
-/// ones coalesced (RFC 9110 §14.2), and the whole body sent instead when
+/// ones coalesced (RFC 9110 §14.2) and the rest kept in the order asked
+/// (§15.3.7.2), and the whole body sent instead when
 /// the ranges together ask for more bytes than the body has (a client
 /// asking for the same bytes many times over: the amplification RFC 9110
 /// §14.2 warns of).
@@ -76,7 +78,7 @@ pub(super) fn plan(value: &HeaderValue, len: u64, max_ranges: usize) -> Plan {
         return Plan::Whole;
     }
     use http_range_header::SyntacticallyCorrectRange as R;
-    let mut ranges: Vec<(u64, u64)> = parsed
+    let ranges: Vec<(u64, u64)> = parsed
         .into_ranges()
         .into_iter()
         .filter_map(|range| match range {
@@ -96,20 +98,35 @@ pub(super) fn plan(value: &HeaderValue, len: u64, max_ranges: usize) -> Plan {
     if asked > len {
         return Plan::Whole;
     }
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for (first, last) in ranges {
-        match merged.last_mut() {
-            Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
-            _ => merged.push((first, last)),
+    // Overlapping or adjacent ranges coalesced in a sweep by start; each
+    // group then takes the place of its first range in the request: parts
+    // go in the order asked (RFC 9110 §15.3.7.2).
+    let mut by_start: Vec<usize> = (0..ranges.len()).collect();
+    by_start.sort_unstable_by_key(|&i| ranges[i]);
+    // (where the group was first asked, first byte, last byte)
+    let mut groups: Vec<(usize, u64, u64)> = Vec::with_capacity(ranges.len());
+    for i in by_start {
+        let (first, last) = ranges[i];
+        match groups.last_mut() {
+            Some((asked, _, end)) if first <= end.saturating_add(1) => {
+                *end = (*end).max(last);
+                *asked = (*asked).min(i);
+            }
+            _ => groups.push((i, first, last)),
         }
     }
-    match merged.as_slice() {
-        [(first, last)] => Plan::One {
+    groups.sort_unstable_by_key(|&(asked, ..)| asked);
+    match groups.as_slice() {
+        [(_, first, last)] => Plan::One {
             first: *first,
             last: *last,
         },
-        _ => Plan::Many(merged),
+        _ => Plan::Many(
+            groups
+                .into_iter()
+                .map(|(_, first, last)| (first, last))
+                .collect(),
+        ),
     }
 }
 
@@ -155,16 +172,25 @@ mod tests {
             p("bytes=0-9,20-29", 100),
             Plan::Many(vec![(0, 9), (20, 29)])
         );
-        // Out of order, overlapping and touching ranges: coalesced, sorted.
+        // Overlapping and touching ranges coalesced, in the order asked:
+        // a group goes where its first range was.
         assert_eq!(
             p("bytes=50-59,0-9,5-14,15-19", 100),
-            Plan::Many(vec![(0, 19), (50, 59)])
+            Plan::Many(vec![(50, 59), (0, 19)])
+        );
+        assert_eq!(
+            p("bytes=30-39,10-19,0-4,18-25", 100),
+            Plan::Many(vec![(30, 39), (10, 25), (0, 4)])
+        );
+        assert_eq!(
+            p("bytes=90-99,0-9,5-14,15-19", 100),
+            Plan::Many(vec![(90, 99), (0, 19)])
         );
         assert_eq!(p("bytes=0-9,10-19", 100), Plan::One { first: 0, last: 19 });
         // Suffix and open ranges, clipped; unsatisfiable ones dropped.
         assert_eq!(
             p("bytes=-5,0-1,500-600", 100),
-            Plan::Many(vec![(0, 1), (95, 99)])
+            Plan::Many(vec![(95, 99), (0, 1)])
         );
         assert_eq!(p("bytes=500-,600-700", 100), Plan::Unsatisfiable);
         // Asking for more bytes than the file has, or too many ranges.
