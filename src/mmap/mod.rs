@@ -38,6 +38,19 @@ use warm::Warm;
 /// every size.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 
+/// A body of at most this many bytes (and no longer than its
+/// [`chunk_size`](MmapBody::chunk_size)) is copied whole, after the file's
+/// last check, and sent as one frame, instead of zero-copy frames and a last
+/// byte of its own (see [`MmapBody::poll_tail`]).
+///
+/// A small last write after a small write before it waits, under Nagle's
+/// algorithm, for the peer's delayed ACK (40 ms on Linux) on a socket
+/// without `TCP_NODELAY`: the default of hyper-util's `HttpConnector` and
+/// of `axum::serve`. A small body in one write is not held. Longer bodies
+/// keep their last byte apart: their earlier writes hold full TCP segments,
+/// which the peer acknowledges at once.
+const SMALL: usize = 64 * 1024;
+
 /// An [`http_body::Body`] that sends a memory-mapped file, or a range of it,
 /// without copying it.
 ///
@@ -61,7 +74,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 ///   same check first, so a retry never sends a changed file.
 /// - The last byte is a frame of its own, copied and sent only after the
 ///   same check: a receiver never gets the whole length of a body whose
-///   file was seen to change.
+///   file was seen to change. A body of at most 64 KiB is copied whole
+///   after that check and sent as one frame instead: one write, which a
+///   socket without `TCP_NODELAY` sends at once, where Nagle's algorithm
+///   would hold a small last write for the peer's delayed ACK (40 ms).
 ///
 /// # Errors
 ///
@@ -107,21 +123,21 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 /// for the whole process (once; see [`guard`]). It acts only on faults in
 /// this crate's mappings, which a file truncated while HTTP/2 or TLS copies
 /// a frame causes: the page reads as zeros, the body fails with
-/// [`ErrorKind::Truncated`] instead of sending its last byte, and the
+/// [`ErrorKind::Truncated`] instead of sending its tail, and the
 /// process lives. Every other `SIGBUS` goes to the handler installed
 /// before (yours, Rust's, or the default, which ends the process). Call
 /// [`guard::opt_out`] before the first mapping to keep it out.
 ///
-/// With the handler, the last byte goes only once no frame of the attempt
+/// With the handler, the tail goes only once no frame of the attempt
 /// can still be read from the file. Transports drop frames as they write
 /// them; the body yields to them for as long as they keep dropping (on
 /// tokio, until the runtime has polled its I/O). A consumer that keeps
 /// frames to the end (`collect()`, `axum::body::to_bytes`, a channel, a
 /// recording), or a transport stuck on a full socket, is never made to
 /// wait: the pages of the frames it still holds are replaced in place by a
-/// private copy of themselves (Linux and Android; elsewhere the last byte
+/// private copy of themselves (Linux and Android; elsewhere the tail
 /// goes after the checks), so the bytes it keeps are the file's as it was,
-/// whatever happens to the file afterwards. Besides the last byte, that
+/// whatever happens to the file afterwards. Besides the tail, that
 /// copy is the only one the crate makes of file bytes, and only of frames
 /// held back at the end; it lives as long as the mapping (the body and its
 /// clones), and those pages are never given back early.
@@ -163,7 +179,7 @@ pub struct MmapBody {
     /// The frames of this attempt not dropped yet, while the SIGBUS guard
     /// is installed; made with the first frame.
     in_flight: Option<Arc<InFlight>>,
-    /// How many frames were still held when the last byte was last asked
+    /// How many frames were still held when the tail was last asked
     /// for: while that number falls, the holder is dropping them.
     held_before: Option<usize>,
     /// Yields to the runtime and loads cold pages off its workers.
@@ -193,7 +209,7 @@ impl MmapBody {
     /// `SIGBUS` (which the crate's handler turns into zeros and an error,
     /// unless the program [opted out](guard::opt_out)); a change in place
     /// changes bytes already handed out as immutable `Bytes`. The body
-    /// checks the file before every frame and before its last byte, and
+    /// checks the file before every frame and before its tail, and
     /// stops with an error when it sees a change, which narrows that window
     /// but cannot close it: bytes rewritten between the check and the
     /// socket write are still read. Map only files that your program owns
@@ -418,7 +434,7 @@ impl MmapBody {
     }
 
     /// The next frame, of `len` bytes; never the body's last byte, which
-    /// [`poll_last_byte`](MmapBody::poll_last_byte) sends.
+    /// [`poll_tail`](MmapBody::poll_tail) sends.
     fn next_frame(&mut self, len: usize) -> Result<Bytes, Error> {
         let end = self.pos + len;
         self.mapping.verify(self.end)?;
@@ -453,18 +469,19 @@ impl MmapBody {
         Ok(frame)
     }
 
-    /// The body's last byte, sent on its own once the rest is verified.
+    /// The body's last byte (all of a body of at most [`SMALL`] bytes),
+    /// copied and sent as one frame once the rest is verified.
     ///
     /// HTTP/1.1 takes a body as complete once `Content-Length` bytes have
-    /// arrived, and HTTP/2 once the frame with `END_STREAM` has: the last
-    /// byte is the only thing that can still stop a receiver from accepting
-    /// a body read from a changed file. With the SIGBUS guard installed a
-    /// page the file lost reads as zeros, so the byte goes only once no
+    /// arrived, and HTTP/2 once the frame with `END_STREAM` has: the tail
+    /// is the only thing that can still stop a receiver from accepting a
+    /// body read from a changed file. With the SIGBUS guard installed a
+    /// page the file lost reads as zeros, so the tail goes only once no
     /// frame of this attempt can still be read from the file: all were
     /// dropped, or those still held were detached from it (see [`guard`]).
-    /// Then the mapping is checked unpoisoned and the file unchanged, and
-    /// the byte is copied (through the guard) and sent.
-    fn poll_last_byte(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
+    /// Then the file is checked unchanged, the tail copied (through the
+    /// guard), the mapping checked unpoisoned, and the copy sent.
+    fn poll_tail(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
         // Without the guard a page the file lost raises SIGBUS where it is
         // read: nobody can read zeros, and nothing needs holding back.
         let held = match &self.in_flight {
@@ -489,18 +506,19 @@ impl MmapBody {
                 self.mapping.detach(&in_flight.ranges())?;
             }
         }
-        let at = self.end - 1;
         // Checked before the read too: without the guard, reading a page
         // the file lost would raise SIGBUS.
         self.mapping.check_file(self.end)?;
-        // SAFETY: `at` is inside the mapping, which `self` keeps alive; a
-        // page the file lost since the check reads as zeros under the guard
-        // and poisons the mapping, which `verify` then reports.
-        let byte = unsafe { guard::read_byte(self.mapping.map.as_ptr().add(at)) };
+        let len = self.end - self.pos;
+        // SAFETY: `pos..end` is inside the mapping, which `self` keeps
+        // alive; a page the file lost since the check reads as zeros under
+        // the guard and poisons the mapping, which `verify` then reports.
+        let tail = unsafe { guard::copy_out(self.mapping.map.as_ptr().add(self.pos), len) };
         self.mapping.verify(self.end)?;
         self.pos = self.end;
+        self.warm.sent(len);
         self.warm.finished();
-        Poll::Ready(Ok(Bytes::copy_from_slice(&[byte])))
+        Poll::Ready(Ok(tail))
     }
 
     /// Checks now, with one `fstat`, that the file is as long, as old and
@@ -575,7 +593,14 @@ impl http_body::Body for MmapBody {
         let this = self.get_mut();
         let frame = match this.remaining() {
             0 => return Poll::Ready(None),
-            1 => ready!(this.poll_last_byte(cx)),
+            1 => ready!(this.poll_tail(cx)),
+            // A small body whole.
+            small if small <= SMALL.min(this.chunk) && this.pos == this.start => {
+                // Its pages in memory first, as for any frame.
+                let frame = (this.pos, small, this.end);
+                ready!(this.warm.poll_ready(&this.mapping, frame, this.hints, cx));
+                ready!(this.poll_tail(cx))
+            }
             _ => {
                 // Up to `chunk` bytes, or less: the body's share of the
                 // worker while others stream too.

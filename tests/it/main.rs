@@ -15,6 +15,8 @@ mod fault_matrix;
     feature = "reqwest"
 ))]
 mod interop;
+#[cfg(feature = "serve")]
+mod latency;
 mod mmap_body;
 #[cfg(feature = "serve")]
 mod multipart;

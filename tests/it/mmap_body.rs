@@ -99,6 +99,35 @@ fn frames_point_into_the_mapping() {
 }
 
 #[test]
+fn a_small_body_is_one_copy_made_after_the_check() {
+    let file = test_file(40 * 1024);
+    let whole = std::fs::read(&file.path).unwrap();
+    let mut body = open(&file.path);
+    let mapping = Bytes::from(body.clone()).as_ptr_range();
+    let frame = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    // One frame, the whole body, copied out of the mapping: one write.
+    assert_eq!(&frame[..], &whole[..]);
+    assert!(!mapping.contains(&frame.as_ptr()));
+    assert!(body.is_end_stream());
+    // The copy is made after the file's check: a file truncated or
+    // rewritten before it is an error, not a body.
+    for truncate in [true, false] {
+        let file = test_file(40 * 1024);
+        let mut body = open(&file.path);
+        match truncate {
+            true => mmap_body_devkit::files::truncate(&file.path, 100),
+            false => change(&file.path, Change::Touch),
+        }
+        let err = poll_now(&mut body).unwrap().expect_err("changed");
+        assert!(
+            matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Modified),
+            "truncated {truncate}: {err}"
+        );
+        assert!(body.is_end_stream());
+    }
+}
+
+#[test]
 fn size_hint_and_end_stream_follow_each_frame() {
     let file = test_file(10 * 1024);
     let mut body = open(&file.path).chunk_size(4096);
@@ -127,8 +156,14 @@ fn sizes_around_chunk_boundaries() {
             frames += 1;
         }
         assert_eq!(got, bytes, "len {len}");
-        // The last byte goes in a frame of its own.
-        assert_eq!(frames, (len - 1).div_ceil(chunk) + 1, "len {len}");
+        // A body no longer than a frame is one copied frame; a longer one
+        // sends its last byte in a frame of its own.
+        let want = if len <= chunk {
+            1
+        } else {
+            (len - 1).div_ceil(chunk) + 1
+        };
+        assert_eq!(frames, want, "len {len}");
         for (range, want) in [
             (0..1, &bytes[..1]),
             (len as u64 - 1..len as u64, &bytes[len - 1..]),

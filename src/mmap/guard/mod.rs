@@ -198,13 +198,19 @@ pub(crate) fn ensure() {
     STATE.store(state, Ordering::Release);
 }
 
-/// Reads the byte at `ptr`, through any repair the handler makes. Volatile,
-/// so that the read happens here, before the poison check that follows it.
+/// Copies the `len` bytes at `ptr`, through any repair the handler makes;
+/// the copy is complete before anything that follows (the poison check),
+/// which a compiler fence keeps from moving above it.
 ///
 /// # Safety
 ///
-/// `ptr` points into a live mapping.
-pub(crate) unsafe fn read_byte(ptr: *const u8) -> u8 {
-    // SAFETY: the caller's promise.
-    unsafe { std::ptr::read_volatile(ptr) }
+/// `ptr..ptr + len` lies inside a live mapping.
+pub(crate) unsafe fn copy_out(ptr: *const u8, len: usize) -> bytes::Bytes {
+    // SAFETY: the caller's promise: `len` bytes at `ptr` are mapped, and
+    // the mapping outlives this borrow.
+    let bytes = bytes::Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(ptr, len) });
+    // The handler runs on this thread, between instructions: a fence for
+    // the compiler is the ordering a signal handler needs.
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    bytes
 }
