@@ -135,7 +135,7 @@ const SMALL: usize = 64 * 1024;
 /// frames to the end (`collect()`, `axum::body::to_bytes`, a channel, a
 /// recording), or a transport stuck on a full socket, is never made to
 /// wait: the pages of the frames it still holds are replaced in place by a
-/// private copy of themselves (Linux and Android; elsewhere the tail
+/// private copy of themselves (Linux; elsewhere the tail
 /// goes after the checks), so the bytes it keeps are the file's as it was,
 /// whatever happens to the file afterwards. Besides the tail, that
 /// copy is the only one the crate makes of file bytes, and only of frames

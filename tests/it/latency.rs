@@ -24,7 +24,7 @@ const KIB: u64 = 1024;
 const SIZES: [u64; 4] = [1, 4 * KIB, 16 * KIB, 64 * KIB];
 
 /// How much slower than `Full` a body may be: a delayed ACK is 40 ms.
-const MARGIN: Duration = Duration::from_millis(15);
+const MARGIN: Duration = Duration::from_millis(25);
 
 /// The median time of 9 runs of `run`, after one to warm up.
 async fn median<F: std::future::Future<Output = ()>>(mut run: impl FnMut() -> F) -> Duration {

@@ -189,8 +189,15 @@ mod tests {
     /// Addresses in the upper half of the address space: no user-space
     /// mapping of any other test can ever be there, so lookups of them see
     /// only this test's regions.
+    #[cfg(target_pointer_width = "64")]
     fn space(thread: usize) -> usize {
         0xffff_8000_0000_0000 + (thread << 32)
+    }
+
+    /// On 32-bit targets: above 3 GiB, the kernel's part.
+    #[cfg(not(target_pointer_width = "64"))]
+    fn space(thread: usize) -> usize {
+        0xc000_0000 + (thread << 16)
     }
 
     #[test]

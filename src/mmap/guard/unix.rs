@@ -127,15 +127,13 @@ impl Drop for SavedErrno {
 
 /// Where the calling thread's errno lives.
 fn errno_location() -> Option<*mut c_int> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(any(target_os = "linux", target_os = "dragonfly"))]
     // SAFETY: no preconditions; returns the thread's errno address.
     return Some(unsafe { libc::__errno_location() });
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+    // SAFETY: as above.
+    return Some(unsafe { libc::__errno() });
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
     // SAFETY: as above.
     return Some(unsafe { libc::__error() });
     #[allow(unreachable_code)]

@@ -123,7 +123,7 @@ pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> boo
 /// `addr..addr + len` is page-aligned and lies inside a live mapping that
 /// the caller owns; its first `copied` bytes (at most `len`) may be read
 /// (through the `SIGBUS` guard if the file may have been truncated).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 pub(crate) unsafe fn detach(addr: *const u8, len: usize, copied: usize) -> io::Result<()> {
     use libc::{c_void, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
     // SAFETY: a fresh anonymous mapping; no address is imposed.
@@ -164,13 +164,13 @@ pub(crate) unsafe fn detach(addr: *const u8, len: usize, copied: usize) -> io::R
     Ok(())
 }
 
-/// No `mremap` outside Linux and Android: the pages cannot be swapped in
-/// one step.
+/// No `mremap` outside Linux (Android's libc has none): the pages cannot
+/// be swapped in one step.
 ///
 /// # Safety
 ///
 /// None needed; `unsafe` to match the Linux version.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 pub(crate) unsafe fn detach(_addr: *const u8, _len: usize, _copied: usize) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
