@@ -257,7 +257,7 @@ mod range_sets {
 
     /// What the ranges call for, worked out apart from the crate's code.
     fn expected(len: u64, ranges: &[R]) -> Option<Vec<(u64, u64)>> {
-        let mut kept: Vec<(u64, u64)> = ranges
+        let kept: Vec<(u64, u64)> = ranges
             .iter()
             .filter_map(|r| match *r {
                 R::From(a) if a < len => Some((a, len - 1)),
