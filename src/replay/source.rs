@@ -129,7 +129,7 @@ impl<B> Source<B> {
 }
 
 impl<B> Source<B> {
-    /// The same frames again, from byte `offset` on: an [`MmapBody`] is
+    /// The same frames again, from byte `offset` on: an [`MmapBody`](crate::MmapBody) is
     /// sliced, a recording is read from there (frames kept in memory are
     /// sliced, the spill file is mapped from there), any other copy skips
     /// its first `offset` bytes as it yields them.
