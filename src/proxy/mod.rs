@@ -4,9 +4,10 @@
 //!
 //! A handler takes the request apart as a proxy must
 //! ([`upstream_request`]), sends it through a client stack that can retry
-//! its body, and passes the response back ([`downstream_response`], once
-//! [`check_response`] found its framing forwardable) or answers `502` /
-//! `504` ([`error_response`]):
+//! its body, and passes the response back ([`downstream_response`]) or
+//! answers `502` / `504` ([`error_response`]). Each part refuses what it
+//! cannot forward faithfully, so the handler has an answer for the client
+//! either way:
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
@@ -43,8 +44,8 @@
 //!         Err(refused) => return proxy::error_response(&refused),
 //!     };
 //!     match proxy.client.oneshot(req).await {
-//!         Ok(res) => match proxy::check_response(&res) {
-//!             Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+//!         Ok(res) => match proxy::downstream_response(res, &proxy.forwarding) {
+//!             Ok(res) => res.map(Body::new),
 //!             Err(refused) => proxy::error_response(&refused),
 //!         },
 //!         Err(err) => {
@@ -122,7 +123,7 @@
 //!   `chunked`; `Transfer-Encoding: gzip, chunked` leaves gzip bytes that,
 //!   forwarded under fresh framing, an upstream stores as the content. Such
 //!   requests are refused with `501` (RFC 9112 §6.1), and
-//!   [`check_response`] turns such a response into a `502`.
+//!   [`downstream_response`] refuses such a response (a `502`).
 //! - **Retries need the bytes, and bytes need room.** A streamed body is
 //!   replayable only while it fits the [`ReplayLayer`]'s cap, held in
 //!   memory; past it, a failed upstream attempt is the client's `502`. A
@@ -138,6 +139,7 @@
 //! [`RetryPolicy`]: crate::retry::RetryPolicy
 
 mod error;
+mod framing;
 mod headers;
 mod path;
 mod service;
@@ -147,6 +149,8 @@ use std::net::IpAddr;
 
 use http::header::{HOST, TE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+
+use framing::unforwardable_codings;
 
 pub use error::{error_response, error_status, Refused};
 pub use headers::{remove_hop_by_hop, Forwarding};
@@ -214,39 +218,13 @@ pub fn upstream_request<B>(
     Ok(Request::from_parts(parts, body))
 }
 
-/// Why a message with these headers cannot be forwarded for its transfer
-/// codings: anything but one final `chunked` (RFC 9112 §6.1). hyper
-/// removes the final `chunked` and hands over the bytes still coded
-/// otherwise (`gzip, chunked`), or chunked twice (`chunked, chunked`);
-/// forwarded under a fresh framing with the coding's name gone, they would
-/// be taken as the content itself.
-fn unforwardable_codings(headers: &http::HeaderMap) -> Option<&'static str> {
-    let mut codings = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|c| !c.is_empty());
-    match (codings.next(), codings.next()) {
-        (None, _) => None,
-        (Some(first), None) if first == "chunked" => None,
-        _ => Some(
-            "transfer codings other than one final `chunked` are not forwarded \
-             (RFC 9112 §6.1)",
-        ),
-    }
-}
-
 /// Whether the upstream's response `res` can be passed on: `Err` (a `502`
 /// for the client, through [`error_response`]) when its transfer codings
 /// are anything but one final `chunked`, whose other codings hyper would
 /// leave applied to the body it hands over.
+///
+/// [`downstream_response`] makes this check itself; call this one to
+/// decide before taking the response apart.
 pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
     match unforwardable_codings(res.headers()) {
         None => Ok(()),
@@ -261,14 +239,23 @@ pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
 /// hop-by-hop headers removed ([`remove_hop_by_hop`]), `Via` naming this
 /// proxy added, status, other headers, body and trailers unchanged.
 ///
+/// Refuses what [`check_response`] refuses, a response this proxy cannot
+/// pass on faithfully: answer the client with [`error_response`] (a
+/// `502`). A handler built from these parts cannot forward such a response
+/// by forgetting a check.
+///
 /// The upstream's `Content-Length` is kept, so the client sees the same
 /// framing; with axum, turn the body into `axum::body::Body` with
 /// `.map(axum::body::Body::new)`.
-pub fn downstream_response<B>(res: Response<B>, forwarding: &Forwarding) -> Response<B> {
+pub fn downstream_response<B>(
+    res: Response<B>,
+    forwarding: &Forwarding,
+) -> Result<Response<B>, Refused> {
+    check_response(&res)?;
     let (mut parts, body) = res.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     forwarding.mark_response(&mut parts.headers, parts.version);
-    Response::from_parts(parts, body)
+    Ok(Response::from_parts(parts, body))
 }
 
 #[cfg(test)]
@@ -379,6 +366,8 @@ mod tests {
                 check_response(&res).unwrap_err().status(),
                 StatusCode::BAD_GATEWAY
             );
+            let refused = downstream_response(res, &fwd).expect_err(codings);
+            assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{codings}");
         }
         let chunked = request(
             "POST",
@@ -412,7 +401,7 @@ mod tests {
             .header("etag", "\"a\"")
             .body("abc")
             .unwrap();
-        let out = downstream_response(res, &fwd);
+        let out = downstream_response(res, &fwd).unwrap();
         let h = out.headers();
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort();

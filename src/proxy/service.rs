@@ -24,8 +24,8 @@ use tower::timeout::{Timeout, TimeoutLayer};
 use tower::{Layer, Service, ServiceExt};
 
 use super::{
-    check_response, downstream_response, error_response, upstream_request, Forwarding,
-    InvalidUpstream, PathRules, Refused, Upstream,
+    downstream_response, error_response, upstream_request, Forwarding, InvalidUpstream, PathRules,
+    Refused, Upstream,
 };
 use crate::error::BoxError;
 use crate::retry::RetryPolicy;
@@ -44,8 +44,8 @@ type Stack<C> = Replay<Retry<RetryPolicy, Timeout<C>>>;
 /// A reverse proxy as a tower `Service`: every request goes to the
 /// upstream through [`ReplayLayer`] (8 MiB in memory, optionally spilled
 /// to disk), `RetryLayer(`[`RetryPolicy`]`)`, a per-attempt timeout (30 s)
-/// and a client, with what [`upstream_request`], [`check_response`],
-/// [`downstream_response`] and [`error_response`] do: hop-by-hop headers
+/// and a client, with what [`upstream_request`], [`downstream_response`]
+/// and [`error_response`] do: hop-by-hop headers
 /// removed, `Via` (and `Forwarded` / `X-Forwarded-For` when asked), the
 /// path checked by [`PathRules`], hostile transfer codings refused, `502` /
 /// `504` when the upstream fails. Upgrades (`Upgrade:`, WebSocket) and
@@ -276,8 +276,8 @@ where
         };
         sent.poll(cx).map(|result| {
             Ok(match result {
-                Ok(res) => match check_response(&res) {
-                    Ok(()) => downstream_response(res, this.forwarding).map(boxed),
+                Ok(res) => match downstream_response(res, this.forwarding) {
+                    Ok(res) => res.map(boxed),
                     Err(refused) => answer(&refused),
                 },
                 Err(err) => answer(&*err),
