@@ -147,10 +147,10 @@ mod uri;
 
 use std::net::IpAddr;
 
-use http::header::{HOST, TE};
+use http::header::{HOST, TE, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
-use framing::unforwardable_codings;
+use framing::{collapse_content_length, declared_length, unforwardable_codings};
 
 pub use error::{error_response, error_status, Refused};
 pub use headers::{remove_hop_by_hop, Forwarding};
@@ -171,14 +171,16 @@ pub use uri::{InvalidUpstream, Upstream};
 ///   `peer` when [`Forwarding::forwarded_for`] is on;
 /// - the version is reset to HTTP/1.1, which lets the client choose the
 ///   upstream's protocol (HTTP/2 with prior knowledge or ALPN);
-/// - `Content-Length`, other headers and the extensions are kept.
+/// - `Content-Length` is kept, a list of one value (`5, 5`, RFC 9110 §8.6)
+///   written as that value; other headers and the extensions are kept.
 ///
 /// Request trailers reach an HTTP/1.1 upstream only when the client
 /// declared them in a `Trailer` header, which is kept (hyper sends only
 /// the trailer fields declared there).
 ///
 /// Refuses `CONNECT` (`501`: tunnels are not forwarded), transfer codings
-/// other than one final `chunked` (`501`, RFC 9112 §6.1), and a path its
+/// other than one final `chunked` (`501`, RFC 9112 §6.1), `Content-Length`
+/// values that differ or are not numbers (`400`), and a path its
 /// [`PathRules`] refuse (`400`); answer the client with
 /// [`error_response`].
 pub fn upstream_request<B>(
@@ -206,6 +208,9 @@ pub fn upstream_request<B>(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     let trailers = remove_hop_by_hop(&mut parts.headers);
+    // After `Transfer-Encoding` took any `Content-Length` with it.
+    collapse_content_length(&mut parts.headers)
+        .map_err(|reason| Refused::new(StatusCode::BAD_REQUEST, reason))?;
     parts.headers.remove(HOST);
     if trailers {
         parts
@@ -219,20 +224,36 @@ pub fn upstream_request<B>(
 }
 
 /// Whether the upstream's response `res` can be passed on: `Err` (a `502`
-/// for the client, through [`error_response`]) when its transfer codings
-/// are anything but one final `chunked`, whose other codings hyper would
-/// leave applied to the body it hands over.
+/// for the client, through [`error_response`]) when
+///
+/// - its status is `101 Switching Protocols` (or another `1xx`): this
+///   proxy forwards no upgrade and asked for none, so an upstream that
+///   switches protocols anyway is broken, and the client would be left on
+///   a connection speaking something else;
+/// - its transfer codings are anything but one final `chunked`, whose
+///   other codings hyper would leave applied to the body it hands over;
+/// - its `Content-Length` values differ or are not numbers (RFC 9110
+///   §8.6; hyper's client already refuses most of these).
 ///
 /// [`downstream_response`] makes this check itself; call this one to
 /// decide before taking the response apart.
 pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
-    match unforwardable_codings(res.headers()) {
-        None => Ok(()),
-        Some(_) => Err(Refused::new(
-            StatusCode::BAD_GATEWAY,
-            "the upstream answered with transfer codings other than one final `chunked`",
-        )),
+    let refuse = |reason| Err(Refused::new(StatusCode::BAD_GATEWAY, reason));
+    if res.status().is_informational() {
+        return refuse(
+            "the upstream switched protocols (101) or answered 1xx as its final \
+             answer; this proxy forwards no upgrade",
+        );
     }
+    if unforwardable_codings(res.headers()).is_some() {
+        return refuse(
+            "the upstream answered with transfer codings other than one final `chunked`",
+        );
+    }
+    if !res.headers().contains_key(TRANSFER_ENCODING) && declared_length(res.headers()).is_err() {
+        return refuse("the upstream answered with a Content-Length that is not one number");
+    }
+    Ok(())
 }
 
 /// The response to pass back to the client for `res`, the upstream's:
@@ -245,7 +266,7 @@ pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
 /// by forgetting a check.
 ///
 /// The upstream's `Content-Length` is kept, so the client sees the same
-/// framing; with axum, turn the body into `axum::body::Body` with
+/// framing (a list of one value, `5, 5`, as that value); with axum, turn the body into `axum::body::Body` with
 /// `.map(axum::body::Body::new)`.
 pub fn downstream_response<B>(
     res: Response<B>,
@@ -254,6 +275,9 @@ pub fn downstream_response<B>(
     check_response(&res)?;
     let (mut parts, body) = res.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    // Checked above: only a list of one value is left to collapse.
+    collapse_content_length(&mut parts.headers)
+        .map_err(|reason| Refused::new(StatusCode::BAD_GATEWAY, reason))?;
     forwarding.mark_response(&mut parts.headers, parts.version);
     Ok(Response::from_parts(parts, body))
 }
@@ -369,6 +393,31 @@ mod tests {
             let refused = downstream_response(res, &fwd).expect_err(codings);
             assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{codings}");
         }
+        for lengths in [&["5", "6"][..], &["5, 6"], &["five"]] {
+            let mut req = request("PUT", "/a", Version::HTTP_11, &[]);
+            for length in lengths {
+                req.headers_mut()
+                    .append("content-length", length.parse().unwrap());
+            }
+            let err = upstream_request(req, &upstream, &fwd, None).expect_err("differing lengths");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{lengths:?}");
+            let mut res = Response::new(());
+            for length in lengths {
+                res.headers_mut()
+                    .append("content-length", length.parse().unwrap());
+            }
+            let err = downstream_response(res, &fwd).expect_err("differing lengths");
+            assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{lengths:?}");
+        }
+        // An upstream that switches protocols unasked.
+        let switched = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        let err = downstream_response(switched, &fwd).expect_err("101");
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        assert!(err.to_string().contains("101"), "{err}");
         let chunked = request(
             "POST",
             "/a",
@@ -408,5 +457,23 @@ mod tests {
         assert_eq!(names, ["content-length", "etag", "via"]);
         assert_eq!(header(h, "via"), ["1.1 cache, 2 edge"]);
         assert_eq!(*out.body(), "abc");
+
+        // A list of one length, both ways, goes on as that length.
+        let res = Response::builder()
+            .header("content-length", "3, 3")
+            .header("content-length", "3")
+            .body("abc")
+            .unwrap();
+        let out = downstream_response(res, &fwd).unwrap();
+        assert_eq!(header(out.headers(), "content-length"), ["3"]);
+        let req = request(
+            "PUT",
+            "/a",
+            Version::HTTP_11,
+            &[("content-length", "3, 3"), ("content-length", "03")],
+        );
+        let upstream: Upstream = "http://up".parse().unwrap();
+        let out = upstream_request(req, &upstream, &fwd, None).unwrap();
+        assert_eq!(header(out.headers(), "content-length"), ["3"]);
     }
 }

@@ -974,3 +974,5 @@ async fn retry_after_a_dropped_attempt_delivers_the_whole_body_h1() {
 async fn retry_after_a_dropped_attempt_delivers_the_whole_body_h2() {
     retry_delivers_the_whole_body(true).await;
 }
+
+mod hostile;
