@@ -139,6 +139,8 @@
 //! [`RetryPolicy`]: crate::retry::RetryPolicy
 
 mod error;
+mod forwarded;
+mod forwarding;
 mod framing;
 mod headers;
 mod path;
@@ -153,7 +155,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use framing::{collapse_content_length, declared_length, unforwardable_codings};
 
 pub use error::{error_response, error_status, Refused};
-pub use headers::{remove_hop_by_hop, Forwarding};
+pub use forwarding::Forwarding;
+pub use headers::remove_hop_by_hop;
 pub use path::{DotSegments, EscapedSlashes, PathRules};
 pub use service::{Builder, HyperClient, ProxyBody, ProxyFuture, ReverseProxy};
 pub use uri::{InvalidUpstream, Upstream};
