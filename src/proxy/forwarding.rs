@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::VIA;
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
-use super::forwarded::forwarded_element;
+use super::forwarded::append_forwarded;
 use super::headers::{append_list, is_tchar};
 
 /// How a proxy marks the requests and responses it forwards.
@@ -65,7 +65,11 @@ impl Forwarding {
     /// Values already in the request are kept and appended to, so an
     /// upstream behind a chain of proxies sees all of it; but the client
     /// may have written them. An upstream must trust only the entries its
-    /// own proxies appended: the last one, behind a single proxy.
+    /// own proxies appended: the last one, behind a single proxy. A
+    /// received `Forwarded` that does not follow RFC 7239 §4 (an unbalanced
+    /// quote, a pair that is not `token=value`) is replaced by this proxy's
+    /// element rather than appended to: appended, this proxy's element
+    /// would end up inside the client's open quote.
     pub fn forwarded_for(mut self, on: bool) -> Forwarding {
         self.forwarded_for = on;
         self
@@ -88,11 +92,7 @@ impl Forwarding {
                 HeaderName::from_static("x-forwarded-for"),
                 HeaderValue::from_str(&peer.to_string()).expect("an address is a header value"),
             );
-            append_list(
-                headers,
-                http::header::FORWARDED,
-                forwarded_element(peer, host),
-            );
+            append_forwarded(headers, peer, host);
         }
     }
 

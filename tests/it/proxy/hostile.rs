@@ -3,6 +3,7 @@
 //! (raw sockets or hyper clients over HTTP/1.1 and HTTP/2 to the axum
 //! proxy of the parent module, a hyper or raw upstream behind it).
 //!
+//! - a malformed `Forwarded` is replaced, not appended into;
 //! - `Content-Length` lines of one value go on as one, both ways;
 //! - an upstream's unsolicited `101` → `502`.
 
@@ -85,6 +86,61 @@ fn label(http2: bool) -> &'static str {
     } else {
         "[h1 client]"
     }
+}
+
+// ---------------------------------------------------------------- Forwarded
+
+/// A client's `Forwarded` with an unbalanced quote would swallow the
+/// proxy's own element into its quoted string: it is replaced. A valid one
+/// is appended to.
+async fn malformed_forwarded_is_replaced(http2: bool) {
+    let label = label(http2);
+    let upstream = Recorder::start().await;
+    let proxy = start_proxy(&format!("http://{}", upstream.addr), Options::default()).await;
+    let ours = format!("for=127.0.0.1;host=\"{proxy}\"");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["for=6.6.6.6;x=\""], ours.clone()),
+        (vec!["for=\"6.6.6.6"], ours.clone()),
+        (vec!["for=6.6.6.6;by"], ours.clone()),
+        (vec!["for=1.2.3.4, ", "x=\""], ours.clone()),
+        (
+            vec!["for=1.2.3.4", "for=\"[::1]\""],
+            format!("for=1.2.3.4, for=\"[::1]\", {ours}"),
+        ),
+        (
+            vec!["for=6.6.6.6;proto=http"],
+            format!("for=6.6.6.6;proto=http, {ours}"),
+        ),
+    ];
+    for (sent, want) in cases {
+        let mut req = Request::get(format!("http://{proxy}/fwd"));
+        if !http2 {
+            req = req.header("host", proxy.to_string());
+        }
+        for value in &sent {
+            req = req.header("forwarded", *value);
+        }
+        let (res, text, _) = call_with(http2, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(res.status(), 200, "{label} {sent:?}: {text:?}");
+        let seen = upstream.seen().pop().unwrap();
+        let got: Vec<&str> = seen
+            .headers
+            .get_all("forwarded")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(got, [want.as_str()], "{label} {sent:?}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_forwarded_is_replaced_h1() {
+    malformed_forwarded_is_replaced(false).await;
+}
+
+#[tokio::test]
+async fn malformed_forwarded_is_replaced_h2() {
+    malformed_forwarded_is_replaced(true).await;
 }
 
 // ---------------------------------------------------------------- Content-Length
