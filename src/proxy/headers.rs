@@ -1,7 +1,8 @@
-//! Header rewriting: hop-by-hop removal (RFC 9110 §7.6.1), and the list
-//! rules the other rewrites share.
+//! Header rewriting: hop-by-hop removal (RFC 9110 §7.6.1), `Cookie`
+//! fields joined (RFC 9113 §8.2.3), and the list rules the other rewrites
+//! share.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, not the message (RFC 9110
@@ -69,6 +70,29 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
         headers.remove(name);
     }
     trailers
+}
+
+/// Joins a request's `Cookie` fields into one, the crumbs separated by
+/// `; `. HTTP/2 lets a client send each crumb as a field of its own, for
+/// better compression, and a peer that forwards them to HTTP/1.1 must join
+/// them (RFC 9113 §8.2.3): an HTTP/1.1 server expects one `Cookie` line
+/// (RFC 6265 §5.4), and one that reads only the first loses the rest. Empty
+/// fields are skipped.
+pub(super) fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for crumb in headers.get_all(COOKIE).iter().filter(|v| !v.is_empty()) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Field values joined by `; ` are a field value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
 }
 
 /// The items of a comma-separated header value, trimmed, empty ones
@@ -196,6 +220,35 @@ mod tests {
                 .collect();
             assert_eq!(pairs(&headers), want, "{input:?}");
             assert_eq!(got, *trailers, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_joined() {
+        // (Cookie fields, the one sent on)
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &[]),
+            (&["a=1"], &["a=1"]),
+            (&["a=1; b=2"], &["a=1; b=2"]),
+            (&["a=1", "b=2"], &["a=1; b=2"]),
+            (&["a=1", "b=2; c=3", "d=4"], &["a=1; b=2; c=3; d=4"]),
+            (&["a=1", "", "b=2"], &["a=1; b=2"]),
+            (&["", ""], &[""]),
+        ];
+        for (fields, want) in cases {
+            let mut headers = HeaderMap::new();
+            for field in *fields {
+                headers.append(COOKIE, HeaderValue::from_str(field).unwrap());
+            }
+            headers.append("x-other", HeaderValue::from_static("o"));
+            join_cookies(&mut headers);
+            let got: Vec<&str> = headers
+                .get_all(COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(got, *want, "{fields:?}");
+            assert_eq!(headers["x-other"], "o");
         }
     }
 }

@@ -174,6 +174,8 @@ pub use uri::{InvalidUpstream, Upstream};
 ///   `peer` when [`Forwarding::forwarded_for`] is on;
 /// - the version is reset to HTTP/1.1, which lets the client choose the
 ///   upstream's protocol (HTTP/2 with prior knowledge or ALPN);
+/// - several `Cookie` fields (HTTP/2 clients split them) are joined into
+///   one, with `; ` (RFC 9113 §8.2.3);
 /// - `Content-Length` is kept, a list of one value (`5, 5`, RFC 9110 §8.6)
 ///   written as that value; other headers and the extensions are kept.
 ///
@@ -211,6 +213,7 @@ pub fn upstream_request<B>(
         HeaderValue::from_str(authority.as_str()).ok()
     });
     let trailers = remove_hop_by_hop(&mut parts.headers);
+    headers::join_cookies(&mut parts.headers);
     // After `Transfer-Encoding` took any `Content-Length` with it.
     collapse_content_length(&mut parts.headers)
         .map_err(|reason| Refused::new(StatusCode::BAD_REQUEST, reason))?;

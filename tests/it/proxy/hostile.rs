@@ -4,6 +4,7 @@
 //! proxy of the parent module, a hyper or raw upstream behind it).
 //!
 //! - a malformed `Forwarded` is replaced, not appended into;
+//! - HTTP/2 `cookie` fields reach the upstream as one `Cookie`;
 //! - `Content-Length` lines of one value go on as one, both ways;
 //! - an upstream's unsolicited `101` → `502`.
 
@@ -141,6 +142,73 @@ async fn malformed_forwarded_is_replaced_h1() {
 #[tokio::test]
 async fn malformed_forwarded_is_replaced_h2() {
     malformed_forwarded_is_replaced(true).await;
+}
+
+// ---------------------------------------------------------------- Cookie
+
+/// HTTP/2 lets a client split `cookie` into several fields (RFC 9113
+/// §8.2.3); an HTTP/1.1 upstream must get one `Cookie` line, the crumbs
+/// joined with `; `. Over an HTTP/2 upstream too, and from HTTP/1.1
+/// clients that sent several lines.
+async fn cookies_are_joined(client_h2: bool, upstream_h2: bool) {
+    let label = format!("{} h2 upstream: {upstream_h2}", label(client_h2));
+    let upstream = Recorder::start().await;
+    let proxy = start_proxy(
+        &format!("http://{}", upstream.addr),
+        Options {
+            http2: upstream_h2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let req = Request::get(format!("http://{proxy}/c"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2; c=3")
+        .header("cookie", "d=4")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (res, text, _) = call_with(client_h2, req).await;
+    assert_eq!(res.status(), 200, "{label}: {text:?}");
+    let seen = upstream.seen().pop().unwrap();
+    let got: Vec<&str> = seen
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(got, ["a=1; b=2; c=3; d=4"], "{label}");
+}
+
+#[tokio::test]
+async fn cookie_fields_are_joined_h2_client_h1_upstream() {
+    cookies_are_joined(true, false).await;
+}
+
+#[tokio::test]
+async fn cookie_fields_are_joined_h2_client_h2_upstream() {
+    cookies_are_joined(true, true).await;
+}
+
+#[tokio::test]
+async fn cookie_fields_are_joined_h1_client_h1_upstream() {
+    cookies_are_joined(false, false).await;
+}
+
+/// What a raw HTTP/1.1 upstream reads: one `cookie` line.
+#[tokio::test]
+async fn raw_upstream_gets_one_cookie_line() {
+    let (upstream, heads) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+    let proxy = start_proxy(&format!("http://{upstream}"), Options::default()).await;
+    let req = Request::get(format!("http://{proxy}/c"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (res, text, _) = call_with(true, req).await;
+    assert_eq!(res.status(), 200, "{text:?}");
+    let head = heads.lock().unwrap().pop().unwrap();
+    assert_eq!(lines_of(&head, "cookie"), ["a=1; b=2"], "{head}");
 }
 
 // ---------------------------------------------------------------- Content-Length
