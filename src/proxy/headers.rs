@@ -2,7 +2,7 @@
 //! fields joined (RFC 9113 §8.2.3), and the list rules the other rewrites
 //! share.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, COOKIE, TE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, not the message (RFC 9110
@@ -126,11 +126,6 @@ pub(super) fn append_list(headers: &mut HeaderMap, name: HeaderName, item: Heade
     // The parts were valid header values, and so is their concatenation.
     let value = HeaderValue::from_bytes(&joined).unwrap_or(item);
     headers.insert(name, value);
-}
-
-/// The client's `Host`, for `Forwarded: host=`.
-pub(crate) fn client_host(headers: &HeaderMap) -> Option<HeaderValue> {
-    headers.get(HOST).cloned()
 }
 
 #[cfg(test)]

@@ -124,6 +124,11 @@
 //!   forwarded under fresh framing, an upstream stores as the content. Such
 //!   requests are refused with `501` (RFC 9112 §6.1), and
 //!   [`downstream_response`] refuses such a response (a `502`).
+//! - **Two hosts, two readings.** A request with two `Host` lines, or an
+//!   HTTP/2 `Host` that disagrees with `:authority`, lets this proxy
+//!   (its `Forwarded: host=`) and a server behind it, or a log, each pick
+//!   another host; one with no host at all cannot be placed. Such requests
+//!   are refused with `400` (RFC 9112 §3.2, RFC 9113 §8.3.1).
 //! - **Retries need the bytes, and bytes need room.** A streamed body is
 //!   replayable only while it fits the [`ReplayLayer`]'s cap, held in
 //!   memory; past it, a failed upstream attempt is the client's `502`. A
@@ -143,6 +148,7 @@ mod forwarded;
 mod forwarding;
 mod framing;
 mod headers;
+mod host;
 mod path;
 mod service;
 mod uri;
@@ -184,10 +190,13 @@ pub use uri::{InvalidUpstream, Upstream};
 /// the trailer fields declared there).
 ///
 /// Refuses `CONNECT` (`501`: tunnels are not forwarded), transfer codings
-/// other than one final `chunked` (`501`, RFC 9112 §6.1), `Content-Length`
-/// values that differ or are not numbers (`400`), and a path its
-/// [`PathRules`] refuse (`400`); answer the client with
-/// [`error_response`].
+/// other than one final `chunked` (`501`, RFC 9112 §6.1), a request that
+/// does not name one valid host (`400`: an HTTP/1.1 request without `Host`
+/// or an absolute-form target, several `Host` lines, an invalid one, or
+/// over HTTP/2 one that names another host than `:authority`; RFC 9112
+/// §3.2, RFC 9113 §8.3.1), `Content-Length` values that differ or are not
+/// numbers (`400`), and a path its [`PathRules`] refuse (`400`); answer the
+/// client with [`error_response`].
 pub fn upstream_request<B>(
     req: Request<B>,
     upstream: &Upstream,
@@ -206,12 +215,9 @@ pub fn upstream_request<B>(
     let uri = upstream
         .forward_uri(req.uri())
         .map_err(|why| Refused::new(StatusCode::BAD_REQUEST, why))?;
+    let host = host::request_host(req.version(), req.uri(), req.headers())
+        .map_err(|why| Refused::new(StatusCode::BAD_REQUEST, why))?;
     let (mut parts, body) = req.into_parts();
-    let host = headers::client_host(&parts.headers).or_else(|| {
-        // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
-        let authority = parts.uri.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    });
     let trailers = remove_hop_by_hop(&mut parts.headers);
     headers::join_cookies(&mut parts.headers);
     // After `Transfer-Encoding` took any `Content-Length` with it.
@@ -370,9 +376,23 @@ mod tests {
             ("PUT", "/a/..;/b", StatusCode::BAD_REQUEST),
         ];
         for (method, uri, status) in cases {
-            let req = request(method, uri, Version::HTTP_11, &[]);
+            let req = request(method, uri, Version::HTTP_11, &[("host", "up")]);
             let err = upstream_request(req, &upstream, &fwd, None).expect_err(uri);
             assert_eq!(err.status(), status, "{method} {uri}");
+        }
+        // No one valid host (the rules are host.rs's).
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let hosts: [(Version, &str, Headers); 4] = [
+            (Version::HTTP_11, "/a", &[]),
+            (Version::HTTP_11, "/a", &[("host", "a"), ("host", "a")]),
+            (Version::HTTP_11, "/a", &[("host", "a b")]),
+            (Version::HTTP_2, "https://a/x", &[("host", "b")]),
+        ];
+        for (version, uri, headers) in hosts {
+            let req = request("GET", uri, version, headers);
+            let err = upstream_request(req, &upstream, &fwd, None).expect_err("no host");
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+            assert!(err.to_string().contains("Host"), "{err}");
         }
         for codings in [
             "gzip, chunked",
@@ -384,7 +404,7 @@ mod tests {
                 "POST",
                 "/a",
                 Version::HTTP_11,
-                &[("transfer-encoding", codings)],
+                &[("host", "up"), ("transfer-encoding", codings)],
             );
             let err = upstream_request(req, &upstream, &fwd, None).expect_err(codings);
             assert_eq!(err.status(), StatusCode::NOT_IMPLEMENTED, "{codings}");
@@ -400,7 +420,7 @@ mod tests {
             assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{codings}");
         }
         for lengths in [&["5", "6"][..], &["5, 6"], &["five"]] {
-            let mut req = request("PUT", "/a", Version::HTTP_11, &[]);
+            let mut req = request("PUT", "/a", Version::HTTP_11, &[("host", "up")]);
             for length in lengths {
                 req.headers_mut()
                     .append("content-length", length.parse().unwrap());
@@ -428,7 +448,7 @@ mod tests {
             "POST",
             "/a",
             Version::HTTP_11,
-            &[("transfer-encoding", "Chunked")],
+            &[("host", "up"), ("transfer-encoding", "Chunked")],
         );
         assert!(upstream_request(chunked, &upstream, &fwd, None).is_ok());
         let err = upstream_request(
@@ -476,7 +496,11 @@ mod tests {
             "PUT",
             "/a",
             Version::HTTP_11,
-            &[("content-length", "3, 3"), ("content-length", "03")],
+            &[
+                ("host", "up"),
+                ("content-length", "3, 3"),
+                ("content-length", "03"),
+            ],
         );
         let upstream: Upstream = "http://up".parse().unwrap();
         let out = upstream_request(req, &upstream, &fwd, None).unwrap();

@@ -45,10 +45,10 @@ type Stack<C> = Replay<Retry<RetryPolicy, Timeout<C>>>;
 /// upstream through [`ReplayLayer`] (8 MiB in memory, optionally spilled
 /// to disk), `RetryLayer(`[`RetryPolicy`]`)`, a per-attempt timeout (30 s)
 /// and a client, with what [`upstream_request`], [`downstream_response`]
-/// and [`error_response`] do: hop-by-hop headers
-/// removed, `Via` (and `Forwarded` / `X-Forwarded-For` when asked), the
-/// path checked by [`PathRules`], hostile transfer codings refused, `502` /
-/// `504` when the upstream fails. Upgrades (`Upgrade:`, WebSocket) and
+/// and [`error_response`] do: hop-by-hop headers removed, `Via` (and
+/// `Forwarded` / `X-Forwarded-For` when asked), the path checked by
+/// [`PathRules`], hostile transfer codings and requests without one valid
+/// host refused, `502` / `504` when the upstream fails. Upgrades (`Upgrade:`, WebSocket) and
 /// `CONNECT` are refused with `501`: not tunnelled.
 ///
 /// Mounted in one line:

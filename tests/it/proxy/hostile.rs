@@ -3,6 +3,8 @@
 //! (raw sockets or hyper clients over HTTP/1.1 and HTTP/2 to the axum
 //! proxy of the parent module, a hyper or raw upstream behind it).
 //!
+//! - `Host`: missing, repeated or invalid over HTTP/1.1, or disagreeing
+//!   with `:authority` over HTTP/2 → `400`, never forwarded;
 //! - a malformed `Forwarded` is replaced, not appended into;
 //! - HTTP/2 `cookie` fields reach the upstream as one `Cookie`;
 //! - `Content-Length` lines of one value go on as one, both ways;
@@ -16,7 +18,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{call_with, start_proxy, Options, Outcome, Recorder, Seen, REQUEST_LIMIT};
+use super::{call_with, get, start_proxy, Options, Outcome, Recorder, Seen, REQUEST_LIMIT};
 
 /// Sends `request` over a raw socket and returns the whole answer (the
 /// request should ask for `Connection: close`).
@@ -87,6 +89,102 @@ fn label(http2: bool) -> &'static str {
     } else {
         "[h1 client]"
     }
+}
+
+// ---------------------------------------------------------------- Host
+
+#[tokio::test]
+async fn http1_requests_without_one_valid_host_are_400() {
+    let upstream = Recorder::start().await;
+    let proxy = start_proxy(&format!("http://{}", upstream.addr), Options::default()).await;
+    // (request head, status); a 400 never reaches the upstream.
+    let cases: &[(&str, u16)] = &[
+        ("GET /a HTTP/1.1\r\n", 400),
+        (
+            "GET /a HTTP/1.1\r\nhost: a.example\r\nhost: a.example\r\n",
+            400,
+        ),
+        (
+            "GET /a HTTP/1.1\r\nhost: a.example\r\nhost: b.example\r\n",
+            400,
+        ),
+        ("GET /a HTTP/1.1\r\nhost: \r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: user@a.example\r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: a.example:80:80\r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: a.example, b.example\r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: [::1\r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: a.example:http\r\n", 400),
+        // HTTP/1.0 needs no Host, but one it sends must be valid.
+        ("GET /a HTTP/1.0\r\n", 200),
+        ("GET /a HTTP/1.0\r\nhost: a b\r\n", 400),
+        ("GET /a HTTP/1.1\r\nhost: a.example:8080\r\n", 200),
+        ("GET /a HTTP/1.1\r\nhost: [::1]:8080\r\n", 200),
+        ("GET /a HTTP/1.1\r\nhost: 127.0.0.1\r\n", 200),
+        // Absolute form: the target's authority is the host (RFC 9112
+        // §3.2.2), with a Host line or without.
+        (
+            "GET http://a.example/a HTTP/1.1\r\nhost: other.example\r\n",
+            200,
+        ),
+        ("GET http://a.example/a HTTP/1.1\r\n", 200),
+    ];
+    for (head, want) in cases {
+        let before = upstream.seen().len();
+        let request = format!("{head}connection: close\r\n\r\n");
+        let answer = raw_answer(proxy, &request).await;
+        let first = head.lines().collect::<Vec<_>>().join(" | ");
+        assert_eq!(status_of(&answer), *want, "{first}: {answer}");
+        let log = upstream.seen();
+        if *want == 400 {
+            assert_eq!(log.len(), before, "{first} reached the upstream: {log:#?}");
+            assert!(
+                answer.contains("Host"),
+                "{first}: the reason names Host: {answer}"
+            );
+        } else {
+            assert_eq!(log.len(), before + 1, "{first}");
+        }
+    }
+    // The absolute form's authority is the host the upstream is told of.
+    let log = upstream.seen();
+    assert_eq!(
+        get(&log.last().unwrap().headers, "forwarded"),
+        Some("for=127.0.0.1;host=\"a.example\"")
+    );
+}
+
+/// Over HTTP/2 the host is `:authority`; a `Host` field must agree with it
+/// (RFC 9113 §8.3.1) and come once.
+#[tokio::test]
+async fn http2_host_disagreeing_with_authority_is_400() {
+    let upstream = Recorder::start().await;
+    let proxy = start_proxy(&format!("http://{}", upstream.addr), Options::default()).await;
+    let authority = proxy.to_string();
+    let localhost = format!("LocalHost:{}", proxy.port());
+    // (Host fields, status)
+    let cases: Vec<(Vec<&str>, u16)> = vec![
+        (vec![], 200),
+        (vec![authority.as_str()], 200),
+        (vec!["evil.example"], 400),
+        (vec![authority.as_str(), authority.as_str()], 400),
+        (vec!["user@127.0.0.1"], 400),
+    ];
+    for (hosts, want) in cases {
+        let before = upstream.seen().len();
+        let mut req = Request::get(format!("http://{proxy}/h2"));
+        for host in &hosts {
+            req = req.header("host", *host);
+        }
+        let (res, text, _) = call_with(true, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(res.status(), want, "{hosts:?}: {text:?}");
+        let reached = upstream.seen().len() - before;
+        assert_eq!(reached, usize::from(want == 200), "{hosts:?}");
+    }
+    // A name compared as a name: case does not matter.
+    let local = format!("http://localhost:{}/h2", proxy.port());
+    let req = Request::get(local).header("host", localhost.as_str());
+    let (res, text, _) = call_with(true, req.body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(res.status(), 200, "{text:?}");
 }
 
 // ---------------------------------------------------------------- Forwarded
