@@ -155,7 +155,7 @@ mod uri;
 
 use std::net::IpAddr;
 
-use http::header::{HOST, TE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use framing::{collapse_content_length, declared_length, unforwardable_codings};
@@ -175,7 +175,11 @@ pub use uri::{InvalidUpstream, Upstream};
 /// - hop-by-hop headers are removed ([`remove_hop_by_hop`]), `Host` too
 ///   (the client library sets it, or `:authority`, from the new URI), and
 ///   `TE: trailers` is sent again when the client sent it, so that an
-///   upstream sends this proxy the response trailers it will pass on;
+///   upstream sends this proxy the response trailers it will pass on
+///   (hyper's HTTP/1.1 server sends none without it), with `Connection:
+///   te`: `TE` is hop-by-hop, and RFC 9110 §10.1.4 has its sender name it
+///   there, so that a next hop that does not know `TE` drops it instead of
+///   passing it on;
 /// - `Via` names this proxy, with `Forwarded` / `X-Forwarded-For` for
 ///   `peer` when [`Forwarding::forwarded_for`] is on;
 /// - the version is reset to HTTP/1.1, which lets the client choose the
@@ -184,6 +188,13 @@ pub use uri::{InvalidUpstream, Upstream};
 ///   one, with `; ` (RFC 9113 §8.2.3);
 /// - `Content-Length` is kept, a list of one value (`5, 5`, RFC 9110 §8.6)
 ///   written as that value; other headers and the extensions are kept.
+///
+/// HTTP/2 has no `Connection` field (RFC 9113 §8.2.2): hyper's HTTP/2
+/// client drops it, and with it the `TE` it names, so an HTTP/2 upstream
+/// gets no `te: trailers` (it may send trailers all the same). For an
+/// HTTP/2 upstream that requires it (gRPC servers may), remove the
+/// `Connection` header before sending; [`ReverseProxy`] does when built
+/// with [`http2(true)`](Builder::http2).
 ///
 /// Request trailers reach an HTTP/1.1 upstream only when the client
 /// declared them in a `Trailer` header, which is kept (hyper sends only
@@ -228,6 +239,9 @@ pub fn upstream_request<B>(
         parts
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("te"));
     }
     forwarding.mark_request(&mut parts.headers, parts.version, peer, host.as_ref());
     parts.uri = uri;
@@ -340,7 +354,11 @@ mod tests {
         let h = out.headers();
         assert!(header(h, "host").is_empty());
         assert!(header(h, "x-hop").is_empty());
-        assert!(header(h, "connection").is_empty());
+        assert_eq!(
+            header(h, "connection"),
+            ["te"],
+            "the client's gone, TE named"
+        );
         assert_eq!(header(h, "content-length"), ["10"]);
         assert_eq!(header(h, "te"), ["trailers"]);
         assert_eq!(header(h, "trailer"), ["x-sum"]);
@@ -363,6 +381,7 @@ mod tests {
         assert_eq!(out.uri(), "http://10.0.0.9:9000/store/x");
         assert_eq!(header(out.headers(), "via"), ["2 edge"]);
         assert!(header(out.headers(), "te").is_empty());
+        assert!(header(out.headers(), "connection").is_empty());
         assert!(header(out.headers(), "forwarded").is_empty(), "no peer");
     }
 

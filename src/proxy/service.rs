@@ -72,6 +72,8 @@ pub struct ReverseProxy<C = HyperClient> {
     upstream: Arc<Upstream>,
     forwarding: Arc<Forwarding>,
     peer: fn(&http::Extensions) -> Option<IpAddr>,
+    /// The default client speaks HTTP/2, which has no `Connection` field.
+    http2: bool,
 }
 
 impl<C: Clone> Clone for ReverseProxy<C> {
@@ -81,6 +83,7 @@ impl<C: Clone> Clone for ReverseProxy<C> {
             upstream: Arc::clone(&self.upstream),
             forwarding: Arc::clone(&self.forwarding),
             peer: self.peer,
+            http2: self.http2,
         }
     }
 }
@@ -190,7 +193,9 @@ impl Builder {
     }
 
     /// Speak HTTP/2 with prior knowledge to the upstream (with the default
-    /// client).
+    /// client). The `Connection: te` that goes with a forwarded `TE:
+    /// trailers` over HTTP/1.1 is left out, so the upstream gets the
+    /// `te: trailers` that HTTP/2 allows (see [`upstream_request`]).
     pub fn http2(mut self, http2: bool) -> Builder {
         self.http2 = http2;
         self
@@ -203,7 +208,11 @@ impl Builder {
         let mut client = Client::builder(TokioExecutor::new());
         client.http2_only(self.http2);
         let client = client.build(connector);
-        self.build_with(client)
+        let http2 = self.http2;
+        ReverseProxy {
+            http2,
+            ..self.build_with(client)
+        }
     }
 
     /// The proxy, sending through `client`: a hyper-util `Client` of one's
@@ -228,6 +237,7 @@ impl Builder {
             upstream: Arc::new(self.upstream),
             forwarding: Arc::new(self.forwarding),
             peer: self.peer,
+            http2: false,
         }
     }
 }
@@ -318,10 +328,15 @@ where
             ));
         }
         let peer = (self.peer)(req.extensions());
-        let req = match upstream_request(req.map(boxed), &self.upstream, &self.forwarding, peer) {
+        let mut req = match upstream_request(req.map(boxed), &self.upstream, &self.forwarding, peer)
+        {
             Ok(req) => req,
             Err(refused) => return refuse(&refused),
         };
+        if self.http2 {
+            // hyper's HTTP/2 client would drop `te: trailers` with it.
+            req.headers_mut().remove(header::CONNECTION);
+        }
         ProxyFuture {
             sent: Some(self.stack.clone().oneshot(req)),
             ready: None,

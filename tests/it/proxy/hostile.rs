@@ -8,7 +8,8 @@
 //! - a malformed `Forwarded` is replaced, not appended into;
 //! - HTTP/2 `cookie` fields reach the upstream as one `Cookie`;
 //! - `Content-Length` lines of one value go on as one, both ways;
-//! - an upstream's unsolicited `101` → `502`.
+//! - an upstream's unsolicited `101` → `502`;
+//! - `TE: trailers` goes upstream with `Connection: TE` (over HTTP/1.1).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use mmap_body_devkit::server::serve_axum;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{call_with, get, start_proxy, Options, Outcome, Recorder, Seen, REQUEST_LIMIT};
@@ -404,4 +406,63 @@ async fn an_unsolicited_101_is_502_h1() {
 #[tokio::test]
 async fn an_unsolicited_101_is_502_h2() {
     unsolicited_101_is_502(true).await;
+}
+
+// ---------------------------------------------------------------- TE
+
+/// `TE` is hop-by-hop (RFC 9110 §10.1.4): the `TE: trailers` the proxy
+/// sends upstream is named in `Connection`, so the next hop drops it too.
+#[tokio::test]
+async fn te_trailers_goes_upstream_with_connection_te() {
+    let (upstream, heads) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+    let proxy = start_proxy(&format!("http://{upstream}"), Options::default()).await;
+    for http2 in [false, true] {
+        let req = Request::get(format!("http://{proxy}/te"))
+            .header("te", "trailers")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (res, text, _) = call_with(http2, req).await;
+        assert_eq!(res.status(), 200, "{}: {text:?}", label(http2));
+        let head = heads.lock().unwrap().pop().unwrap();
+        assert_eq!(lines_of(&head, "te"), ["trailers"], "{head}");
+        assert_eq!(lines_of(&head, "connection"), ["te"], "{head}");
+    }
+}
+
+/// Over HTTP/2 there is no `Connection`: hyper's client drops it and the
+/// `TE` it names. `ReverseProxy` built with `http2(true)` leaves it out, so
+/// an HTTP/2 upstream gets `te: trailers`; a handler of one's own that
+/// forwards `upstream_request` as it is over HTTP/2 loses it, as its docs
+/// say.
+#[tokio::test]
+async fn te_trailers_reaches_an_http2_upstream_through_reverse_proxy() {
+    let upstream = Recorder::start().await;
+    let target: mmap_body::proxy::Upstream = format!("http://{}", upstream.addr).parse().unwrap();
+    let reverse = mmap_body::proxy::ReverseProxy::builder(target)
+        .http2(true)
+        .build();
+    let reverse = serve_axum(axum::Router::new().fallback_service(reverse)).await;
+    let handler = start_proxy(
+        &format!("http://{}", upstream.addr),
+        Options {
+            http2: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    for (proxy, te) in [(reverse, Some("trailers")), (handler, None)] {
+        let req = Request::put(format!("http://{proxy}/te"))
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap();
+        let (res, text, trailers) = call_with(false, req).await;
+        assert_eq!(res.status(), 200, "{text:?}");
+        let seen = upstream.seen().pop().unwrap();
+        assert_eq!(seen.version, http::Version::HTTP_2);
+        assert_eq!(get(&seen.headers, "te"), te, "{:#?}", seen.headers);
+        assert_eq!(get(&seen.headers, "connection"), None);
+        let trailers = trailers.expect("HTTP/2 upstreams send trailers regardless");
+        assert_eq!(get(&trailers, "x-upstream-sum"), Some("42"));
+    }
 }
