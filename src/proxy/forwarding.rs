@@ -16,14 +16,35 @@ use super::headers::{append_list, is_tchar};
 /// use mmap_body::proxy::Forwarding;
 ///
 /// // `Via: 1.1 edge-7` on each message forwarded, and the client's address
-/// // in `Forwarded` and `X-Forwarded-For` on each request.
-/// let forwarding = Forwarding::new().via("edge-7").forwarded_for(true);
+/// // in `Forwarded` and `X-Forwarded-For` on each request, in place of
+/// // whatever the client put there.
+/// let forwarding = Forwarding::new()
+///     .via("edge-7")
+///     .strip_client_forwarding(true)
+///     .forwarded_for(true);
 /// # let _ = forwarding;
 /// ```
+///
+/// # Hazards
+///
+/// - **By default, what a client says about itself reaches the upstream.**
+///   `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Host`,
+///   `X-Forwarded-Proto` and `X-Real-IP` are end-to-end headers: with
+///   [`forwarded_for`](Forwarding::forwarded_for) off, a client's own
+///   values pass through untouched, and an upstream that takes
+///   `X-Forwarded-For` for the client's address (rate limits, allow lists,
+///   audit logs) believes whatever the client wrote. A proxy that clients
+///   reach directly should turn on
+///   [`strip_client_forwarding`](Forwarding::strip_client_forwarding).
+/// - **Appended lists hold the client's entries too.** With
+///   [`forwarded_for`](Forwarding::forwarded_for) on and nothing
+///   stripped, this proxy's entry is the last one; those before it are
+///   the client's word (or the proxies' in front, if any).
 #[derive(Debug, Clone)]
 pub struct Forwarding {
     pseudonym: HeaderValue,
     forwarded_for: bool,
+    strip_client_forwarding: bool,
 }
 
 impl Default for Forwarding {
@@ -31,9 +52,22 @@ impl Default for Forwarding {
         Forwarding {
             pseudonym: HeaderValue::from_static("mmap-body"),
             forwarded_for: false,
+            strip_client_forwarding: false,
         }
     }
 }
+
+/// The headers in which a request tells of where it came from, which
+/// [`Forwarding::strip_client_forwarding`] removes.
+const CLIENT_FORWARDING: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+];
 
 impl Forwarding {
     /// `Via: <version> mmap-body`, and no `Forwarded` / `X-Forwarded-For`.
@@ -75,9 +109,25 @@ impl Forwarding {
         self
     }
 
-    /// Adds `Via`, and `Forwarded` / `X-Forwarded-For` when turned on and
-    /// `peer` is known, to a request's headers. `host` is the client's
-    /// `Host` (or `:authority`), taken before it was replaced.
+    /// Whether the forwarding headers a request arrives with are removed
+    /// before it is forwarded (default: no, they are kept): `Forwarded`,
+    /// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Port`, `X-Forwarded-Prefix` and `X-Real-IP`.
+    ///
+    /// Turn it on for a proxy at the edge, the first one clients reach,
+    /// so that the upstream sees only what this proxy says (with
+    /// [`forwarded_for`](Forwarding::forwarded_for): the client's real
+    /// address) and nothing a client made up. Leave it off behind another
+    /// proxy whose entries the upstream should see.
+    pub fn strip_client_forwarding(mut self, on: bool) -> Forwarding {
+        self.strip_client_forwarding = on;
+        self
+    }
+
+    /// Removes the client's forwarding headers when asked, then adds `Via`,
+    /// and `Forwarded` / `X-Forwarded-For` when turned on and `peer` is
+    /// known, to a request's headers. `host` is the client's `Host` (or
+    /// `:authority`), taken before it was replaced.
     pub(crate) fn mark_request(
         &self,
         headers: &mut HeaderMap,
@@ -85,6 +135,11 @@ impl Forwarding {
         peer: Option<IpAddr>,
         host: Option<&HeaderValue>,
     ) {
+        if self.strip_client_forwarding {
+            for name in CLIENT_FORWARDING {
+                headers.remove(name);
+            }
+        }
         append_via(headers, version, &self.pseudonym);
         if let (true, Some(peer)) = (self.forwarded_for, peer) {
             append_list(
@@ -217,5 +272,74 @@ mod tests {
     #[should_panic(expected = "must be an HTTP token")]
     fn pseudonym_must_be_a_token() {
         let _ = Forwarding::new().via("my proxy");
+    }
+
+    #[test]
+    fn client_forwarding_stripped_or_kept() {
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let received = [
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-kept", "k"),
+        ];
+        // (strip, forwarded_for, the headers sent on)
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(bool, bool, Headers)] = &[
+            (false, false, &received),
+            (
+                false,
+                true,
+                &[
+                    ("forwarded", "for=6.6.6.6, for=192.0.2.7"),
+                    ("x-forwarded-for", "6.6.6.6, 192.0.2.7"),
+                    ("x-forwarded-host", "evil.example"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-port", "443"),
+                    ("x-forwarded-prefix", "/admin"),
+                    ("x-real-ip", "6.6.6.6"),
+                    ("x-kept", "k"),
+                ],
+            ),
+            (true, false, &[("x-kept", "k")]),
+            (
+                true,
+                true,
+                &[
+                    ("forwarded", "for=192.0.2.7"),
+                    ("x-forwarded-for", "192.0.2.7"),
+                    ("x-kept", "k"),
+                ],
+            ),
+        ];
+        for (strip, on, want) in cases {
+            let fwd = Forwarding::new()
+                .strip_client_forwarding(*strip)
+                .forwarded_for(*on);
+            let mut headers = HeaderMap::new();
+            for (name, value) in received {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static(value),
+                );
+            }
+            fwd.mark_request(&mut headers, Version::HTTP_11, Some(peer), None);
+            assert_eq!(headers.remove(VIA).unwrap(), "1.1 mmap-body");
+            let mut got: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "strip {strip}, forwarded_for {on}");
+        }
     }
 }

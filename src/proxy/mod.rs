@@ -69,7 +69,11 @@
 //! let state = Proxy {
 //!     client,
 //!     upstream: "http://127.0.0.1:9000/storage".parse()?,
-//!     forwarding: Forwarding::new().via("edge-1").forwarded_for(true),
+//!     // At the edge: the client's own X-Forwarded-For and kin are dropped.
+//!     forwarding: Forwarding::new()
+//!         .via("edge-1")
+//!         .strip_client_forwarding(true)
+//!         .forwarded_for(true),
 //! };
 //! let app = axum::Router::new().fallback(forward).with_state(state);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -135,10 +139,14 @@
 //!   large cap is memory each concurrent upload may take; spilling the
 //!   recording to disk trades it for disk space, as much as the bodies in
 //!   flight, which a flood of large uploads can fill: bound it.
-//! - **Forwarding headers can be forged.** With
-//!   [`Forwarding::forwarded_for`], the proxy appends the client's address
-//!   to the `Forwarded` and `X-Forwarded-For` it received; an upstream must
-//!   trust only the entries its own proxies added.
+//! - **Forwarding headers can be forged.** `Forwarded`, `X-Forwarded-For`
+//!   and their kin are end-to-end headers: by default a client's own
+//!   values reach the upstream, as they are or, with
+//!   [`Forwarding::forwarded_for`], with the client's address appended; an
+//!   upstream must trust only the entries its own proxies added. A proxy
+//!   that clients reach directly should remove them
+//!   ([`Forwarding::strip_client_forwarding`]). A malformed `Forwarded` is
+//!   replaced, never appended into (see [`Forwarding`]).
 //!
 //! [`ReplayLayer`]: crate::ReplayLayer
 //! [`RetryPolicy`]: crate::retry::RetryPolicy

@@ -91,6 +91,7 @@ struct Options {
     cap: usize,
     attempt_timeout: Duration,
     policy: RetryPolicy,
+    forwarding: Forwarding,
 }
 
 impl Default for Options {
@@ -101,11 +102,11 @@ impl Default for Options {
             attempt_timeout: Duration::from_secs(10),
             policy: RetryPolicy::default()
                 .backoff(Duration::from_millis(10), Duration::from_millis(40)),
+            forwarding: Forwarding::new().via("test-proxy").forwarded_for(true),
         }
     }
 }
 
-/// Starts the axum proxy on 127.0.0.1, forwarding to `upstream`.
 /// How a test names the upstream's protocol in its messages.
 fn upstream_label(http2: bool) -> &'static str {
     if http2 {
@@ -125,12 +126,13 @@ fn client_stack(options: &Options) -> ClientStack {
         .service(client::<ReplayBody<Body>>(options.http2))
 }
 
+/// Starts the axum proxy on 127.0.0.1, forwarding to `upstream`.
 async fn start_proxy(upstream: &str, options: Options) -> SocketAddr {
     let client = client_stack(&options);
     let state = Proxy {
         client,
         upstream: upstream.parse().expect("an upstream"),
-        forwarding: Forwarding::new().via("test-proxy").forwarded_for(true),
+        forwarding: options.forwarding,
     };
     serve_axum(axum::Router::new().fallback(forward).with_state(state)).await
 }

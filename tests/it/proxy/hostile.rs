@@ -6,6 +6,8 @@
 //! - `Host`: missing, repeated or invalid over HTTP/1.1, or disagreeing
 //!   with `:authority` over HTTP/2 → `400`, never forwarded;
 //! - a malformed `Forwarded` is replaced, not appended into;
+//! - client-sent `Forwarded` / `X-Forwarded-*` kept by default, stripped
+//!   with `Forwarding::strip_client_forwarding`;
 //! - HTTP/2 `cookie` fields reach the upstream as one `Cookie`;
 //! - `Content-Length` lines of one value go on as one, both ways;
 //! - an upstream's unsolicited `101` → `502`;
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use mmap_body::proxy::Forwarding;
 use mmap_body_devkit::server::serve_axum;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -242,6 +245,84 @@ async fn malformed_forwarded_is_replaced_h1() {
 #[tokio::test]
 async fn malformed_forwarded_is_replaced_h2() {
     malformed_forwarded_is_replaced(true).await;
+}
+
+/// What a client says of where it came from reaches the upstream unless
+/// the proxy strips it (`Forwarding::strip_client_forwarding`): kept by
+/// default, as the `Forwarding` docs warn.
+async fn client_forwarding_headers(http2: bool) {
+    let label = label(http2);
+    let upstream = Recorder::start().await;
+    let sent = [
+        ("forwarded", "for=6.6.6.6"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-real-ip", "6.6.6.6"),
+    ];
+    let ours = |proxy: SocketAddr| format!("for=127.0.0.1;host=\"{proxy}\"");
+    // (forwarding, Forwarded, X-Forwarded-For, the others kept)
+    let cases = [
+        (
+            Forwarding::new(),
+            Some("for=6.6.6.6".to_owned()),
+            Some("6.6.6.6"),
+            true,
+        ),
+        (
+            Forwarding::new().strip_client_forwarding(true),
+            None,
+            None,
+            false,
+        ),
+        (
+            Forwarding::new()
+                .strip_client_forwarding(true)
+                .forwarded_for(true),
+            Some(String::new()),
+            Some("127.0.0.1"),
+            false,
+        ),
+    ];
+    for (forwarding, forwarded, xff, kept) in cases {
+        let what = format!("{label} {forwarding:?}");
+        let proxy = start_proxy(
+            &format!("http://{}", upstream.addr),
+            Options {
+                forwarding,
+                ..Options::default()
+            },
+        )
+        .await;
+        let mut req = Request::get(format!("http://{proxy}/who"));
+        for (name, value) in sent {
+            req = req.header(name, value);
+        }
+        let (res, text, _) = call_with(http2, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(res.status(), 200, "{what}: {text:?}");
+        let seen = upstream.seen().pop().unwrap();
+        let forwarded = forwarded.map(|f| if f.is_empty() { ours(proxy) } else { f });
+        assert_eq!(
+            get(&seen.headers, "forwarded"),
+            forwarded.as_deref(),
+            "{what}"
+        );
+        assert_eq!(get(&seen.headers, "x-forwarded-for"), xff, "{what}");
+        for (name, value) in &sent[2..] {
+            let want = kept.then_some(*value);
+            assert_eq!(get(&seen.headers, name), want, "{what}: {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_forwarding_headers_are_kept_or_stripped_h1() {
+    client_forwarding_headers(false).await;
+}
+
+#[tokio::test]
+async fn client_forwarding_headers_are_kept_or_stripped_h2() {
+    client_forwarding_headers(true).await;
 }
 
 // ---------------------------------------------------------------- Cookie
