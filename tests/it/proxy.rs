@@ -18,6 +18,9 @@
 //!   complete body, and the proxy lives on;
 //! - a retry after the upstream dropped the first attempt delivers all
 //!   16 MiB (SHA-256 equal).
+//!
+//! Issue #29's hostile headers and framing: the `hostile` and `framing`
+//! submodules, with the raw-socket helpers of `raw`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -977,4 +980,6 @@ async fn retry_after_a_dropped_attempt_delivers_the_whole_body_h2() {
     retry_delivers_the_whole_body(true).await;
 }
 
+mod framing;
 mod hostile;
+mod raw;

@@ -1,7 +1,7 @@
-//! Issue #29, "no silent traps": what the proxy refuses, rewrites or
-//! drops from hostile or malformed messages, each over the real stack
-//! (raw sockets or hyper clients over HTTP/1.1 and HTTP/2 to the axum
-//! proxy of the parent module, a hyper or raw upstream behind it).
+//! Issue #29, "no silent traps": the request headers the proxy refuses,
+//! rewrites or drops, each over the real stack (raw sockets or hyper
+//! clients over HTTP/1.1 and HTTP/2 to the axum proxy of the parent
+//! module, a hyper or raw upstream behind it).
 //!
 //! - `Host`: missing, repeated or invalid over HTTP/1.1, or disagreeing
 //!   with `:authority` over HTTP/2 → `400`, never forwarded;
@@ -9,92 +9,20 @@
 //! - client-sent `Forwarded` / `X-Forwarded-*` kept by default, stripped
 //!   with `Forwarding::strip_client_forwarding`;
 //! - HTTP/2 `cookie` fields reach the upstream as one `Cookie`;
-//! - `Content-Length` lines of one value go on as one, both ways;
-//! - an upstream's unsolicited `101` → `502`;
 //! - `TE: trailers` goes upstream with `Connection: TE` (over HTTP/1.1).
+//!
+//! Framing and status: `framing.rs`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::Full;
 use mmap_body::proxy::Forwarding;
 use mmap_body_devkit::server::serve_axum;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{call_with, get, start_proxy, Options, Outcome, Recorder, Seen, REQUEST_LIMIT};
-
-/// Sends `request` over a raw socket and returns the whole answer (the
-/// request should ask for `Connection: close`).
-async fn raw_answer(proxy: SocketAddr, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(proxy)
-        .await
-        .expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(REQUEST_LIMIT, stream.read_to_end(&mut answer));
-    let _ = read.await.expect("the proxy answered in time");
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// The status of a raw answer.
-fn status_of(answer: &str) -> u16 {
-    let status = answer.split(' ').nth(1).unwrap_or("");
-    status
-        .parse()
-        .unwrap_or_else(|_| panic!("no status in {answer:?}"))
-}
-
-/// A raw HTTP/1.1 upstream: for each connection, reads a request head
-/// (bodiless requests only), logs it, writes `answer` and closes.
-async fn raw_upstream(answer: &'static [u8]) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().unwrap();
-    let heads: Arc<Mutex<Vec<String>>> = Default::default();
-    let log = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                log.lock().unwrap().push(head);
-                let _ = stream.write_all(answer).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (addr, heads)
-}
-
-/// The values of header `name` in a raw head, one per line.
-fn lines_of<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-    head.lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(n, _)| n.trim() == name)
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-fn label(http2: bool) -> &'static str {
-    if http2 {
-        "[h2 client]"
-    } else {
-        "[h1 client]"
-    }
-}
+use super::raw::{label, lines_of, raw_answer, raw_upstream, status_of};
+use super::{call_with, get, start_proxy, Options, Recorder};
 
 // ---------------------------------------------------------------- Host
 
@@ -390,103 +318,6 @@ async fn raw_upstream_gets_one_cookie_line() {
     assert_eq!(res.status(), 200, "{text:?}");
     let head = heads.lock().unwrap().pop().unwrap();
     assert_eq!(lines_of(&head, "cookie"), ["a=1; b=2"], "{head}");
-}
-
-// ---------------------------------------------------------------- Content-Length
-
-/// `Content-Length` lines of one value go upstream as one `5`; hyper's
-/// HTTP/1.1 server itself refuses `5, 5` in one line (`400`, as RFC 9110
-/// §8.6 allows), and differing values never reach the upstream. (Over
-/// HTTP/2, the h2 crate resets a stream with two `content-length` fields.)
-#[tokio::test]
-async fn a_repeated_content_length_goes_upstream_as_one_value() {
-    let upstream = Recorder::start().await;
-    let proxy = start_proxy(&format!("http://{}", upstream.addr), Options::default()).await;
-    let lengths = |seen: &Seen| -> Vec<String> {
-        seen.headers
-            .get_all("content-length")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    };
-    // (HTTP/1.1 framing lines, status)
-    let cases = [
-        ("content-length: 5\r\ncontent-length: 5\r\n", 200),
-        ("content-length: 5, 5\r\n", 400),
-        ("content-length: 5\r\ncontent-length: 6\r\n", 400),
-    ];
-    for (framing, want) in cases {
-        let before = upstream.seen().len();
-        let request =
-            format!("PUT /cl HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n{framing}\r\nhello");
-        let answer = raw_answer(proxy, &request).await;
-        assert_eq!(status_of(&answer), want, "{framing:?}: {answer}");
-        let log = upstream.seen();
-        if want == 200 {
-            let seen = log.last().unwrap();
-            assert_eq!(lengths(seen), ["5"], "{framing:?}");
-            assert!(
-                matches!(seen.outcome, Outcome::Complete { .. }) && seen.read == 5,
-                "{framing:?}: {seen:#?}"
-            );
-        } else {
-            assert_eq!(log.len(), before, "{framing:?} reached the upstream");
-        }
-    }
-}
-
-/// An upstream's `Content-Length: 2, 2` reaches the client as `2`.
-#[tokio::test]
-async fn a_repeated_content_length_comes_back_as_one_value() {
-    let (upstream, _) =
-        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\nconnection: close\r\n\r\nok")
-            .await;
-    let proxy = start_proxy(&format!("http://{upstream}"), Options::default()).await;
-    let answer = raw_answer(
-        proxy,
-        "GET /cl HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status_of(&answer), 200, "{answer}");
-    let head = answer
-        .split("\r\n\r\n")
-        .next()
-        .unwrap()
-        .to_ascii_lowercase();
-    assert_eq!(lines_of(&head, "content-length"), ["2"], "{answer}");
-    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
-}
-
-// ---------------------------------------------------------------- 101
-
-/// The proxy forwards no upgrade, so an upstream's `101` to a request that
-/// asked for none is a broken upstream: `502`, over either client protocol.
-async fn unsolicited_101_is_502(http2: bool) {
-    let label = label(http2);
-    let (upstream, _) = raw_upstream(
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
-    )
-    .await;
-    let proxy = start_proxy(&format!("http://{upstream}"), Options::default()).await;
-    let req = Request::get(format!("http://{proxy}/ws"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let (res, text, _) = call_with(http2, req).await;
-    assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{label}: {text:?}");
-    assert!(
-        String::from_utf8_lossy(&text).contains("101"),
-        "{label}: {text:?}"
-    );
-}
-
-#[tokio::test]
-async fn an_unsolicited_101_is_502_h1() {
-    unsolicited_101_is_502(false).await;
-}
-
-#[tokio::test]
-async fn an_unsolicited_101_is_502_h2() {
-    unsolicited_101_is_502(true).await;
 }
 
 // ---------------------------------------------------------------- TE
