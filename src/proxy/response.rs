@@ -53,8 +53,8 @@ pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
 /// by forgetting a check.
 ///
 /// The upstream's `Content-Length` is kept, so the client sees the same
-/// framing (a list of one value, `5, 5`, as that value); with axum, turn the body into `axum::body::Body` with
-/// `.map(axum::body::Body::new)`.
+/// framing (a list of one value, `5, 5`, as that value); with axum, turn
+/// the body into `axum::body::Body` with `.map(axum::body::Body::new)`.
 pub fn downstream_response<B>(
     res: Response<B>,
     forwarding: &Forwarding,
