@@ -60,7 +60,14 @@ async fn main() -> Result<(), BoxError> {
                 .backoff(Duration::from_millis(50), Duration::from_millis(500)),
         )
         .attempt_timeout(Duration::from_secs(10))
-        .forwarding(Forwarding::new().via("example-proxy").forwarded_for(true))
+        // The edge: what the client says of where it came from is dropped,
+        // and its real address sent instead.
+        .forwarding(
+            Forwarding::new()
+                .via("example-proxy")
+                .strip_client_forwarding(true)
+                .forwarded_for(true),
+        )
         .peer(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .build();
     // Mounted in one line.

@@ -129,7 +129,10 @@ async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {
         Err(refused) => return proxy::error_response(&refused),
     };
     let res = match proxy.client.oneshot(req).await {
-        Ok(res) => proxy::downstream_response(res, &forwarding).map(AxumBody::new),
+        Ok(res) => match proxy::downstream_response(res, &forwarding) {
+            Ok(res) => res.map(AxumBody::new),
+            Err(refused) => proxy::error_response(&refused),
+        },
         Err(err) => proxy::error_response(&*err),
     };
     proxy.answered.lock().unwrap().push(res.status().as_u16());

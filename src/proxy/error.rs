@@ -11,7 +11,10 @@ use crate::error::find_source;
 use crate::{Error, ErrorKind};
 
 /// A request [`upstream_request`](super::upstream_request) will not
-/// forward, with the status to answer it with.
+/// forward, or an upstream's response
+/// [`downstream_response`](super::downstream_response) will not pass on,
+/// with the status to answer the client with; its `Display` is a short
+/// reason, safe to show the client.
 #[derive(Debug, Clone)]
 pub struct Refused {
     status: StatusCode,
@@ -23,8 +26,11 @@ impl Refused {
         Refused { status, reason }
     }
 
-    /// The status to answer the client with: `400 Bad Request` for a path
-    /// with `.` or `..` segments, `501 Not Implemented` for `CONNECT`.
+    /// The status to answer the client with: `400 Bad Request` for a
+    /// request that is malformed (its path, `Host` or `Content-Length`),
+    /// `501 Not Implemented` for what this proxy does not forward
+    /// (`CONNECT`, transfer codings), `502 Bad Gateway` for a response it
+    /// cannot pass on.
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -1,102 +1,9 @@
-//! Header rewriting: hop-by-hop removal (RFC 9110 §7.6.1), `Via`
-//! (§7.6.3), and `Forwarded` / `X-Forwarded-For` (RFC 7239).
+//! Header rewriting: hop-by-hop removal (RFC 9110 §7.6.1), `Cookie`
+//! fields joined (RFC 9113 §8.2.3), and the list rules the other rewrites
+//! share.
 
-use std::net::IpAddr;
-
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, VIA};
-use http::{HeaderMap, HeaderName, HeaderValue, Version};
-
-/// How a proxy marks the requests and responses it forwards.
-///
-/// ```
-/// use mmap_body::proxy::Forwarding;
-///
-/// // `Via: 1.1 edge-7` on each message forwarded, and the client's address
-/// // in `Forwarded` and `X-Forwarded-For` on each request.
-/// let forwarding = Forwarding::new().via("edge-7").forwarded_for(true);
-/// # let _ = forwarding;
-/// ```
-#[derive(Debug, Clone)]
-pub struct Forwarding {
-    pseudonym: HeaderValue,
-    forwarded_for: bool,
-}
-
-impl Default for Forwarding {
-    fn default() -> Forwarding {
-        Forwarding {
-            pseudonym: HeaderValue::from_static("mmap-body"),
-            forwarded_for: false,
-        }
-    }
-}
-
-impl Forwarding {
-    /// `Via: <version> mmap-body`, and no `Forwarded` / `X-Forwarded-For`.
-    pub fn new() -> Forwarding {
-        Forwarding::default()
-    }
-
-    /// The name this proxy gives itself in `Via` (RFC 9110 §7.6.3: a
-    /// token, such as `edge-7`, rather than a real host name, which `Via`
-    /// would otherwise reveal).
-    ///
-    /// # Panics
-    ///
-    /// If `pseudonym` is empty or not an HTTP token (letters, digits and
-    /// ``!#$%&'*+-.^_`|~``): it is configuration, not input.
-    pub fn via(mut self, pseudonym: &str) -> Forwarding {
-        assert!(
-            !pseudonym.is_empty() && pseudonym.bytes().all(is_tchar),
-            "the Via pseudonym {pseudonym:?} must be an HTTP token, such as `edge-7`"
-        );
-        self.pseudonym = HeaderValue::from_str(pseudonym).expect("a token is a header value");
-        self
-    }
-
-    /// Whether each request forwarded carries the client's address, in
-    /// `Forwarded: for=...` (RFC 7239, with `host=` the client's `Host`)
-    /// and `X-Forwarded-For` (default: no).
-    ///
-    /// Values already in the request are kept and appended to, so an
-    /// upstream behind a chain of proxies sees all of it; but the client
-    /// may have written them. An upstream must trust only the entries its
-    /// own proxies appended: the last one, behind a single proxy.
-    pub fn forwarded_for(mut self, on: bool) -> Forwarding {
-        self.forwarded_for = on;
-        self
-    }
-
-    /// Adds `Via`, and `Forwarded` / `X-Forwarded-For` when turned on and
-    /// `peer` is known, to a request's headers. `host` is the client's
-    /// `Host` (or `:authority`), taken before it was replaced.
-    pub(crate) fn mark_request(
-        &self,
-        headers: &mut HeaderMap,
-        version: Version,
-        peer: Option<IpAddr>,
-        host: Option<&HeaderValue>,
-    ) {
-        append_via(headers, version, &self.pseudonym);
-        if let (true, Some(peer)) = (self.forwarded_for, peer) {
-            append_list(
-                headers,
-                HeaderName::from_static("x-forwarded-for"),
-                HeaderValue::from_str(&peer.to_string()).expect("an address is a header value"),
-            );
-            append_list(
-                headers,
-                http::header::FORWARDED,
-                forwarded_element(peer, host),
-            );
-        }
-    }
-
-    /// Adds `Via` to a response's headers.
-    pub(crate) fn mark_response(&self, headers: &mut HeaderMap, version: Version) {
-        append_via(headers, version, &self.pseudonym);
-    }
-}
+use http::header::{CONNECTION, CONTENT_LENGTH, COOKIE, TE, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, not the message (RFC 9110
 /// §7.6.1), besides those a `Connection` header names. `Proxy-Connection`
@@ -165,6 +72,29 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     trailers
 }
 
+/// Joins a request's `Cookie` fields into one, the crumbs separated by
+/// `; `. HTTP/2 lets a client send each crumb as a field of its own, for
+/// better compression, and a peer that forwards them to HTTP/1.1 must join
+/// them (RFC 9113 §8.2.3): an HTTP/1.1 server expects one `Cookie` line
+/// (RFC 6265 §5.4), and one that reads only the first loses the rest. Empty
+/// fields are skipped.
+pub(super) fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for crumb in headers.get_all(COOKIE).iter().filter(|v| !v.is_empty()) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Field values joined by `; ` are a field value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 /// The items of a comma-separated header value, trimmed, empty ones
 /// skipped; nothing for a value that is not visible ASCII.
 fn list_items(value: &HeaderValue) -> impl Iterator<Item = &str> {
@@ -177,35 +107,14 @@ fn list_items(value: &HeaderValue) -> impl Iterator<Item = &str> {
 }
 
 /// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `Via`'s received-protocol (RFC 9110 §7.6.3): the protocol name is
-/// omitted for HTTP.
-fn protocol(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
-}
-
-fn append_via(headers: &mut HeaderMap, version: Version, pseudonym: &HeaderValue) {
-    let mut hop = Vec::with_capacity(4 + pseudonym.len());
-    hop.extend_from_slice(protocol(version).as_bytes());
-    hop.push(b' ');
-    hop.extend_from_slice(pseudonym.as_bytes());
-    let hop = HeaderValue::from_bytes(&hop).expect("a version and a token");
-    append_list(headers, VIA, hop);
 }
 
 /// Appends `item` to the comma-separated list in `name`, as one header
 /// line: `a, b` becomes `a, b, item` (several lines are joined first, as
 /// RFC 9110 §5.3 allows), so readers that look at one line see it all.
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
+pub(super) fn append_list(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
     let mut joined: Vec<u8> = Vec::new();
     for value in headers.get_all(&name) {
         if !value.is_empty() {
@@ -217,32 +126,6 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
     // The parts were valid header values, and so is their concatenation.
     let value = HeaderValue::from_bytes(&joined).unwrap_or(item);
     headers.insert(name, value);
-}
-
-/// A `Forwarded` element (RFC 7239 §4): `for=192.0.2.1`,
-/// `for="[2001:db8::1]"`, and `;host="..."` when the client named one that
-/// needs no escaping.
-fn forwarded_element(peer: IpAddr, host: Option<&HeaderValue>) -> HeaderValue {
-    let mut element = match peer {
-        IpAddr::V4(ip) => format!("for={ip}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
-    };
-    let host = host.and_then(|h| h.to_str().ok()).filter(|h| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    });
-    if let Some(host) = host {
-        element.push_str(";host=\"");
-        element.push_str(host);
-        element.push('"');
-    }
-    HeaderValue::from_str(&element).expect("visible ASCII")
-}
-
-/// The client's `Host`, for `Forwarded: host=`.
-pub(crate) fn client_host(headers: &HeaderMap) -> Option<HeaderValue> {
-    headers.get(HOST).cloned()
 }
 
 #[cfg(test)]
@@ -336,94 +219,31 @@ mod tests {
     }
 
     #[test]
-    fn via_is_appended() {
-        let fwd = Forwarding::new().via("edge-1");
-        let cases: &[(&[&str], Version, &str)] = &[
-            (&[], Version::HTTP_11, "1.1 edge-1"),
-            (&[], Version::HTTP_2, "2 edge-1"),
-            (&[], Version::HTTP_10, "1.0 edge-1"),
-            (&["1.0 fred"], Version::HTTP_11, "1.0 fred, 1.1 edge-1"),
-            (
-                &["1.0 fred", "1.1 p.example.net"],
-                Version::HTTP_11,
-                "1.0 fred, 1.1 p.example.net, 1.1 edge-1",
-            ),
+    fn cookies_joined() {
+        // (Cookie fields, the one sent on)
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &[]),
+            (&["a=1"], &["a=1"]),
+            (&["a=1; b=2"], &["a=1; b=2"]),
+            (&["a=1", "b=2"], &["a=1; b=2"]),
+            (&["a=1", "b=2; c=3", "d=4"], &["a=1; b=2; c=3; d=4"]),
+            (&["a=1", "", "b=2"], &["a=1; b=2"]),
+            (&["", ""], &[""]),
         ];
-        for (existing, version, want) in cases {
+        for (fields, want) in cases {
             let mut headers = HeaderMap::new();
-            for v in *existing {
-                headers.append(VIA, HeaderValue::from_str(v).unwrap());
+            for field in *fields {
+                headers.append(COOKIE, HeaderValue::from_str(field).unwrap());
             }
-            fwd.mark_response(&mut headers, *version);
+            headers.append("x-other", HeaderValue::from_static("o"));
+            join_cookies(&mut headers);
             let got: Vec<&str> = headers
-                .get_all(VIA)
+                .get_all(COOKIE)
                 .iter()
                 .map(|v| v.to_str().unwrap())
                 .collect();
-            assert_eq!(got, vec![*want], "{existing:?}");
+            assert_eq!(got, *want, "{fields:?}");
+            assert_eq!(headers["x-other"], "o");
         }
-    }
-
-    #[test]
-    fn forwarded_for() {
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let host = HeaderValue::from_static("files.example:8080");
-        let odd = HeaderValue::from_static("a\"b");
-        // (on, peer, host, existing XFF, XFF, Forwarded)
-        type Case<'a> = (
-            bool,
-            Option<IpAddr>,
-            Option<&'a HeaderValue>,
-            &'a [&'a str],
-            Option<&'a str>,
-            Option<&'a str>,
-        );
-        let cases: &[Case] = &[
-            (false, Some(v4), Some(&host), &[], None, None),
-            (true, None, Some(&host), &[], None, None),
-            (
-                true,
-                Some(v4),
-                Some(&host),
-                &[],
-                Some("192.0.2.7"),
-                Some("for=192.0.2.7;host=\"files.example:8080\""),
-            ),
-            (
-                true,
-                Some(v6),
-                None,
-                &["198.51.100.1"],
-                Some("198.51.100.1, 2001:db8::1"),
-                Some("for=\"[2001:db8::1]\""),
-            ),
-            (
-                true,
-                Some(v4),
-                Some(&odd),
-                &[],
-                Some("192.0.2.7"),
-                Some("for=192.0.2.7"),
-            ),
-        ];
-        for (on, peer, host, xff, want_xff, want_fwd) in cases {
-            let fwd = Forwarding::new().forwarded_for(*on);
-            let mut headers = HeaderMap::new();
-            for v in *xff {
-                headers.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
-            }
-            fwd.mark_request(&mut headers, Version::HTTP_11, *peer, *host);
-            let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap());
-            assert_eq!(get("x-forwarded-for"), *want_xff, "{on} {peer:?}");
-            assert_eq!(get("forwarded"), *want_fwd, "{on} {peer:?}");
-            assert_eq!(get("via"), Some("1.1 mmap-body"));
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "must be an HTTP token")]
-    fn pseudonym_must_be_a_token() {
-        let _ = Forwarding::new().via("my proxy");
     }
 }

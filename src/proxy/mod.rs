@@ -4,9 +4,10 @@
 //!
 //! A handler takes the request apart as a proxy must
 //! ([`upstream_request`]), sends it through a client stack that can retry
-//! its body, and passes the response back ([`downstream_response`], once
-//! [`check_response`] found its framing forwardable) or answers `502` /
-//! `504` ([`error_response`]):
+//! its body, and passes the response back ([`downstream_response`]) or
+//! answers `502` / `504` ([`error_response`]). Each part refuses what it
+//! cannot forward faithfully, so the handler has an answer for the client
+//! either way:
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
@@ -43,8 +44,8 @@
 //!         Err(refused) => return proxy::error_response(&refused),
 //!     };
 //!     match proxy.client.oneshot(req).await {
-//!         Ok(res) => match proxy::check_response(&res) {
-//!             Ok(()) => proxy::downstream_response(res, &proxy.forwarding).map(Body::new),
+//!         Ok(res) => match proxy::downstream_response(res, &proxy.forwarding) {
+//!             Ok(res) => res.map(Body::new),
 //!             Err(refused) => proxy::error_response(&refused),
 //!         },
 //!         Err(err) => {
@@ -68,7 +69,11 @@
 //! let state = Proxy {
 //!     client,
 //!     upstream: "http://127.0.0.1:9000/storage".parse()?,
-//!     forwarding: Forwarding::new().via("edge-1").forwarded_for(true),
+//!     // At the edge: the client's own X-Forwarded-For and kin are dropped.
+//!     forwarding: Forwarding::new()
+//!         .via("edge-1")
+//!         .strip_client_forwarding(true)
+//!         .forwarded_for(true),
 //! };
 //! let app = axum::Router::new().fallback(forward).with_state(state);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -122,302 +127,47 @@
 //!   `chunked`; `Transfer-Encoding: gzip, chunked` leaves gzip bytes that,
 //!   forwarded under fresh framing, an upstream stores as the content. Such
 //!   requests are refused with `501` (RFC 9112 §6.1), and
-//!   [`check_response`] turns such a response into a `502`.
+//!   [`downstream_response`] refuses such a response (a `502`).
+//! - **Two hosts, two readings.** A request with two `Host` lines, or an
+//!   HTTP/2 `Host` that disagrees with `:authority`, lets this proxy
+//!   (its `Forwarded: host=`) and a server behind it, or a log, each pick
+//!   another host; one with no host at all cannot be placed. Such requests
+//!   are refused with `400` (RFC 9112 §3.2, RFC 9113 §8.3.1).
 //! - **Retries need the bytes, and bytes need room.** A streamed body is
 //!   replayable only while it fits the [`ReplayLayer`]'s cap, held in
 //!   memory; past it, a failed upstream attempt is the client's `502`. A
 //!   large cap is memory each concurrent upload may take; spilling the
 //!   recording to disk trades it for disk space, as much as the bodies in
 //!   flight, which a flood of large uploads can fill: bound it.
-//! - **Forwarding headers can be forged.** With
-//!   [`Forwarding::forwarded_for`], the proxy appends the client's address
-//!   to the `Forwarded` and `X-Forwarded-For` it received; an upstream must
-//!   trust only the entries its own proxies added.
+//! - **Forwarding headers can be forged.** `Forwarded`, `X-Forwarded-For`
+//!   and their kin are end-to-end headers: by default a client's own
+//!   values reach the upstream, as they are or, with
+//!   [`Forwarding::forwarded_for`], with the client's address appended; an
+//!   upstream must trust only the entries its own proxies added. A proxy
+//!   that clients reach directly should remove them
+//!   ([`Forwarding::strip_client_forwarding`]). A malformed `Forwarded` is
+//!   replaced, never appended into (see [`Forwarding`]).
 //!
 //! [`ReplayLayer`]: crate::ReplayLayer
 //! [`RetryPolicy`]: crate::retry::RetryPolicy
 
 mod error;
+mod forwarded;
+mod forwarding;
+mod framing;
 mod headers;
+mod host;
 mod path;
+mod request;
+mod response;
 mod service;
 mod uri;
 
-use std::net::IpAddr;
-
-use http::header::{HOST, TE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-
 pub use error::{error_response, error_status, Refused};
-pub use headers::{remove_hop_by_hop, Forwarding};
+pub use forwarding::Forwarding;
+pub use headers::remove_hop_by_hop;
 pub use path::{DotSegments, EscapedSlashes, PathRules};
+pub use request::upstream_request;
+pub use response::{check_response, downstream_response};
 pub use service::{Builder, HyperClient, ProxyBody, ProxyFuture, ReverseProxy};
 pub use uri::{InvalidUpstream, Upstream};
-
-/// The request to send upstream for the request a client sent, body
-/// untouched (streamed, not buffered):
-///
-/// - the URI is the [`Upstream`]'s, with the request's path (after the
-///   upstream's prefix) and query ([`Upstream::uri_for`]);
-/// - hop-by-hop headers are removed ([`remove_hop_by_hop`]), `Host` too
-///   (the client library sets it, or `:authority`, from the new URI), and
-///   `TE: trailers` is sent again when the client sent it, so that an
-///   upstream sends this proxy the response trailers it will pass on;
-/// - `Via` names this proxy, with `Forwarded` / `X-Forwarded-For` for
-///   `peer` when [`Forwarding::forwarded_for`] is on;
-/// - the version is reset to HTTP/1.1, which lets the client choose the
-///   upstream's protocol (HTTP/2 with prior knowledge or ALPN);
-/// - `Content-Length`, other headers and the extensions are kept.
-///
-/// Request trailers reach an HTTP/1.1 upstream only when the client
-/// declared them in a `Trailer` header, which is kept (hyper sends only
-/// the trailer fields declared there).
-///
-/// Refuses `CONNECT` (`501`: tunnels are not forwarded), transfer codings
-/// other than one final `chunked` (`501`, RFC 9112 §6.1), and a path its
-/// [`PathRules`] refuse (`400`); answer the client with
-/// [`error_response`].
-pub fn upstream_request<B>(
-    req: Request<B>,
-    upstream: &Upstream,
-    forwarding: &Forwarding,
-    peer: Option<IpAddr>,
-) -> Result<Request<B>, Refused> {
-    if req.method() == Method::CONNECT {
-        return Err(Refused::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "this proxy does not open tunnels (CONNECT)",
-        ));
-    }
-    if let Some(why) = unforwardable_codings(req.headers()) {
-        return Err(Refused::new(StatusCode::NOT_IMPLEMENTED, why));
-    }
-    let uri = upstream
-        .forward_uri(req.uri())
-        .map_err(|why| Refused::new(StatusCode::BAD_REQUEST, why))?;
-    let (mut parts, body) = req.into_parts();
-    let host = headers::client_host(&parts.headers).or_else(|| {
-        // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
-        let authority = parts.uri.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    });
-    let trailers = remove_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(HOST);
-    if trailers {
-        parts
-            .headers
-            .insert(TE, HeaderValue::from_static("trailers"));
-    }
-    forwarding.mark_request(&mut parts.headers, parts.version, peer, host.as_ref());
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body))
-}
-
-/// Why a message with these headers cannot be forwarded for its transfer
-/// codings: anything but one final `chunked` (RFC 9112 §6.1). hyper
-/// removes the final `chunked` and hands over the bytes still coded
-/// otherwise (`gzip, chunked`), or chunked twice (`chunked, chunked`);
-/// forwarded under a fresh framing with the coding's name gone, they would
-/// be taken as the content itself.
-fn unforwardable_codings(headers: &http::HeaderMap) -> Option<&'static str> {
-    let mut codings = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|c| !c.is_empty());
-    match (codings.next(), codings.next()) {
-        (None, _) => None,
-        (Some(first), None) if first == "chunked" => None,
-        _ => Some(
-            "transfer codings other than one final `chunked` are not forwarded \
-             (RFC 9112 §6.1)",
-        ),
-    }
-}
-
-/// Whether the upstream's response `res` can be passed on: `Err` (a `502`
-/// for the client, through [`error_response`]) when its transfer codings
-/// are anything but one final `chunked`, whose other codings hyper would
-/// leave applied to the body it hands over.
-pub fn check_response<B>(res: &Response<B>) -> Result<(), Refused> {
-    match unforwardable_codings(res.headers()) {
-        None => Ok(()),
-        Some(_) => Err(Refused::new(
-            StatusCode::BAD_GATEWAY,
-            "the upstream answered with transfer codings other than one final `chunked`",
-        )),
-    }
-}
-
-/// The response to pass back to the client for `res`, the upstream's:
-/// hop-by-hop headers removed ([`remove_hop_by_hop`]), `Via` naming this
-/// proxy added, status, other headers, body and trailers unchanged.
-///
-/// The upstream's `Content-Length` is kept, so the client sees the same
-/// framing; with axum, turn the body into `axum::body::Body` with
-/// `.map(axum::body::Body::new)`.
-pub fn downstream_response<B>(res: Response<B>, forwarding: &Forwarding) -> Response<B> {
-    let (mut parts, body) = res.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
-    forwarding.mark_response(&mut parts.headers, parts.version);
-    Response::from_parts(parts, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(method: &str, uri: &str, version: Version, headers: &[(&str, &str)]) -> Request<()> {
-        let mut builder = Request::builder().method(method).uri(uri).version(version);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
-        }
-        builder.body(()).unwrap()
-    }
-
-    fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Vec<&'a str> {
-        headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn upstream_requests() {
-        let upstream: Upstream = "http://10.0.0.9:9000/store".parse().unwrap();
-        let fwd = Forwarding::new().via("edge").forwarded_for(true);
-        let peer = Some("192.0.2.1".parse().unwrap());
-
-        let req = request(
-            "PUT",
-            "/a.bin?v=1",
-            Version::HTTP_11,
-            &[
-                ("host", "files.example"),
-                ("content-length", "10"),
-                ("connection", "x-hop"),
-                ("x-hop", "1"),
-                ("te", "trailers"),
-                ("trailer", "x-sum"),
-                ("via", "1.0 front"),
-            ],
-        );
-        let out = upstream_request(req, &upstream, &fwd, peer).unwrap();
-        assert_eq!(out.uri(), "http://10.0.0.9:9000/store/a.bin?v=1");
-        assert_eq!(out.version(), Version::HTTP_11);
-        let h = out.headers();
-        assert!(header(h, "host").is_empty());
-        assert!(header(h, "x-hop").is_empty());
-        assert!(header(h, "connection").is_empty());
-        assert_eq!(header(h, "content-length"), ["10"]);
-        assert_eq!(header(h, "te"), ["trailers"]);
-        assert_eq!(header(h, "trailer"), ["x-sum"]);
-        assert_eq!(header(h, "via"), ["1.0 front, 1.1 edge"]);
-        assert_eq!(header(h, "x-forwarded-for"), ["192.0.2.1"]);
-        assert_eq!(
-            header(h, "forwarded"),
-            ["for=192.0.2.1;host=\"files.example\""]
-        );
-
-        // HTTP/2: the host from `:authority`, the version reset, `Via: 2`.
-        let req = request(
-            "GET",
-            "https://files.example/x",
-            Version::HTTP_2,
-            &[("te", "gzip")],
-        );
-        let out = upstream_request(req, &upstream, &fwd, None).unwrap();
-        assert_eq!(out.version(), Version::HTTP_11);
-        assert_eq!(out.uri(), "http://10.0.0.9:9000/store/x");
-        assert_eq!(header(out.headers(), "via"), ["2 edge"]);
-        assert!(header(out.headers(), "te").is_empty());
-        assert!(header(out.headers(), "forwarded").is_empty(), "no peer");
-    }
-
-    #[test]
-    fn refused_requests() {
-        let upstream: Upstream = "http://up/store".parse().unwrap();
-        let fwd = Forwarding::new();
-        let cases = [
-            ("CONNECT", "up:443", StatusCode::NOT_IMPLEMENTED),
-            ("GET", "/..%2f..%2fetc/passwd", StatusCode::BAD_REQUEST),
-            ("PUT", "/a/..;/b", StatusCode::BAD_REQUEST),
-        ];
-        for (method, uri, status) in cases {
-            let req = request(method, uri, Version::HTTP_11, &[]);
-            let err = upstream_request(req, &upstream, &fwd, None).expect_err(uri);
-            assert_eq!(err.status(), status, "{method} {uri}");
-        }
-        for codings in [
-            "gzip, chunked",
-            "chunked, chunked",
-            "chunked;x=1, gzip",
-            "identity",
-        ] {
-            let req = request(
-                "POST",
-                "/a",
-                Version::HTTP_11,
-                &[("transfer-encoding", codings)],
-            );
-            let err = upstream_request(req, &upstream, &fwd, None).expect_err(codings);
-            assert_eq!(err.status(), StatusCode::NOT_IMPLEMENTED, "{codings}");
-            let res = Response::builder()
-                .header("transfer-encoding", codings)
-                .body(())
-                .unwrap();
-            assert_eq!(
-                check_response(&res).unwrap_err().status(),
-                StatusCode::BAD_GATEWAY
-            );
-        }
-        let chunked = request(
-            "POST",
-            "/a",
-            Version::HTTP_11,
-            &[("transfer-encoding", "Chunked")],
-        );
-        assert!(upstream_request(chunked, &upstream, &fwd, None).is_ok());
-        let err = upstream_request(
-            request("CONNECT", "up:443", Version::HTTP_11, &[]),
-            &upstream,
-            &fwd,
-            None,
-        )
-        .expect_err("CONNECT");
-        let res: Response<String> = error_response(&err);
-        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
-    }
-
-    #[test]
-    fn downstream_responses() {
-        let fwd = Forwarding::new().via("edge");
-        let res = Response::builder()
-            .version(Version::HTTP_2)
-            .header("content-length", "3")
-            .header("connection", "x-up")
-            .header("x-up", "1")
-            .header("keep-alive", "timeout=5")
-            .header("proxy-authenticate", "Basic")
-            .header("via", "1.1 cache")
-            .header("etag", "\"a\"")
-            .body("abc")
-            .unwrap();
-        let out = downstream_response(res, &fwd);
-        let h = out.headers();
-        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        names.sort();
-        assert_eq!(names, ["content-length", "etag", "via"]);
-        assert_eq!(header(h, "via"), ["1.1 cache, 2 edge"]);
-        assert_eq!(*out.body(), "abc");
-    }
-}

@@ -24,8 +24,8 @@ use tower::timeout::{Timeout, TimeoutLayer};
 use tower::{Layer, Service, ServiceExt};
 
 use super::{
-    check_response, downstream_response, error_response, upstream_request, Forwarding,
-    InvalidUpstream, PathRules, Refused, Upstream,
+    downstream_response, error_response, upstream_request, Forwarding, InvalidUpstream, PathRules,
+    Refused, Upstream,
 };
 use crate::error::BoxError;
 use crate::retry::RetryPolicy;
@@ -44,11 +44,11 @@ type Stack<C> = Replay<Retry<RetryPolicy, Timeout<C>>>;
 /// A reverse proxy as a tower `Service`: every request goes to the
 /// upstream through [`ReplayLayer`] (8 MiB in memory, optionally spilled
 /// to disk), `RetryLayer(`[`RetryPolicy`]`)`, a per-attempt timeout (30 s)
-/// and a client, with what [`upstream_request`], [`check_response`],
-/// [`downstream_response`] and [`error_response`] do: hop-by-hop headers
-/// removed, `Via` (and `Forwarded` / `X-Forwarded-For` when asked), the
-/// path checked by [`PathRules`], hostile transfer codings refused, `502` /
-/// `504` when the upstream fails. Upgrades (`Upgrade:`, WebSocket) and
+/// and a client, with what [`upstream_request`], [`downstream_response`]
+/// and [`error_response`] do: hop-by-hop headers removed, `Via` (and
+/// `Forwarded` / `X-Forwarded-For` when asked), the path checked by
+/// [`PathRules`], hostile transfer codings and requests without one valid
+/// host refused, `502` / `504` when the upstream fails. Upgrades (`Upgrade:`, WebSocket) and
 /// `CONNECT` are refused with `501`: not tunnelled.
 ///
 /// Mounted in one line:
@@ -72,6 +72,8 @@ pub struct ReverseProxy<C = HyperClient> {
     upstream: Arc<Upstream>,
     forwarding: Arc<Forwarding>,
     peer: fn(&http::Extensions) -> Option<IpAddr>,
+    /// The default client speaks HTTP/2, which has no `Connection` field.
+    http2: bool,
 }
 
 impl<C: Clone> Clone for ReverseProxy<C> {
@@ -81,6 +83,7 @@ impl<C: Clone> Clone for ReverseProxy<C> {
             upstream: Arc::clone(&self.upstream),
             forwarding: Arc::clone(&self.forwarding),
             peer: self.peer,
+            http2: self.http2,
         }
     }
 }
@@ -190,7 +193,9 @@ impl Builder {
     }
 
     /// Speak HTTP/2 with prior knowledge to the upstream (with the default
-    /// client).
+    /// client). The `Connection: te` that goes with a forwarded `TE:
+    /// trailers` over HTTP/1.1 is left out, so the upstream gets the
+    /// `te: trailers` that HTTP/2 allows (see [`upstream_request`]).
     pub fn http2(mut self, http2: bool) -> Builder {
         self.http2 = http2;
         self
@@ -203,7 +208,11 @@ impl Builder {
         let mut client = Client::builder(TokioExecutor::new());
         client.http2_only(self.http2);
         let client = client.build(connector);
-        self.build_with(client)
+        let http2 = self.http2;
+        ReverseProxy {
+            http2,
+            ..self.build_with(client)
+        }
     }
 
     /// The proxy, sending through `client`: a hyper-util `Client` of one's
@@ -228,6 +237,7 @@ impl Builder {
             upstream: Arc::new(self.upstream),
             forwarding: Arc::new(self.forwarding),
             peer: self.peer,
+            http2: false,
         }
     }
 }
@@ -276,8 +286,8 @@ where
         };
         sent.poll(cx).map(|result| {
             Ok(match result {
-                Ok(res) => match check_response(&res) {
-                    Ok(()) => downstream_response(res, this.forwarding).map(boxed),
+                Ok(res) => match downstream_response(res, this.forwarding) {
+                    Ok(res) => res.map(boxed),
                     Err(refused) => answer(&refused),
                 },
                 Err(err) => answer(&*err),
@@ -318,10 +328,15 @@ where
             ));
         }
         let peer = (self.peer)(req.extensions());
-        let req = match upstream_request(req.map(boxed), &self.upstream, &self.forwarding, peer) {
+        let mut req = match upstream_request(req.map(boxed), &self.upstream, &self.forwarding, peer)
+        {
             Ok(req) => req,
             Err(refused) => return refuse(&refused),
         };
+        if self.http2 {
+            // hyper's HTTP/2 client would drop `te: trailers` with it.
+            req.headers_mut().remove(header::CONNECTION);
+        }
         ProxyFuture {
             sent: Some(self.stack.clone().oneshot(req)),
             ready: None,

@@ -316,9 +316,10 @@ mod proxy {
             Err(refused) => return proxy::error_response(&refused),
         };
         match proxy.stack.oneshot(req).await {
-            Ok(res) => {
-                proxy::downstream_response(res, &proxy.forwarding).map(axum::body::Body::new)
-            }
+            Ok(res) => match proxy::downstream_response(res, &proxy.forwarding) {
+                Ok(res) => res.map(axum::body::Body::new),
+                Err(refused) => proxy::error_response(&refused),
+            },
             Err(err) => proxy::error_response(&*err),
         }
     }
