@@ -592,15 +592,7 @@ async fn upstream_sees_its_uri_and_host() {
 /// Sends `request` as it is over a raw socket (with `Connection: close`),
 /// reads the whole answer, and returns its status.
 async fn raw_status(proxy: SocketAddr, request: &str) -> u16 {
-    use tokio::io::AsyncReadExt;
-    let mut stream = tokio::net::TcpStream::connect(proxy)
-        .await
-        .expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(REQUEST_LIMIT, stream.read_to_end(&mut answer));
-    let _ = read.await.expect("the proxy answered in time");
-    let text = String::from_utf8_lossy(&answer);
+    let text = raw::raw_answer(proxy, request).await;
     let status = text.split(' ').nth(1).unwrap_or("");
     status
         .parse()
