@@ -30,7 +30,7 @@ use mmap_body::retry::RetryPolicy;
 use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
 use mmap_body_devkit::bodies::{ExactStreamed, Streamed};
 use mmap_body_devkit::faulty::{Fault, Faulty};
-use mmap_body_devkit::files::{pattern, sha256, test_file};
+use mmap_body_devkit::files::test_file;
 use mmap_body_devkit::harness::chain;
 use mmap_body_devkit::server::{client, received};
 use mmap_body_devkit::BoxError;
@@ -295,6 +295,7 @@ mod proxy {
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     use mmap_body::proxy::{self, Forwarding, Upstream};
     use mmap_body::Replay;
+    use mmap_body_devkit::files::{pattern, sha256};
     use mmap_body_devkit::server::serve_axum;
     use tower::retry::Retry;
 
