@@ -56,6 +56,10 @@
 //!   inside a tokio runtime it yields its worker every 2 MiB (shared by
 //!   the bodies streaming on that worker) and reads cold pages in on the
 //!   blocking pool rather than faulting on the worker.
+//! - [`UploadLayer`] (features `retry` and `progress`, on by default): the
+//!   whole client stack in one layer, on hyper-util or reqwest: replay,
+//!   retries, resumed uploads (feature `resume`) and progress, in the one
+//!   order in which they work (see [`upload`]).
 //! - [`ReplayLayer`] / [`ReplayBody`] (feature `replay`, on by default): a
 //!   Tower layer that sets `Content-Length` from a body's exact size, refuses
 //!   requests whose `Content-Length` lies, and makes any request body
@@ -190,9 +194,14 @@ pub mod retry;
 pub mod serve;
 mod sync;
 mod trace;
+#[cfg(all(feature = "retry", feature = "progress"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "retry", feature = "progress"))))]
+pub mod upload;
 
 pub use error::{Error, ErrorKind};
 pub use mmap::guard;
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
 #[cfg(feature = "replay")]
 pub use replay::{Replay, ReplayBody, ReplayLayer};
+#[cfg(all(feature = "retry", feature = "progress"))]
+pub use upload::{Upload, UploadLayer};

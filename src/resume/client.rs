@@ -28,8 +28,12 @@ use crate::ReplayBody;
 const DEFAULT_MIN_SIZE: u64 = 1024 * 1024;
 
 /// A layer that sends uploads resumably (draft-ietf-httpbis-resumable-upload,
-/// see the [module docs](super)). Put it inside `RetryLayer`:
-/// `ReplayLayer` → `RetryLayer(RetryPolicy)` → `ResumeLayer` → client.
+/// see the [module docs](super)). Give it to
+/// [`UploadLayer::resume`](crate::UploadLayer::resume), which stacks it
+/// where it works; by hand it goes inside `RetryLayer`: `ReplayLayer` →
+/// `RetryLayer(RetryPolicy)` → `ResumeLayer` → client. (Outside the
+/// retries it compiles, and every retry resends an append the server
+/// refuses.)
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeLayer {
     min_size: u64,

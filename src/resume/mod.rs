@@ -4,21 +4,19 @@
 //! HTTP", [`DRAFT`] (revision 12, July 2026), interop version
 //! [`INTEROP_VERSION`], on both sides:
 //!
-//! - [`ResumeLayer`], for clients: inside `RetryLayer`, so that
+//! - [`ResumeLayer`], for clients, given to [`UploadLayer`](crate::UploadLayer),
+//!   which puts it inside the retries so that
 //!   [`RetryPolicy`](crate::retry::RetryPolicy)'s attempts, backoff and
-//!   budget apply:
+//!   budget apply to each resumed append:
 //!
 //!   ```no_run
 //!   # use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-//!   # use mmap_body::{retry::RetryPolicy, resume::ResumeLayer, MmapBody, ReplayBody, ReplayLayer};
-//!   # use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
+//!   # use mmap_body::{resume::ResumeLayer, MmapBody, UploadLayer};
+//!   # use tower::{ServiceBuilder, ServiceExt};
 //!   # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//!   let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
 //!   let service = ServiceBuilder::new()
-//!       .layer(ReplayLayer::new(64 * 1024))
-//!       .layer(RetryLayer::new(RetryPolicy::default()))
-//!       .layer(ResumeLayer::new())
-//!       .service(client);
+//!       .layer(UploadLayer::new().resume(ResumeLayer::new()))
+//!       .service(Client::builder(TokioExecutor::new()).build_http());
 //!   // SAFETY: nothing changes the file while it is sent.
 //!   let body = unsafe { MmapBody::open("big.iso")? };
 //!   let request = http::Request::post("http://127.0.0.1:3000/files").body(body)?;
@@ -27,7 +25,7 @@
 //!   ```
 //!
 //! - [`Uploads`], for servers: the upload resources and the answers an
-//!   axum or hyper handler gives (`tests/it/resume.rs` has one).
+//!   axum or hyper handler gives.
 //!
 //! # What the client does
 //!

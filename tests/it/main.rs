@@ -48,3 +48,5 @@ mod tls;
 mod tracing;
 #[cfg(all(target_os = "linux", feature = "hyper-errors"))]
 mod unsent;
+#[cfg(all(feature = "retry", feature = "progress"))]
+mod upload;

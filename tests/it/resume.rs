@@ -1,5 +1,6 @@
 //! Resumable uploads end to end (issue #19, part 2), this crate on both
-//! sides: `ReplayLayer` + `RetryLayer(RetryPolicy)` + `ResumeLayer` + a
+//! sides: `UploadLayer` (`ReplayLayer` + `RetryLayer(RetryPolicy)` +
+//! `ResumeLayer` + `TrackProgressLayer`, in one call) on a
 //! hyper-util client, against a hyper server whose handler answers with
 //! `resume::Uploads`, over HTTP/1.1 and HTTP/2 on 127.0.0.1. The server
 //! drops every connection once its uploads have received a set number of
@@ -21,10 +22,10 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use mmap_body::progress::{Progress, TrackProgressLayer};
+use mmap_body::progress::Progress;
 use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads, UPLOAD_OFFSET};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{ErrorKind, MmapBody, ReplayLayer};
+use mmap_body::{ErrorKind, MmapBody, ReplayLayer, UploadLayer};
 use mmap_body_devkit::bodies::ExactStreamed;
 use mmap_body_devkit::files::{change, sha256, test_file, Change};
 use mmap_body_devkit::harness::chain;
@@ -32,7 +33,6 @@ use mmap_body_devkit::server::{auto_builder, client};
 use mmap_body_devkit::BoxError;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fault_matrix::{Proto, GIB, MIB};
@@ -289,8 +289,8 @@ where
     upload_watched(proto, server, method, body, replay, Progress::new()).await
 }
 
-/// [`upload`], counting into `progress` (a `TrackProgressLayer` inside the
-/// `ResumeLayer`, as the README puts it).
+/// [`upload`], counting into `progress`, through `UploadLayer` (which puts
+/// a `TrackProgressLayer` inside the `ResumeLayer`).
 async fn upload_watched<B>(
     proto: Proto,
     server: &Server,
@@ -303,13 +303,17 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    // The whole stack in one call: replay, retry, resume, progress.
     let stack = ServiceBuilder::new()
-        .layer(replay)
-        .layer(RetryLayer::new(
-            RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)),
-        ))
-        .layer(ResumeLayer::new())
-        .layer(TrackProgressLayer::new())
+        .layer(
+            UploadLayer::new()
+                .replay(replay)
+                .retry(
+                    RetryPolicy::default()
+                        .backoff(Duration::from_millis(5), Duration::from_millis(20)),
+                )
+                .resume(ResumeLayer::new()),
+        )
         .service(client(proto == Proto::H2));
     let mut request = Request::builder()
         .method(method)
