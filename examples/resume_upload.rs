@@ -1,6 +1,6 @@
 //! A resumable upload you can watch: a 512 MiB file POSTed through
-//! `ReplayLayer` + `RetryLayer(RetryPolicy)` + `ResumeLayer` +
-//! `TrackProgressLayer` to a local axum server that stores uploads with
+//! `UploadLayer` with `ResumeLayer` (replay, retries, resumed appends and
+//! progress) to a local axum server that stores uploads with
 //! `resume::Uploads`. The network "fails" once: the server drops every
 //! connection when 60% has arrived. The retry asks the server how much it
 //! holds and sends only the rest; the progress bar (indicatif) carries on
@@ -22,15 +22,13 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use indicatif::{ProgressBar, ProgressStyle};
-use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
+use mmap_body::progress::Progress;
 use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads};
-use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+use mmap_body::{MmapBody, UploadLayer};
 use mmap_body_devkit::files::temp_file;
 use mmap_body_devkit::size::{human, parse_size};
 use mmap_body_devkit::BoxError;
 use tokio::sync::Notify;
-use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// The server's side: the routes an application adds.
@@ -114,14 +112,11 @@ async fn main() -> Result<(), BoxError> {
     });
 
     // The client's side.
-    let client =
-        Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<MmapBody>>>();
+    // Replay, retries, resumed appends and progress, in the order they
+    // work in.
     let service = ServiceBuilder::new()
-        .layer(ReplayLayer::new(64 * 1024))
-        .layer(RetryLayer::new(RetryPolicy::default()))
-        .layer(ResumeLayer::new())
-        .layer(TrackProgressLayer::new()) // sees each attempt's append
-        .service(client);
+        .layer(UploadLayer::new().resume(ResumeLayer::new()))
+        .service(Client::builder(TokioExecutor::new()).build_http());
     // SAFETY: the demo owns the file and nothing changes it while it is sent.
     let body = unsafe { MmapBody::open(&path)? };
     let mut request = http::Request::post(format!("http://{addr}/files")).body(body)?;

@@ -24,15 +24,14 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mmap_body::progress::{Progress, TrackProgressLayer};
+use mmap_body::progress::Progress;
 use mmap_body::resume::{Handled, ResumeLayer, Uploads};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayLayer};
+use mmap_body::{MmapBody, ReplayLayer, UploadLayer};
 use mmap_body_devkit::files::write_file;
 use mmap_body_devkit::size::human;
 use mmap_body_devkit::BoxError;
 use tokio::sync::Notify;
-use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::measure::cpu_secs;
@@ -101,7 +100,7 @@ async fn once(path: &Path, size: u64, resume: bool) -> Result<Sample, BoxError> 
     let dir = tempfile::tempdir()?;
     let (addr, uploads) = server(dir.path(), size * 7 / 10).await?;
     let client = crate::child::client::<
-        mmap_body::progress::ProgressBody<mmap_body::ReplayBody<MmapBody>>,
+        mmap_body::progress::ProgressBody<mmap_body::resume::ResumeBody<MmapBody>>,
     >(crate::cases::Proto::H1);
     let policy = RetryPolicy::default().backoff(Duration::from_millis(1), Duration::from_millis(2));
     // SAFETY: the bench owns the file and nothing changes it while mapped.
@@ -115,24 +114,19 @@ async fn once(path: &Path, size: u64, resume: bool) -> Result<Sample, BoxError> 
     let progress = Progress::new();
     request.extensions_mut().insert(progress.clone());
     let (cpu, start) = (cpu_secs()?, Instant::now());
-    let response = if resume {
-        ServiceBuilder::new()
-            .layer(ReplayLayer::new(64 << 10))
-            .layer(RetryLayer::new(policy))
-            .layer(ResumeLayer::new())
-            .layer(TrackProgressLayer::new())
-            .service(client)
-            .oneshot(request)
-            .await?
-    } else {
-        ServiceBuilder::new()
-            .layer(ReplayLayer::new(64 << 10))
-            .layer(RetryLayer::new(policy))
-            .layer(TrackProgressLayer::new())
-            .service(client)
-            .oneshot(request)
-            .await?
-    };
+    // The same stack both ways; without `resume` it sends every attempt
+    // whole (its request asks the server for an upload of it all).
+    let mut stack = UploadLayer::new()
+        .replay(ReplayLayer::new(64 << 10))
+        .retry(policy);
+    if resume {
+        stack = stack.resume(ResumeLayer::new());
+    }
+    let response = ServiceBuilder::new()
+        .layer(stack)
+        .service(client)
+        .oneshot(request)
+        .await?;
     let status = response.status();
     response.into_body().collect().await?;
     let seconds = start.elapsed().as_secs_f64();

@@ -20,6 +20,7 @@ use super::fields::{
     PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
 };
 use super::session::{Session, Stage};
+use super::ResumeBody;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::ReplayBody;
 
@@ -106,7 +107,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B, ResB> Service<Request<ReplayBody<B>>> for Resume<S>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
@@ -137,13 +138,16 @@ async fn send<S, B, ResB>(
     req: Request<ReplayBody<B>>,
 ) -> Result<Response<ResB>, BoxError>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
     poll_fn(|cx| inner.poll_ready(cx))
         .await
         .map_err(Into::into)?;
-    inner.call(req).await.map_err(Into::into)
+    inner
+        .call(req.map(ResumeBody::new))
+        .await
+        .map_err(Into::into)
 }
 
 /// Reads a control answer's body to its end (it is small), so that the
@@ -249,7 +253,7 @@ async fn attempt<S, B, ResB>(
     min_size: u64,
 ) -> Result<Response<ResB>, BoxError>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + 'static,
     B::Error: Into<BoxError>,
@@ -379,7 +383,7 @@ async fn create<S, B, ResB>(
     len: u64,
 ) -> Result<Created<ResB>, BoxError>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + 'static,
     B::Error: Into<BoxError>,

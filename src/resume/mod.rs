@@ -63,11 +63,13 @@
 //!   next attempt's `HEAD`, whose `204` is then the caller's answer: the
 //!   draft has no way to fetch the lost answer.
 
+mod body;
 mod client;
 mod fields;
 mod server;
 mod session;
 
+pub use body::ResumeBody;
 pub use client::{Resume, ResumeLayer, Resumed};
 pub use fields::{
     Limits, DRAFT, INTEROP_VERSION, PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION,
