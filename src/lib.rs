@@ -139,6 +139,14 @@
 // Items of a feature that is off are not in these docs: their links go to
 // docs.rs, which documents every feature.
 #![cfg_attr(
+    not(all(feature = "retry", feature = "progress")),
+    doc = "[`UploadLayer`]: https://docs.rs/mmap-body/latest/mmap_body/upload/struct.UploadLayer.html"
+)]
+#![cfg_attr(
+    not(all(feature = "retry", feature = "progress")),
+    doc = "[`upload`]: https://docs.rs/mmap-body/latest/mmap_body/upload/index.html"
+)]
+#![cfg_attr(
     not(feature = "replay"),
     doc = "[`ReplayLayer`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html"
 )]
