@@ -183,6 +183,10 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         .count();
     print_ratios(&mut tables, &results, size, options.quick);
     print!("{tables}");
+    print!(
+        "{}",
+        crate::record::since_last(options.record.as_deref(), &tables)
+    );
     if let Some(record) = &options.record {
         crate::record::append(record, &report, &tables)?;
         println!("\nrecorded in {}", record.display());

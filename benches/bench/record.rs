@@ -51,7 +51,7 @@ pub(crate) fn append(file: &Path, header: &str, tables: &str) -> Result<(), BoxE
 }
 
 /// The command line that ran this bench, as a person would type it.
-fn command() -> String {
+pub(crate) fn command() -> String {
     let features: Vec<&str> = [
         ("retry", cfg!(feature = "retry")),
         ("serve", cfg!(feature = "serve")),
@@ -76,4 +76,11 @@ fn command() -> String {
         features.join(","),
         args.join(" ")
     )
+}
+
+/// What moved since the last run of this command recorded in `record`
+/// (or in the project's `BENCHMARKS.md`), for the report's end.
+pub(crate) fn since_last(record: Option<&Path>, tables: &str) -> String {
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    mmap_body_devkit::since::report(record.unwrap_or(&default), &command(), tables)
 }

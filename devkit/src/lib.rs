@@ -38,6 +38,7 @@ pub mod files;
 pub mod harness;
 pub mod rss;
 pub mod server;
+pub mod since;
 pub mod size;
 pub mod tls;
 
