@@ -51,7 +51,7 @@ async fn main() -> Result<(), BoxError> {
     // hyper), the rest, up to 1 GiB, in an unlinked temp file that replays
     // read back as mapped slices; the proxy's heap stays in KiB whatever
     // the size of the upload. A stalled attempt is given up after 10 s.
-    let proxy = ReverseProxy::builder(format!("http://{upstream_addr}/store").parse()?)
+    let proxy = ReverseProxy::builder(format!("http://{upstream_addr}/store"))?
         .max_replay_bytes(64 * 1024)
         .spill_to_disk(1 << 30)
         .retry(

@@ -11,11 +11,12 @@
 //!   ```no_run
 //!   # use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //!   # use mmap_body::{retry::RetryPolicy, resume::ResumeLayer, MmapBody, ReplayBody, ReplayLayer};
+//!   # use mmap_body::DEFAULT_MAX_REPLAY_BYTES;
 //!   # use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
 //!   # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //!   let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
 //!   let service = ServiceBuilder::new()
-//!       .layer(ReplayLayer::new(64 * 1024))
+//!       .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
 //!       .layer(RetryLayer::new(RetryPolicy::default()))
 //!       .layer(ResumeLayer::new())
 //!       .service(client);
