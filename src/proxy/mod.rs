@@ -89,7 +89,8 @@
 //! body comes out shorter or longer. Trailers are forwarded both ways (see
 //! [`upstream_request`]).
 //!
-//! `examples/axum_proxy.rs` runs this against an upstream that fails twice.
+//! [`ReverseProxy`] is this handler and this stack as one `Service`, mounted
+//! in one line.
 //!
 //! # Hazards
 //!

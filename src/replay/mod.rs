@@ -119,8 +119,8 @@
 //! the page cache with a body that is read back only on a retry, and with
 //! less CPU (the README has the numbers); where the file system refuses
 //! that, or the disk is slow, it writes through the page cache. A 256 MiB upload retried twice through an axum proxy so set up
-//! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB
-//! (`tests/proxy_spill.rs`).
+//! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB (the
+//! repository's tests measure it).
 //!
 //! [`ErrorKind::ContentLengthMismatch`]: crate::ErrorKind::ContentLengthMismatch
 // Items of a feature that is off are not in these docs: their links go to
