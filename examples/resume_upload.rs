@@ -6,10 +6,16 @@
 //! holds and sends only the rest; the progress bar (indicatif) carries on
 //! from there instead of starting again at 0.
 //!
+//! Crates it uses, to copy it into your own: `mmap-body` (`resume`,
+//! `progress`), `axum`, `tokio`, `hyper` (`server`), `hyper-util`
+//! (`client-legacy`, `server-auto`, `tokio`), `tower` (`util`),
+//! `http`, `http-body-util`, `indicatif`, `sha2`, `tempfile`.
+//!
 //! ```text
 //! cargo run --release --example resume_upload [-- --size 2GiB]
 //! ```
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mmap_body::progress::Progress;
 use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads};
 use mmap_body::{MmapBody, UploadLayer};
-use mmap_body_devkit::files::temp_file;
-use mmap_body_devkit::size::{human, parse_size};
-use mmap_body_devkit::BoxError;
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -43,6 +47,8 @@ async fn options(State(uploads): State<Uploads>) -> Response {
     uploads.options().into_response()
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 async fn create(State(uploads): State<Uploads>, req: Request) -> Response {
     if !Uploads::is_creation(&req) {
         return (
@@ -51,20 +57,40 @@ async fn create(State(uploads): State<Uploads>, req: Request) -> Response {
         )
             .into_response();
     }
-    finish(uploads.create(req).await)
+    finish(uploads.create(req).await).await
 }
 
 async fn upload(State(uploads): State<Uploads>, Path(id): Path<String>, req: Request) -> Response {
-    finish(uploads.handle(&id, req).await)
+    finish(uploads.handle(&id, req).await).await
 }
 
-/// A complete upload is the application's to process; here it is kept.
-fn finish(handled: Handled) -> Response {
+/// A complete upload is the application's to process; here it is hashed.
+async fn finish(handled: Handled) -> Response {
     match handled {
         Handled::Respond(res) => res.into_response(),
         Handled::Complete(done) => {
-            let text = format!("stored {} bytes at {}\n", done.len(), done.path().display());
+            let path = done.path().to_owned();
+            let sha = tokio::task::spawn_blocking(move || sha256_file(&path)).await;
+            let sha = match sha {
+                Ok(Ok(sha)) => sha,
+                _ => {
+                    return (http::StatusCode::INTERNAL_SERVER_ERROR, "unreadable").into_response()
+                }
+            };
+            let text = format!("stored {} bytes, sha256 {sha}", done.len());
             done.respond(text.into_response())
+        }
+    }
+}
+
+/// The SHA-256 of the file at `path`, read 1 MiB at a time.
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    let (mut file, mut sha, mut buf) =
+        (std::fs::File::open(path)?, Sha256::new(), vec![0; 1 << 20]);
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(format!("{:x}", sha.finalize())),
+            n => sha.update(&buf[..n]),
         }
     }
 }
@@ -75,7 +101,24 @@ async fn main() -> Result<(), BoxError> {
         Some(size) => parse_size(&size)?,
         None => 512 << 20,
     };
-    let (dir, path) = temp_file("upload.bin", size)?;
+    // The file to upload: pseudo-random bytes, and their SHA-256.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("upload.bin");
+    let (mut file, mut sha) = (std::fs::File::create(&path)?, Sha256::new());
+    let (mut block, mut x, mut left) = (vec![0u8; 1 << 20], 0x9e37_79b9_7f4a_7c15_u64, size);
+    while left > 0 {
+        let n = left.min(1 << 20) as usize;
+        for word in block[..n].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+        }
+        sha.update(&block[..n]);
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    let sent = format!("{:x}", sha.finalize());
     let store = tempfile::tempdir_in(dir.path())?;
     let uploads = Uploads::new(store.path(), "/uploads/");
 
@@ -168,8 +211,38 @@ async fn main() -> Result<(), BoxError> {
         human(uploads.received()),
         human(size + size * 6 / 10),
     );
-    if !status.is_success() {
-        return Err(format!("the upload failed: {status}").into());
+    if !status.is_success() || !text.ends_with(sent.as_bytes()) {
+        return Err(format!("the upload failed ({status}) or the server got other bytes").into());
     }
+    println!("the server stored the file whole (SHA-256 equal)");
     Ok(())
+}
+
+/// `64MiB`, `1GiB`, `512KiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let shift = match &text[split..] {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(format!("bad size `{text}`; write e.g. 64MiB or 1GiB")),
+    };
+    let n: u64 = text[..split]
+        .parse()
+        .map_err(|_| format!("bad size `{text}`"))?;
+    Ok(n << shift)
+}
+
+/// `64.0 MiB`, `41.0 KiB`, `512 B`.
+fn human(bytes: u64) -> String {
+    match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
+        .iter()
+        .find(|(s, _)| bytes >> s > 0)
+    {
+        Some((shift, unit)) => format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64),
+        None => format!("{bytes} B"),
+    }
 }

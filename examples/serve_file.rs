@@ -1,13 +1,16 @@
 //! An axum server on 127.0.0.1 that serves a temp file as an `MmapBody`
 //! with `mmap_body::serve::respond` (Range, If-Range, If-None-Match, HEAD),
-//! asked by a reqwest client for the whole file, a resumed download and a
-//! revalidation. Prints what each request got. (`cargo bench --bench
-//! bench -- --small` measures serving speed against tower-http `ServeFile`.)
+//! asked by a reqwest client for the whole file (SHA-256 checked), a resumed
+//! download and a revalidation. Prints what each request got.
+//!
+//! Crates it uses, to copy it into your own: `mmap-body` (`serve`, a
+//! default), `axum`, `reqwest`, `tokio`, `sha2`, `tempfile`.
 //!
 //! ```text
 //! cargo run --release --example serve_file [-- --size 256MiB]
 //! ```
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,10 +18,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::serve::{Listener, ListenerExt};
 use mmap_body::MmapBody;
-use mmap_body_devkit::files::temp_file;
-use mmap_body_devkit::size::human;
-use mmap_body_devkit::size::size_arg;
-use mmap_body_devkit::BoxError;
+use sha2::{Digest, Sha256};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn download(
     State(path): State<Arc<PathBuf>>,
@@ -38,8 +40,28 @@ async fn download(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let size = size_arg(256 << 20)?.max(1);
-    let (_dir, path) = temp_file("served.bin", size)?;
+    let size = match std::env::args().skip_while(|a| a != "--size").nth(1) {
+        Some(size) => parse_size(&size)?.max(1),
+        None => 256 << 20,
+    };
+    // The file to serve: pseudo-random bytes, and their SHA-256.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("served.bin");
+    let (mut file, mut sha) = (std::fs::File::create(&path)?, Sha256::new());
+    let (mut block, mut x, mut left) = (vec![0u8; 1 << 20], 0x9e37_79b9_7f4a_7c15_u64, size);
+    while left > 0 {
+        let n = left.min(1 << 20) as usize;
+        for word in block[..n].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+        }
+        sha.update(&block[..n]);
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    let file_sha = format!("{:x}", sha.finalize());
 
     let app = axum::Router::new()
         .route("/served.bin", axum::routing::get(download))
@@ -59,13 +81,17 @@ async fn main() -> Result<(), BoxError> {
     let etag = whole.headers().get(header::ETAG).cloned();
     let length = whole.content_length();
     let body = whole.bytes().await?;
+    let got_sha = format!("{:x}", Sha256::digest(&body));
     println!(
-        "GET            -> {status}, content-length {length:?}, etag {etag:?}, {} received",
-        human(body.len() as u64)
+        "GET            -> {status}, content-length {length:?}, etag {etag:?}, {} received, \
+         sha256 {}..",
+        human(body.len() as u64),
+        &got_sha[..16]
     );
-    if status != StatusCode::OK || body.len() as u64 != size {
+    if status != StatusCode::OK || got_sha != file_sha {
         return Err("the whole file did not arrive".into());
     }
+    println!("                  the client received the file whole (SHA-256 equal)");
 
     // Resume a download that stopped halfway, as curl -C - does.
     let half = size / 2;
@@ -116,4 +142,33 @@ async fn main() -> Result<(), BoxError> {
         head.headers().get(header::CONTENT_LENGTH)
     );
     Ok(())
+}
+
+/// `64MiB`, `1GiB`, `512KiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let shift = match &text[split..] {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(format!("bad size `{text}`; write e.g. 64MiB or 1GiB")),
+    };
+    let n: u64 = text[..split]
+        .parse()
+        .map_err(|_| format!("bad size `{text}`"))?;
+    Ok(n << shift)
+}
+
+/// `64.0 MiB`, `41.0 KiB`, `512 B`.
+fn human(bytes: u64) -> String {
+    match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
+        .iter()
+        .find(|(s, _)| bytes >> s > 0)
+    {
+        Some((shift, unit)) => format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64),
+        None => format!("{bytes} B"),
+    }
 }

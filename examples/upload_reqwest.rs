@@ -3,64 +3,175 @@
 //! uploading a temp file to a local hyper server that drops the first
 //! connection mid-body and answers 503 with `Retry-After: 1` to the second
 //! attempt. Prints each attempt as the client sends it and as the server
-//! sees it, the progress (which starts again with each attempt), and the
-//! sender's peak RSS growth, which stays far below the file size.
+//! sees it, the progress (which starts again with each attempt), whether the
+//! server got the file (SHA-256), and the sender's peak RSS growth (Linux),
+//! which stays far below the file size.
+//!
+//! Crates it uses, to copy it into your own: `mmap-body` (`reqwest`,
+//! `retry`, `progress`), `reqwest`, `tokio`, `hyper` (`server`, `http1`),
+//! `hyper-util` (`tokio`), `tower` (`retry`, `util`), `http`,
+//! `http-body-util`, `bytes`, `sha2`, `tempfile`.
 //!
 //! ```text
 //! cargo run --release --example upload_reqwest --features reqwest [-- --size 512MiB]
 //! ```
 
-mod support;
-
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use mmap_body::progress::{Progress, TrackProgressLayer};
 use mmap_body::reqwest::ReqwestService;
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayLayer};
-use mmap_body_devkit::faulty::{Fault, Faulty};
-use mmap_body_devkit::files::temp_file;
-use mmap_body_devkit::rss::status_kib;
-use mmap_body_devkit::size::human;
-use mmap_body_devkit::size::size_arg;
-use mmap_body_devkit::BoxError;
-use support::{log_attempt, sent_of_total};
+use mmap_body::{MmapBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
+use sha2::{Digest, Sha256};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const MIB: u64 = 1 << 20;
+
+/// What the server does with a request: read this many bytes of its body,
+/// then drop the connection, or answer 503 with `Retry-After: 1`. Past its
+/// script it reads the whole body and answers with its SHA-256.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    HangUp(u64),
+    Unavailable(u64),
+}
+
+async fn flaky_server(script: Vec<Fault>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    let requests = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (script, requests) = (script.clone(), requests.clone());
+            let service = hyper::service::service_fn(move |req| {
+                let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+                answer(n, script.lock().unwrap().pop_front(), req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(conn);
+        }
+    });
+    Ok(addr)
+}
+
+async fn answer(
+    n: usize,
+    fault: Option<Fault>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, BoxError> {
+    let length = req.headers().get(http::header::CONTENT_LENGTH).cloned();
+    println!(
+        "server: request {n}: {} {} content-length={length:?}",
+        req.method(),
+        req.uri()
+    );
+    let limit = match fault {
+        Some(Fault::HangUp(n) | Fault::Unavailable(n)) => n,
+        None => u64::MAX,
+    };
+    let (mut body, mut read, mut sha) = (req.into_body(), 0, Sha256::new());
+    while read < limit {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Some(data) = frame?.data_ref() {
+            read += data.len() as u64;
+            sha.update(data);
+        }
+    }
+    let said = |what: &str| println!("server: request {n}: read {} MiB, {what}", read / MIB);
+    match fault {
+        // An error from the service makes hyper close the connection.
+        Some(Fault::HangUp(_)) => {
+            said("dropping the connection");
+            Err("dropped on purpose".into())
+        }
+        Some(Fault::Unavailable(_)) => {
+            said("answering 503, Retry-After: 1");
+            let res = http::Response::builder()
+                .status(503)
+                .header("connection", "close");
+            Ok(res
+                .header("retry-after", "1")
+                .body(Full::from("try again"))?)
+        }
+        None => {
+            let sha = format!("{:x}", sha.finalize());
+            said(&format!("sha256 {}.., answering 200", &sha[..16]));
+            Ok(http::Response::new(Full::from(format!(
+                "received {read} bytes, sha256 {sha}"
+            ))))
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let size = size_arg(256 << 20)?;
-    // A file truncated while it is sent fails the upload instead of killing
-    // the process with SIGBUS (HTTP/2 and TLS copy frames in user space).
-    mmap_body::guard::install()?;
-    let (_dir, path) = temp_file("upload.bin", size)?;
+    let size = match std::env::args().skip_while(|a| a != "--size").nth(1) {
+        Some(size) => parse_size(&size)?,
+        None => 256 * MIB,
+    };
+    // The file to upload: pseudo-random bytes, and their SHA-256.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("upload.bin");
+    let (mut file, mut sha) = (std::fs::File::create(&path)?, Sha256::new());
+    let (mut block, mut x, mut left) = (vec![0u8; MIB as usize], 0x9e37_79b9_7f4a_7c15_u64, size);
+    while left > 0 {
+        let n = left.min(MIB) as usize;
+        for word in block[..n].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+        }
+        sha.update(&block[..n]);
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    let sent = format!("{:x}", sha.finalize());
 
     // Attempt 1: read a quarter of the file, drop the connection. Attempt 2:
     // read a quarter, answer 503 with `Retry-After: 1`. Then: read everything.
-    let addr = Faulty::narrated(
-        "server",
-        [
-            Fault::DropAfter(size / 4),
-            Fault::StatusAfter(503, size / 4, Some("1")),
-        ],
-    )
-    .await
-    .addr;
+    let addr = flaky_server(vec![Fault::HangUp(size / 4), Fault::Unavailable(size / 4)]).await?;
     let attempts = Arc::new(AtomicUsize::new(0));
     let progress = Progress::new();
     let client = reqwest::Client::builder().no_proxy().build()?;
     let service = ServiceBuilder::new()
-        .layer(ReplayLayer::new(64 * 1024))
+        // A file body is cloned for each retry: no cap applies to it.
+        .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
         .layer(RetryLayer::new(
             RetryPolicy::default()
                 .max_attempts(4)
                 .backoff(Duration::from_millis(100), Duration::from_secs(1)),
         ))
-        .map_request(log_attempt(&attempts, &progress, "reqwest"))
+        .map_request({
+            // Inside the retries: each attempt as it leaves.
+            let attempts = attempts.clone();
+            move |req: http::Request<_>| {
+                let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                let length = req.headers().get(http::header::CONTENT_LENGTH);
+                println!(
+                    "client: attempt {n}: {} {} content-length={length:?}",
+                    req.method(),
+                    req.uri()
+                );
+                req
+            }
+        })
         .layer(TrackProgressLayer::new())
         .service(ReqwestService::new(client));
 
@@ -69,13 +180,14 @@ async fn main() -> Result<(), BoxError> {
     let mut request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
     request.extensions_mut().insert(progress.clone());
 
-    // Peak RSS from here on: the file is written, the server is up.
-    std::fs::write("/proc/self/clear_refs", "5").ok();
-    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    // Peak RSS from here on (Linux): the file is written, the server is up.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = status_kib("VmRSS:");
     let started = Instant::now();
     let upload = tokio::spawn(service.oneshot(request));
     let mut shown = (0, 0);
     while !upload.is_finished() {
+        // Each quarter of each attempt.
         let now = (
             progress.attempt(),
             (progress.fraction().unwrap_or(0.0) * 4.0) as u32,
@@ -92,13 +204,12 @@ async fn main() -> Result<(), BoxError> {
     }
     let response = upload.await??;
     let status = response.status();
-    let text = response.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
     let elapsed = started.elapsed().as_secs_f64();
-    let grown = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before) * 1024;
+    let grown = status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
     println!(
-        "client: {status} after {} attempts in {elapsed:.2} s: {}",
+        "client: {status} after {} attempts in {elapsed:.2} s: {text}",
         attempts.load(Ordering::SeqCst),
-        String::from_utf8_lossy(&text)
     );
     println!(
         "client: progress: attempt {}, {}",
@@ -106,12 +217,47 @@ async fn main() -> Result<(), BoxError> {
         sent_of_total(&progress)
     );
     println!(
-        "client: peak RSS growth {} for a {} file (server in the same process)",
-        human(grown),
-        human(size)
+        "client: peak RSS growth {} MiB for a {} MiB file (server in the same process)",
+        grown / MIB,
+        size / MIB
     );
-    if !status.is_success() || progress.sent() != size {
-        return Err(format!("upload failed with {status}").into());
+    if !status.is_success() || progress.sent() != size || !text.ends_with(&sent) {
+        return Err(format!("the upload failed ({status}) or the server got other bytes").into());
     }
+    println!("client: the server received the file whole (SHA-256 equal)");
     Ok(())
+}
+
+/// `41 MiB of 64 MiB (64%)`: how much of the body the current attempt has
+/// handed to reqwest.
+fn sent_of_total(progress: &Progress) -> String {
+    let (sent, total) = (progress.sent(), progress.total().unwrap_or(0));
+    let percent = progress.fraction().unwrap_or(0.0) * 100.0;
+    format!("{} MiB of {} MiB ({percent:.0}%)", sent / MIB, total / MIB)
+}
+
+/// A `kB` field of `/proc/self/status` (Linux; 0 elsewhere).
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(field));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `64MiB`, `1GiB`, `512KiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let shift = match &text[split..] {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(format!("bad size `{text}`; write e.g. 64MiB or 1GiB")),
+    };
+    let n: u64 = text[..split]
+        .parse()
+        .map_err(|_| format!("bad size `{text}`"))?;
+    Ok(n << shift)
 }

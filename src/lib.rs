@@ -91,6 +91,29 @@
 //! - [`Error`] / [`ErrorKind`]: one error type with kinds a caller can match,
 //!   and [`Error::find_in`] to find it in hyper's, reqwest's or tower's.
 //!
+//! # Byte counts
+//!
+//! One rule decides the integer type of every count of bytes in this API,
+//! the rule of the standard library and of the crates around it:
+//!
+//! - bytes **held in memory** at once are a `usize`, as in
+//!   `Vec::with_capacity`, axum's `DefaultBodyLimit::max` or tower-http's
+//!   `RequestBodyLimitLayer::new`: the replay cap of [`ReplayLayer::new`],
+//!   [`ReplayBody::new`], `Replay::new` and the proxy's `max_replay_bytes`
+//!   (default [`DEFAULT_MAX_REPLAY_BYTES`], 8 MiB, which explains the
+//!   choice), and the frame size of [`MmapBody::chunk_size`]
+//!   ([`DEFAULT_CHUNK_SIZE`]);
+//! - bytes **of a file, on disk or on the wire**, which pass 4 GiB on any
+//!   platform, are a `u64`, as in `File::set_len` and `Content-Length`:
+//!   [`MmapBody::len`] and [`slice`](MmapBody::slice), the spill limit of
+//!   `spill_to_disk`, resumable uploads' sizes, limits and offsets, and the
+//!   counts of [`progress`].
+//!
+//! So `.max_replay_bytes(8 << 20).spill_to_disk(1 << 30)` on the proxy's
+//! builder takes a `usize` (memory) and a `u64` (disk). Integer literals fit
+//! either; a `u64` file size given as a memory cap is converted by the
+//! caller, who decides what a cap past the address space means.
+//!
 //! # Platforms
 //!
 //! Everything builds wherever memmap2 does. On Unix, frames get `madvise`
@@ -159,6 +182,18 @@
     doc = "[`replay`]: https://docs.rs/mmap-body/latest/mmap_body/replay/index.html"
 )]
 #![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`ReplayLayer::new`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html#method.new"
+)]
+#![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`ReplayBody::new`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html#method.new"
+)]
+#![cfg_attr(
+    not(feature = "replay"),
+    doc = "[`DEFAULT_MAX_REPLAY_BYTES`]: https://docs.rs/mmap-body/latest/mmap_body/constant.DEFAULT_MAX_REPLAY_BYTES.html"
+)]
+#![cfg_attr(
     not(feature = "retry"),
     doc = "[`retry::RetryPolicy`]: https://docs.rs/mmap-body/latest/mmap_body/retry/struct.RetryPolicy.html"
 )]
@@ -210,6 +245,6 @@ pub use error::{Error, ErrorKind};
 pub use mmap::guard;
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
 #[cfg(feature = "replay")]
-pub use replay::{Replay, ReplayBody, ReplayLayer};
+pub use replay::{Replay, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 #[cfg(all(feature = "retry", feature = "progress"))]
 pub use upload::{Upload, UploadLayer};

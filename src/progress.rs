@@ -10,7 +10,7 @@
 //! use std::time::Duration;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
-//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayBody, ReplayLayer};
+//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 //! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main]
@@ -18,7 +18,7 @@
 //! let client = Client::builder(TokioExecutor::new())
 //!     .build_http::<ProgressBody<ReplayBody<MmapBody>>>();
 //! let service = ServiceBuilder::new()
-//!     .layer(ReplayLayer::new(64 * 1024))
+//!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
 //!     .layer(RetryLayer::new(RetryPolicy::default()))
 //!     .layer(TrackProgressLayer::new()) // inside the retries: sees each attempt
 //!     .service(client);

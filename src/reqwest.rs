@@ -18,14 +18,14 @@
 //! ```no_run
 //! use mmap_body::progress::{Progress, TrackProgressLayer};
 //! use mmap_body::reqwest::ReqwestService;
-//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayLayer};
+//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 //! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let client = reqwest::Client::new();
 //! let service = ServiceBuilder::new()
-//!     .layer(ReplayLayer::new(64 * 1024)) // outside: makes requests cloneable
+//!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES)) // outside: makes requests cloneable
 //!     .layer(RetryLayer::new(RetryPolicy::default())) // clones and retries
 //!     .layer(TrackProgressLayer::new()) // inside the retries: counts each attempt
 //!     .service(ReqwestService::new(client));

@@ -53,15 +53,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::progress::{TrackProgress, TrackProgressLayer};
+use crate::replay::DEFAULT_MAX_REPLAY_BYTES;
 #[cfg(feature = "resume")]
 use crate::resume::{Resume, ResumeLayer};
 use crate::retry::RetryPolicy;
 use crate::{Replay, ReplayLayer};
-
-/// What a stack records of each streamed body by default, in memory: 8 MiB,
-/// as [`ReverseProxy`](crate::proxy) keeps. Bodies that are cheap to clone
-/// (an [`MmapBody`](crate::MmapBody), say) are replayed at any size.
-pub const DEFAULT_MAX_REPLAY_BYTES: usize = 8 << 20;
 
 /// Replay, retry, resume and progress around a client, in that order: see
 /// the [module docs](self).

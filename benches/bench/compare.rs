@@ -334,7 +334,7 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
             })
         }
         "mmap-body" => {
-            let proxy = mmap_body::proxy::ReverseProxy::builder(target.parse()?)
+            let proxy = mmap_body::proxy::ReverseProxy::builder(&target)?
                 .max_replay_bytes(64 << 10)
                 .spill_to_disk(4 << 30)
                 .retry(
@@ -345,7 +345,7 @@ pub(crate) fn child(args: &[String]) -> Result<(), BoxError> {
             axum::Router::new().fallback_service(proxy)
         }
         "mmap-body-no-spill" => {
-            let proxy = mmap_body::proxy::ReverseProxy::builder(target.parse()?)
+            let proxy = mmap_body::proxy::ReverseProxy::builder(&target)?
                 .retry(
                     mmap_body::retry::RetryPolicy::default()
                         .backoff(Duration::from_millis(1), Duration::from_millis(2)),

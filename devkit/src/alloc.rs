@@ -1,5 +1,5 @@
 //! A counting global allocator that counts only the threads that opt in,
-//! so a test or example can measure its client while a server runs beside
+//! so a test or the bench can measure its client while a server runs beside
 //! it in the same process, or every thread of a process that is only the
 //! side being measured. A binary installs it with `#[global_allocator]`.
 

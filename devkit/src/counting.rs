@@ -1,7 +1,6 @@
 //! The counting server: a hyper server on 127.0.0.1 that reads every
 //! request body to its end and answers with how many bytes arrived and how
-//! the request announced its length. The receiving end of the examples and
-//! of the benchmark; it hashes nothing, so that it never slows a
+//! the request announced its length. The receiving end of the benchmark; it hashes nothing, so that it never slows a
 //! measurement down (the tests' [`hashing_server`](crate::server) does).
 
 use std::convert::Infallible;

@@ -6,7 +6,7 @@
 //! the body, and a stall that reads part of it and then neither reads nor
 //! answers. Every request is logged: method, version, framing headers,
 //! bytes read and, for a body read whole, its SHA-256. A narrated one
-//! ([`Faulty::narrated`], the examples') also prints what it does with
+//! ([`Faulty::narrated`]) also prints what it does with
 //! each request.
 
 use std::collections::VecDeque;

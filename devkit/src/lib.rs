@@ -1,5 +1,6 @@
-//! What mmap-body's tests, examples and benchmark share, and a user of the
-//! crate never needs, one module a role:
+//! What mmap-body's tests and benchmark share, and a user of the crate
+//! never needs, one module a role (the examples share nothing: each is a
+//! program a user can copy):
 //!
 //! - [`files`]: deterministic, incompressible bytes, temp files of them and
 //!   their SHA-256, and the changes tests make to a file under a body;
@@ -10,7 +11,7 @@
 //!   certificate made at run time, `serve_tls`, the hashing and pausing
 //!   servers, a hyper-util client trusting that certificate, HTTP/1.1 or
 //!   HTTP/2 through ALPN;
-//! - [`counting`]: the receiving end of the examples and the benchmark, a
+//! - [`counting`]: the receiving end of the benchmark, a
 //!   server that counts what arrives and says how its length was announced
 //!   (no hashing: it must not slow a measurement down);
 //! - [`faulty`]: the one misbehaving server (HTTP/1.1 and HTTP/2), following

@@ -16,7 +16,7 @@ pub fn parse_size(text: &str) -> Result<u64, BoxError> {
     Ok(size.as_u64())
 }
 
-/// The one option of most examples, `--size 256MiB`; `default` without it.
+/// A `--size 256MiB` option; `default` without it.
 pub fn size_arg(default: u64) -> Result<u64, BoxError> {
     let mut size = default;
     let mut args = std::env::args().skip(1);

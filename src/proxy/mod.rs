@@ -20,7 +20,7 @@
 //! use hyper_util::rt::TokioExecutor;
 //! use mmap_body::proxy::{self, Forwarding, Upstream};
 //! use mmap_body::retry::RetryPolicy;
-//! use mmap_body::{Replay, ReplayBody, ReplayLayer};
+//! use mmap_body::{Replay, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 //! use tower::retry::{Retry, RetryLayer};
 //! use tower::timeout::{Timeout, TimeoutLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -60,7 +60,7 @@
 //! let client = ServiceBuilder::new()
 //!     // Outside the retries: the incoming body becomes replayable, up to
 //!     // 8 MiB of it, and each attempt is held to its Content-Length.
-//!     .layer(ReplayLayer::new(8 << 20))
+//!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
 //!     // PUT, GET, DELETE...: sent again after a dropped connection or a 503.
 //!     .layer(RetryLayer::new(RetryPolicy::default()))
 //!     // Each attempt, not the whole request: a stalled one is retried.
@@ -89,7 +89,8 @@
 //! body comes out shorter or longer. Trailers are forwarded both ways (see
 //! [`upstream_request`]).
 //!
-//! `examples/axum_proxy.rs` runs this against an upstream that fails twice.
+//! [`ReverseProxy`] is this handler and this stack as one `Service`, mounted
+//! in one line.
 //!
 //! # Hazards
 //!

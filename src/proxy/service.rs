@@ -29,7 +29,7 @@ use super::{
 };
 use crate::error::BoxError;
 use crate::retry::RetryPolicy;
-use crate::{Replay, ReplayBody, ReplayLayer};
+use crate::{Replay, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 
 /// The body a [`ReverseProxy`] sends upstream (inside a [`ReplayBody`]) and
 /// answers with: any body, boxed.
@@ -42,7 +42,7 @@ pub type HyperClient = Client<HttpConnector, ReplayBody<ProxyBody>>;
 type Stack<C> = Replay<Retry<RetryPolicy, Timeout<C>>>;
 
 /// A reverse proxy as a tower `Service`: every request goes to the
-/// upstream through [`ReplayLayer`] (8 MiB in memory, optionally spilled
+/// upstream through [`ReplayLayer`] ([`DEFAULT_MAX_REPLAY_BYTES`], 8 MiB, in memory, optionally spilled
 /// to disk), `RetryLayer(`[`RetryPolicy`]`)`, a per-attempt timeout (30 s)
 /// and a client, with what [`upstream_request`], [`downstream_response`]
 /// and [`error_response`] do: hop-by-hop headers removed, `Via` (and
@@ -109,20 +109,44 @@ fn socket_addr(extensions: &http::Extensions) -> Option<IpAddr> {
 }
 
 impl ReverseProxy {
-    /// A proxy to `upstream` (`http://host:port/prefix`) with the defaults
-    /// of [`builder`](ReverseProxy::builder).
-    pub fn new(upstream: &str) -> Result<ReverseProxy, InvalidUpstream> {
-        Ok(ReverseProxy::builder(upstream.parse()?).build())
+    /// A proxy to `upstream` with the defaults of
+    /// [`builder`](ReverseProxy::builder), which takes the same argument:
+    /// `ReverseProxy::builder(upstream)?.build()`.
+    pub fn new<U>(upstream: U) -> Result<ReverseProxy, InvalidUpstream>
+    where
+        U: TryInto<Upstream>,
+        InvalidUpstream: From<U::Error>,
+    {
+        Ok(ReverseProxy::builder(upstream)?.build())
     }
 
-    /// A builder for a proxy to `upstream`. Defaults: 8 MiB of each body
-    /// kept in memory for a retry, no spill, [`RetryPolicy::default`], a
-    /// 30 s timeout per attempt, `Via: 1.1 mmap-body`, no `Forwarded`,
-    /// HTTP/1.1 to the upstream.
-    pub fn builder(upstream: Upstream) -> Builder {
-        Builder {
-            upstream,
-            max_replay_bytes: 8 << 20,
+    /// A builder for a proxy to `upstream`: a string such as
+    /// `"http://host:port/prefix"`, an `http::Uri` or an [`Upstream`]
+    /// (which cannot fail), as [`new`](ReverseProxy::new) takes.
+    ///
+    /// Defaults: [`DEFAULT_MAX_REPLAY_BYTES`] (8 MiB) of each body kept in
+    /// memory for a retry, no spill, [`RetryPolicy::default`], a 30 s
+    /// timeout per attempt, `Via: 1.1 mmap-body`, no `Forwarded`, HTTP/1.1
+    /// to the upstream.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mmap_body::proxy::ReverseProxy;
+    ///
+    /// # fn main() -> Result<(), mmap_body::proxy::InvalidUpstream> {
+    /// let proxy = ReverseProxy::builder("http://127.0.0.1:9000/v1")?
+    ///     .attempt_timeout(Duration::from_secs(10))
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn builder<U>(upstream: U) -> Result<Builder, InvalidUpstream>
+    where
+        U: TryInto<Upstream>,
+        InvalidUpstream: From<U::Error>,
+    {
+        Ok(Builder {
+            upstream: upstream.try_into()?,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             #[cfg(feature = "spill")]
             spill: None,
             policy: RetryPolicy::default(),
@@ -130,19 +154,22 @@ impl ReverseProxy {
             forwarding: Forwarding::new(),
             peer: socket_addr,
             http2: false,
-        }
+        })
     }
 }
 
 impl Builder {
-    /// Bytes of a streamed body kept in memory for a retry.
+    /// Bytes of a streamed body kept in memory for a retry (default
+    /// [`DEFAULT_MAX_REPLAY_BYTES`], 8 MiB). A `usize`, as a count of bytes
+    /// in memory; [`spill_to_disk`](Builder::spill_to_disk)'s limit, on
+    /// disk, is a `u64` (see [Byte counts](crate#byte-counts)).
     pub fn max_replay_bytes(mut self, bytes: usize) -> Builder {
         self.max_replay_bytes = bytes;
         self
     }
 
-    /// Past the memory cap, keep up to `max_bytes` of a body on disk
-    /// (feature `spill`; see [`ReplayLayer::spill_to_disk`]).
+    /// Past the memory cap, keep up to `max_bytes` of a body in all, on
+    /// disk (feature `spill`; see [`ReplayLayer::spill_to_disk`]).
     #[cfg(feature = "spill")]
     pub fn spill_to_disk(mut self, max_bytes: u64) -> Builder {
         let dir = self.spill.and_then(|(_, dir)| dir);

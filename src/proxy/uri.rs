@@ -90,6 +90,39 @@ impl FromStr for Upstream {
     }
 }
 
+impl TryFrom<&str> for Upstream {
+    type Error = InvalidUpstream;
+
+    fn try_from(s: &str) -> Result<Upstream, InvalidUpstream> {
+        s.parse()
+    }
+}
+
+impl TryFrom<&String> for Upstream {
+    type Error = InvalidUpstream;
+
+    fn try_from(s: &String) -> Result<Upstream, InvalidUpstream> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for Upstream {
+    type Error = InvalidUpstream;
+
+    fn try_from(s: String) -> Result<Upstream, InvalidUpstream> {
+        s.parse()
+    }
+}
+
+/// An [`Upstream`] given where a `TryInto<Upstream>` is taken (as
+/// [`ReverseProxy::builder`](super::ReverseProxy::builder) takes one)
+/// cannot fail.
+impl From<std::convert::Infallible> for InvalidUpstream {
+    fn from(never: std::convert::Infallible) -> InvalidUpstream {
+        match never {}
+    }
+}
+
 impl Upstream {
     /// The upstream's authority (`host:port`): what the client library
     /// sends as `Host` (HTTP/1.1) or `:authority` (HTTP/2).

@@ -20,7 +20,7 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use mmap_body::retry::RetryPolicy;
-//! use mmap_body::{MmapBody, ReplayBody, ReplayLayer};
+//! use mmap_body::{MmapBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 //! use tower::retry::RetryLayer;
 //! use tower::ServiceBuilder;
 //!
@@ -28,11 +28,11 @@
 //! # async fn main() {
 //! let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<MmapBody>>();
 //! let service = ServiceBuilder::new()
-//!     .layer(ReplayLayer::new(64 * 1024))
+//!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
 //!     .layer(RetryLayer::new(RetryPolicy::default()))
 //!     .service(client);
 //! // `service.oneshot(request)` now sends an `MmapBody` of any size, or up to
-//! // 64 KiB of any other body, again after a 503 or a dropped connection.
+//! // 8 MiB of a streamed body, again after a 503 or a dropped connection.
 //! # }
 //! ```
 //!
@@ -119,8 +119,8 @@
 //! the page cache with a body that is read back only on a retry, and with
 //! less CPU (the README has the numbers); where the file system refuses
 //! that, or the disk is slow, it writes through the page cache. A 256 MiB upload retried twice through an axum proxy so set up
-//! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB
-//! (`tests/proxy_spill.rs`).
+//! keeps the whole process's heap at 4.5 MiB, the same as for 64 MiB (the
+//! repository's tests measure it).
 //!
 //! [`ErrorKind::ContentLengthMismatch`]: crate::ErrorKind::ContentLengthMismatch
 // Items of a feature that is off are not in these docs: their links go to
@@ -159,3 +159,37 @@ pub use body::ReplayBody;
 pub use future::ResponseFuture;
 pub use layer::ReplayLayer;
 pub use service::Replay;
+
+/// The replay cap this crate's examples and [`ReverseProxy`] use unless told
+/// otherwise: 8 MiB of each streamed request body kept in memory for a retry.
+///
+/// Why 8 MiB: it holds the bodies an API takes in one request (JSON, a
+/// form, a photo), so a proxy retries them without touching a disk; a
+/// bigger body is an upload, better sent as a file body or spilled to disk
+/// past the cap ([`ReplayLayer::spill_to_disk`], feature `spill`). It is
+/// a cap, not a buffer: nothing is allocated up front, and a recording
+/// copies nothing (it keeps the `Bytes` hyper already has), so a body of
+/// 4 KiB holds 4 KiB. What it bounds is what one request in flight keeps
+/// alive until its answer: a server with a thousand streamed uploads at
+/// once may hold up to 8 GiB, and should lower the cap or spill.
+///
+/// Bodies that restart by cloning ([`MmapBody`](crate::MmapBody),
+/// `Full`, `Empty`, [`ReplayBody::restartable`]) are never recorded, so the
+/// cap does not limit them: a client that sends files can leave it as it is.
+///
+/// A `usize`, as every count of bytes held in memory in this crate is (see
+/// [Byte counts](crate#byte-counts)).
+///
+#[cfg_attr(
+    feature = "proxy",
+    doc = "[`ReverseProxy`]: crate::proxy::ReverseProxy"
+)]
+#[cfg_attr(
+    not(feature = "proxy"),
+    doc = "[`ReverseProxy`]: https://docs.rs/mmap-body/latest/mmap_body/proxy/struct.ReverseProxy.html"
+)]
+#[cfg_attr(
+    not(feature = "spill"),
+    doc = "[`ReplayLayer::spill_to_disk`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayLayer.html#method.spill_to_disk"
+)]
+pub const DEFAULT_MAX_REPLAY_BYTES: usize = 8 << 20;

@@ -40,7 +40,8 @@ impl<S> Replay<S> {
 
     /// A [`ReplayLayer`](super::ReplayLayer) that records at most
     /// `max_replay_bytes` of each streamed request body, as tower-http's
-    /// services offer their layers (`Replay::layer(64 * 1024)`).
+    /// services offer their layers
+    /// (`Replay::layer(DEFAULT_MAX_REPLAY_BYTES)`).
     pub fn layer(max_replay_bytes: usize) -> super::ReplayLayer {
         super::ReplayLayer::new(max_replay_bytes)
     }

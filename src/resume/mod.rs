@@ -25,7 +25,7 @@
 //!   ```
 //!
 //! - [`Uploads`], for servers: the upload resources and the answers an
-//!   axum or hyper handler gives.
+//!   axum or hyper handler gives (its docs list the routes a handler adds).
 //!
 //! # What the client does
 //!

@@ -72,8 +72,8 @@ fn typed<H: Header>(headers: &HeaderMap) -> Option<H> {
 /// A value with a space or a tab between quotes is refused here, before
 /// `headers` sees it: no entity tag has one (RFC 9110 §8.8.3), and
 /// `headers` 0.4's tag parser `debug_assert!`s that it finds none, so a
-/// debug build would panic on such a request (the proptest in
-/// `tests/it/serve.rs` sends them).
+/// debug build would panic on such a request (the repository's proptest of
+/// `serve` sends them).
 fn decode<'a, H: Header>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Option<H> {
     let trimmed = values
         .into_iter()

@@ -84,7 +84,12 @@ use range::{parse_range, plan, Plan, Wanted};
 const DEFAULT_MAX_RANGES: usize = 16;
 
 /// [`respond`] with `multipart/byteranges` for requests of several ranges,
-/// and the representation's `Content-Type`:
+/// and the representation's `Content-Type`.
+///
+/// A response builder, not a tower `Service`: it holds only these options
+/// (cheap to clone, one for the whole app), and its
+/// [`respond`](Serve::respond) answers a request's method and headers with
+/// the file body the handler opened, as [`respond`] does:
 ///
 /// ```no_run
 /// use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};

@@ -45,7 +45,7 @@ async fn put(url: String, body: Bytes) -> (StatusCode, String) {
 async fn a_dropped_upload_is_retried_whole(reqwest: bool) {
     let upstream = Faulty::start([Fault::DropAfter(2 * MIB as u64)]).await;
     let target: Upstream = format!("http://{}/v1", upstream.addr).parse().unwrap();
-    let builder = ReverseProxy::builder(target).retry(fast());
+    let builder = ReverseProxy::builder(target).unwrap().retry(fast());
     // One line each.
     let app = if reqwest {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -95,6 +95,7 @@ async fn the_prefix_is_mapped_upgrades_refused_dead_upstreams_502() {
     .await;
     let target: Upstream = format!("http://{upstream}/v1").parse().unwrap();
     let proxy = ReverseProxy::builder(target)
+        .unwrap()
         .forwarding(Forwarding::new().via("edge"))
         .build();
     let app = axum::Router::new().nest_service("/api", proxy);
@@ -125,7 +126,8 @@ async fn the_prefix_is_mapped_upgrades_refused_dead_upstreams_502() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let dead = ReverseProxy::builder(format!("http://{closed}").parse().unwrap())
+    let dead = ReverseProxy::builder(format!("http://{closed}"))
+        .unwrap()
         .retry(fast())
         .build();
     let addr = serve_axum(axum::Router::new().fallback_service(dead)).await;

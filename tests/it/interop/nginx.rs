@@ -494,7 +494,8 @@ async fn nginx_in_front_of_the_reverse_proxy() {
         .await
         .answer_with(hop);
     let spill = tempfile::tempdir().unwrap();
-    let proxy = ReverseProxy::builder(format!("http://{}/store", upstream.addr).parse().unwrap())
+    let proxy = ReverseProxy::builder(format!("http://{}/store", upstream.addr))
+        .unwrap()
         .spill_to_disk(256 * MIB)
         .spill_dir(spill.path())
         .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)))

@@ -352,6 +352,7 @@ async fn te_trailers_reaches_an_http2_upstream_through_reverse_proxy() {
     let upstream = Recorder::start().await;
     let target: mmap_body::proxy::Upstream = format!("http://{}", upstream.addr).parse().unwrap();
     let reverse = mmap_body::proxy::ReverseProxy::builder(target)
+        .unwrap()
         .http2(true)
         .build();
     let reverse = serve_axum(axum::Router::new().fallback_service(reverse)).await;
