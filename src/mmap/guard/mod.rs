@@ -21,10 +21,21 @@
 //!   the mapping then ends with [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) instead of
 //!   sending its last byte (see below), so no receiver takes the zeros for
 //!   the file.
+//!   Only a fault the kernel reports as a read of a page the file no
+//!   longer backs is repaired (`si_code` `BUS_ADRERR` on Linux, Android
+//!   and macOS on x86-64, `BUS_OBJERR` on FreeBSD; never a signal sent
+//!   with `kill(2)`, an alignment fault or a hardware memory error).
 //! - Every other `SIGBUS` goes to the action that was installed before
-//!   (the handler is *chained*): a handler of the program's own, Rust's
-//!   own, or the default, which ends the process exactly as it would have
-//!   without this crate. A `SIGBUS` sent with `kill(2)` is passed on too.
+//!   (the handler is *chained*), as the kernel would have delivered it
+//!   there: a handler of the program's own or Rust's own runs with its
+//!   `sa_mask` blocked (and `SIGBUS` too, unless it has `SA_NODEFER`), and
+//!   once only if it has `SA_RESETHAND`; `SIG_IGN` drops a sent signal; the
+//!   default ends the process exactly as it would have without this crate.
+//! - A `SIGBUS` sent with `kill(2)`, `sigqueue(3)` or `raise(3)` never
+//!   turns the guard off (but on macOS, see the limits below). If the handler it went to reset `SIGBUS` to the
+//!   default (Rust's own does, for any address outside its guard page),
+//!   the default is the previous action from then on, and the crate's
+//!   handler is put back in front of it.
 //! - A handler the program installs *later* replaces this one. If it
 //!   chains to the action it found (as well-behaved handlers do, and as
 //!   this one does), both keep working; if it does not, faults in this
@@ -80,9 +91,19 @@
 //! - On Unix other than Linux there is no `mremap`: a consumer that keeps
 //!   frames gets the last byte after the checks, and a truncation after
 //!   that reads as zeros in the frames it still holds.
+//! - macOS gives a `SIGBUS` sent with `kill(2)` the `si_code` of a fault
+//!   (xnu fills it in by signal number; on Apple silicon every `SIGBUS`,
+//!   a read past the end of a file included, is `BUS_ADRALN`, which the
+//!   guard repairs there). A sent one is then taken for a fault at a stale
+//!   address: passed on as a fault, a previous handler that resets the
+//!   default (Rust's) still turns the guard off; in the rare case that the
+//!   address lies in one of the crate's mappings, a page reads as zeros
+//!   and its body fails with `Truncated`.
 //! - On platforms without `SIGBUS` (Windows, which refuses to truncate a
 //!   mapped file) there is nothing to install.
 
+#[cfg(all(unix, not(mmap_body_portable)))]
+mod codes;
 mod registry;
 #[cfg(all(unix, not(mmap_body_portable)))]
 mod unix;
