@@ -63,7 +63,10 @@
 //!    the pages of the frames it still holds are replaced, in place and
 //!    atomically, by a private copy of themselves (Linux: `mremap(2)`): the
 //!    bytes it holds no longer belong to the file, and no later truncation
-//!    can reach them.
+//!    can reach them. `mremap` can fail after it unmapped the range (under
+//!    a memory cgroup at its limit): the file is then mapped back over it
+//!    and the body fails with an I/O error; if even that fails the process
+//!    aborts with a message. The frames never point at unmapped memory.
 //! 3. Then the mapping is checked not to be poisoned and the file (one
 //!    `fstat`) to be unchanged, and the last byte is read and sent.
 //!

@@ -80,7 +80,13 @@ pub(crate) fn changed_in_place(_before: Option<Stamp>, _now: Option<Stamp>) -> b
 /// # Safety
 ///
 /// None needed; `unsafe` to match the Unix version.
-pub(crate) unsafe fn detach(_addr: *const u8, _len: usize, _copied: usize) -> io::Result<()> {
+pub(crate) unsafe fn detach(
+    _addr: *const u8,
+    _len: usize,
+    _copied: usize,
+    _file: &File,
+    _offset: u64,
+) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "pages cannot be swapped in place on this platform",
