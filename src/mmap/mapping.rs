@@ -176,6 +176,26 @@ impl Mapping {
         Ok(())
     }
 
+    /// A copy of the bytes `start..end` read from the file with `pread`,
+    /// not through the mapping: what a thread that blocks `SIGBUS` gets,
+    /// since no handler can repair a page it reads that the file lost. A
+    /// file that ends first is [`ErrorKind::Truncated`], as the check says.
+    pub(super) fn read_copy(&self, start: usize, end: usize) -> Result<bytes::Bytes, Error> {
+        let Some(origin) = &self.origin else {
+            return Err(Error::new(ErrorKind::Io, "no file to read a copy from"));
+        };
+        let mut buf = vec![0u8; end - start];
+        if let Err(e) = sys::read_exact_at(&origin.file, &mut buf, start as u64) {
+            // A file that shrank says so; any other failure is I/O.
+            self.check_file(end)?;
+            return Err(Error::io(
+                format!("could not read {} to send it", origin.name()),
+                e,
+            ));
+        }
+        Ok(bytes::Bytes::from(buf))
+    }
+
     /// `true` once the SIGBUS guard replaced a page of this mapping with
     /// zeros: some bytes read from it were not the file's.
     fn poisoned(&self) -> bool {

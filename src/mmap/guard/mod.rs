@@ -41,6 +41,21 @@
 //!   this one does), both keep working; if it does not, faults in this
 //!   crate's mappings end the process again.
 //!
+//! # Threads that block `SIGBUS`
+//!
+//! The kernel never runs a handler for a fault on a thread that blocks
+//! `SIGBUS`: it resets the signal to the default and ends the process. The
+//! guard cannot help such a thread, so an `MmapBody` first polled on one
+//! (one `pthread_sigmask` query a body, at its first frame; a clone or
+//! slice asks again) hands out no frame of the mapping: its frames are
+//! copies read from the file with `pread`, one copy each, and a truncated
+//! file ends it with `Truncated`. What stays open: a thread that blocks
+//! `SIGBUS` and copies frames that a body polled on *another*, unblocked
+//! thread handed out (a TLS or h2 connection task on a thread of its own)
+//! is killed by a truncation. Don't block `SIGBUS` in threads that poll
+//! bodies or run hyper's connection tasks, or keep both on the same
+//! threads (a tokio runtime's `on_thread_start` applies to all of its).
+//!
 //! A process that owns `SIGBUS` itself (a JVM embedding, a database with
 //! its own mapped-file handler) calls [`opt_out`] before the first file is
 //! mapped: the crate then never touches the signal, and a file truncated
@@ -201,6 +216,13 @@ pub fn is_installed() -> bool {
 /// file was truncated, and hold their last byte back for that.
 pub(crate) fn is_active() -> bool {
     STATE.load(Ordering::Acquire) == INSTALLED
+}
+
+/// `true` if the calling thread blocks `SIGBUS`: a fault there ends the
+/// process whatever handler is installed (the kernel does not deliver a
+/// blocked synchronous signal, it kills). One `pthread_sigmask` call.
+pub(crate) fn blocks_sigbus() -> bool {
+    platform::blocks_sigbus()
 }
 
 /// Installs the handler when a file is first mapped, unless the program

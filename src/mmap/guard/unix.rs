@@ -75,6 +75,17 @@ pub(super) fn install() -> io::Result<()> {
     Ok(())
 }
 
+/// `true` if the calling thread blocks `SIGBUS`: the kernel then kills the
+/// process on a fault there instead of running any handler.
+pub(super) fn blocks_sigbus() -> bool {
+    // SAFETY: an all-zero `sigset_t` is a valid value to fill in.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: reads this thread's mask into `mask`; no change.
+    let read = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) };
+    // SAFETY: `mask` is a valid set.
+    read == 0 && unsafe { libc::sigismember(&mask, libc::SIGBUS) } == 1
+}
+
 /// The handler. For a fault inside a registered mapping: mark it poisoned
 /// and map a zero page over the faulting page, then return so the read
 /// runs again and sees zeros. Anything else: the previous action's

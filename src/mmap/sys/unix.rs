@@ -65,6 +65,12 @@ pub(crate) fn read_start(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     file.read_at(buf, 0)
 }
 
+/// Reads `buf.len()` bytes of `file` at `offset` (`pread`); a file that
+/// ends first is `UnexpectedEof`.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
 /// Opens `path` for reading without blocking: `O_NONBLOCK`, so that a FIFO
 /// or device put at the path after it was checked opens at once (and is
 /// then refused by the `fstat` of the open file) instead of waiting for a
