@@ -131,6 +131,10 @@ impl Mapping {
     /// cannot be swapped in place (Unix other than Linux and Android), does
     /// nothing.
     pub(super) fn detach(&self, ranges: &[(usize, usize)]) -> Result<(), Error> {
+        // Only a file's mapping has frames tracked, and a file to map back.
+        let Some(origin) = &self.origin else {
+            return Ok(());
+        };
         let mut detached = crate::sync::write(&self.detached);
         let page = sys::page_size();
         let base = self.map.as_ptr() as usize;
@@ -145,11 +149,15 @@ impl Mapping {
             // Past the file's length, the last page reads as zeros: the
             // copy leaves them so and reads nothing there.
             let copied = to.min(len) - from;
+            let addr = (base + from) as *const u8;
             // SAFETY: `from..to` is page-aligned and inside the pages of
-            // this mapping, which `self` keeps mapped; the `copied` bytes
-            // read lie in the file's length, registered with the SIGBUS
-            // guard (installed: the caller checked).
-            match unsafe { sys::detach((base + from) as *const u8, to - from, copied) } {
+            // this mapping, which `self` keeps mapped: a shared, read-only
+            // mapping of `origin.file` from its start (so at offset
+            // `from`); the `copied` bytes read lie in the file's length,
+            // registered with the SIGBUS guard (installed: the caller
+            // checked).
+            let copy = unsafe { sys::detach(addr, to - from, copied, &origin.file, from as u64) };
+            match copy {
                 Ok(()) => detached.push((from, to)),
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(()),
                 Err(e) => {
@@ -166,6 +174,26 @@ impl Mapping {
             }
         }
         Ok(())
+    }
+
+    /// A copy of the bytes `start..end` read from the file with `pread`,
+    /// not through the mapping: what a thread that blocks `SIGBUS` gets,
+    /// since no handler can repair a page it reads that the file lost. A
+    /// file that ends first is [`ErrorKind::Truncated`], as the check says.
+    pub(super) fn read_copy(&self, start: usize, end: usize) -> Result<bytes::Bytes, Error> {
+        let Some(origin) = &self.origin else {
+            return Err(Error::new(ErrorKind::Io, "no file to read a copy from"));
+        };
+        let mut buf = vec![0u8; end - start];
+        if let Err(e) = sys::read_exact_at(&origin.file, &mut buf, start as u64) {
+            // A file that shrank says so; any other failure is I/O.
+            self.check_file(end)?;
+            return Err(Error::io(
+                format!("could not read {} to send it", origin.name()),
+                e,
+            ));
+        }
+        Ok(bytes::Bytes::from(buf))
     }
 
     /// `true` once the SIGBUS guard replaced a page of this mapping with

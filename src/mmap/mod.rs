@@ -128,6 +128,15 @@ const SMALL: usize = 64 * 1024;
 /// before (yours, Rust's, or the default, which ends the process). Call
 /// [`guard::opt_out`] before the first mapping to keep it out.
 ///
+/// A thread that blocks `SIGBUS` gets the kernel's default on a fault (the
+/// process is killed) whatever handler is installed, so a body first
+/// polled on such a thread reads its frames from the file with `pread`
+/// (one copy each) instead of handing out the mapping, and ends with
+/// [`ErrorKind::Truncated`] if the file shrinks. A thread that blocks
+/// `SIGBUS` and copies frames handed out on another thread is still
+/// killed by a truncation: don't block `SIGBUS` in threads that run
+/// hyper's connection tasks (see [`guard`]).
+///
 /// With the handler, the tail goes only once no frame of the attempt
 /// can still be read from the file. Transports drop frames as they write
 /// them; the body yields to them for as long as they keep dropping (on
@@ -184,6 +193,11 @@ pub struct MmapBody {
     held_before: Option<usize>,
     /// Yields to the runtime and loads cold pages off its workers.
     warm: Warm,
+    /// Frames are copies read with `pread`, not slices of the mapping: the
+    /// thread that first polled this attempt blocks `SIGBUS` (see
+    /// [What it does to the process](MmapBody#what-it-does-to-the-process)).
+    /// `None` until that first poll.
+    pread: Option<bool>,
 }
 
 impl MmapBody {
@@ -300,6 +314,7 @@ impl MmapBody {
             in_flight: None,
             held_before: None,
             warm: Warm::default(),
+            pread: None,
         }
     }
 
@@ -447,6 +462,12 @@ impl MmapBody {
         if ahead > 0 && self.hints && !self.warm.reads_ahead() {
             sys::read_ahead(&self.mapping.map, end, ahead);
         }
+        if self.pread == Some(true) {
+            let frame = self.mapping.read_copy(self.pos, end)?;
+            self.pos = end;
+            self.warm.sent(len);
+            return Ok(frame);
+        }
         // Only a file's mapping can lose pages; the others need no hold.
         // (Tracked with or without the guard, so that one installed late
         // still finds every frame.)
@@ -510,10 +531,15 @@ impl MmapBody {
         // the file lost would raise SIGBUS.
         self.mapping.check_file(self.end)?;
         let len = self.end - self.pos;
-        // SAFETY: `pos..end` is inside the mapping, which `self` keeps
-        // alive; a page the file lost since the check reads as zeros under
-        // the guard and poisons the mapping, which `verify` then reports.
-        let tail = unsafe { guard::copy_out(self.mapping.map.as_ptr().add(self.pos), len) };
+        let tail = if self.pread == Some(true) {
+            self.mapping.read_copy(self.pos, self.end)?
+        } else {
+            // SAFETY: `pos..end` is inside the mapping, which `self` keeps
+            // alive; a page the file lost since the check reads as zeros
+            // under the guard and poisons the mapping, which `verify` then
+            // reports.
+            unsafe { guard::copy_out(self.mapping.map.as_ptr().add(self.pos), len) }
+        };
         self.mapping.verify(self.end)?;
         self.pos = self.end;
         self.warm.sent(len);
@@ -556,6 +582,7 @@ impl Clone for MmapBody {
             in_flight: None,
             held_before: None,
             warm: Warm::default(),
+            pread: None,
             ..*self
         }
     }
@@ -591,6 +618,11 @@ impl http_body::Body for MmapBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
+        if this.pread.is_none() && this.remaining() > 0 {
+            // One query a body (a clone or slice asks again): a thread that
+            // blocks SIGBUS is never handed frames of the mapping.
+            this.pread = Some(this.mapping.origin.is_some() && guard::blocks_sigbus());
+        }
         let frame = match this.remaining() {
             0 => return Poll::Ready(None),
             1 => ready!(this.poll_tail(cx)),

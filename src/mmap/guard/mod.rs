@@ -21,14 +21,40 @@
 //!   the mapping then ends with [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) instead of
 //!   sending its last byte (see below), so no receiver takes the zeros for
 //!   the file.
+//!   Only a fault the kernel reports as a read of a page the file no
+//!   longer backs is repaired (`si_code` `BUS_ADRERR` on Linux, Android
+//!   and macOS on x86-64, `BUS_OBJERR` on FreeBSD; never a signal sent
+//!   with `kill(2)`, an alignment fault or a hardware memory error).
 //! - Every other `SIGBUS` goes to the action that was installed before
-//!   (the handler is *chained*): a handler of the program's own, Rust's
-//!   own, or the default, which ends the process exactly as it would have
-//!   without this crate. A `SIGBUS` sent with `kill(2)` is passed on too.
+//!   (the handler is *chained*), as the kernel would have delivered it
+//!   there: a handler of the program's own or Rust's own runs with its
+//!   `sa_mask` blocked (and `SIGBUS` too, unless it has `SA_NODEFER`), and
+//!   once only if it has `SA_RESETHAND`; `SIG_IGN` drops a sent signal; the
+//!   default ends the process exactly as it would have without this crate.
+//! - A `SIGBUS` sent with `kill(2)`, `sigqueue(3)` or `raise(3)` never
+//!   turns the guard off (but on macOS, see the limits below). If the handler it went to reset `SIGBUS` to the
+//!   default (Rust's own does, for any address outside its guard page),
+//!   the default is the previous action from then on, and the crate's
+//!   handler is put back in front of it.
 //! - A handler the program installs *later* replaces this one. If it
 //!   chains to the action it found (as well-behaved handlers do, and as
 //!   this one does), both keep working; if it does not, faults in this
 //!   crate's mappings end the process again.
+//!
+//! # Threads that block `SIGBUS`
+//!
+//! The kernel never runs a handler for a fault on a thread that blocks
+//! `SIGBUS`: it resets the signal to the default and ends the process. The
+//! guard cannot help such a thread, so an `MmapBody` first polled on one
+//! (one `pthread_sigmask` query a body, at its first frame; a clone or
+//! slice asks again) hands out no frame of the mapping: its frames are
+//! copies read from the file with `pread`, one copy each, and a truncated
+//! file ends it with `Truncated`. What stays open: a thread that blocks
+//! `SIGBUS` and copies frames that a body polled on *another*, unblocked
+//! thread handed out (a TLS or h2 connection task on a thread of its own)
+//! is killed by a truncation. Don't block `SIGBUS` in threads that poll
+//! bodies or run hyper's connection tasks, or keep both on the same
+//! threads (a tokio runtime's `on_thread_start` applies to all of its).
 //!
 //! A process that owns `SIGBUS` itself (a JVM embedding, a database with
 //! its own mapped-file handler) calls [`opt_out`] before the first file is
@@ -52,7 +78,10 @@
 //!    the pages of the frames it still holds are replaced, in place and
 //!    atomically, by a private copy of themselves (Linux: `mremap(2)`): the
 //!    bytes it holds no longer belong to the file, and no later truncation
-//!    can reach them.
+//!    can reach them. `mremap` can fail after it unmapped the range (under
+//!    a memory cgroup at its limit): the file is then mapped back over it
+//!    and the body fails with an I/O error; if even that fails the process
+//!    aborts with a message. The frames never point at unmapped memory.
 //! 3. Then the mapping is checked not to be poisoned and the file (one
 //!    `fstat`) to be unchanged, and the last byte is read and sent.
 //!
@@ -80,9 +109,19 @@
 //! - On Unix other than Linux there is no `mremap`: a consumer that keeps
 //!   frames gets the last byte after the checks, and a truncation after
 //!   that reads as zeros in the frames it still holds.
+//! - macOS gives a `SIGBUS` sent with `kill(2)` the `si_code` of a fault
+//!   (xnu fills it in by signal number; on Apple silicon every `SIGBUS`,
+//!   a read past the end of a file included, is `BUS_ADRALN`, which the
+//!   guard repairs there). A sent one is then taken for a fault at a stale
+//!   address: passed on as a fault, a previous handler that resets the
+//!   default (Rust's) still turns the guard off; in the rare case that the
+//!   address lies in one of the crate's mappings, a page reads as zeros
+//!   and its body fails with `Truncated`.
 //! - On platforms without `SIGBUS` (Windows, which refuses to truncate a
 //!   mapped file) there is nothing to install.
 
+#[cfg(all(unix, not(mmap_body_portable)))]
+mod codes;
 mod registry;
 #[cfg(all(unix, not(mmap_body_portable)))]
 mod unix;
@@ -177,6 +216,13 @@ pub fn is_installed() -> bool {
 /// file was truncated, and hold their last byte back for that.
 pub(crate) fn is_active() -> bool {
     STATE.load(Ordering::Acquire) == INSTALLED
+}
+
+/// `true` if the calling thread blocks `SIGBUS`: a fault there ends the
+/// process whatever handler is installed (the kernel does not deliver a
+/// blocked synchronous signal, it kills). One `pthread_sigmask` call.
+pub(crate) fn blocks_sigbus() -> bool {
+    platform::blocks_sigbus()
 }
 
 /// Installs the handler when a file is first mapped, unless the program

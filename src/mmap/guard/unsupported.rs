@@ -10,3 +10,8 @@ pub(super) fn install() -> io::Result<()> {
          `--cfg mmap_body_portable`)",
     ))
 }
+
+/// No `SIGBUS` handled here: nothing a thread blocks matters.
+pub(super) fn blocks_sigbus() -> bool {
+    false
+}

@@ -3,6 +3,9 @@
 //!
 //! - `unix.rs` (every Unix): `madvise` advice and `MADV_DONTNEED`, and the
 //!   exact reason a file is not a regular one (FIFO, socket, device).
+//! - `detach.rs` (every Unix; Linux only does it): the pages of frames held
+//!   to the end swapped for a private copy in place (`mremap(2)`), and the
+//!   file mapped back where that fails.
 //! - `portable.rs` (everything else, and Unix built with
 //!   `--cfg mmap_body_portable`, which is how CI tests it on Linux): no
 //!   advice, no page release, and "not a regular file" for anything that
@@ -11,6 +14,10 @@
 //! Both probe a file that reports a size of 0 for contents (the
 //! `/proc`-style files); only how they read its first byte differs.
 
+#[cfg(all(unix, not(mmap_body_portable)))]
+mod detach;
+#[cfg(all(unix, not(mmap_body_portable)))]
+pub(super) use detach::detach;
 #[cfg(all(unix, not(mmap_body_portable)))]
 mod unix;
 #[cfg(all(unix, not(mmap_body_portable)))]

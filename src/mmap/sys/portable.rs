@@ -74,13 +74,28 @@ pub(crate) fn changed_in_place(_before: Option<Stamp>, _now: Option<Stamp>) -> b
     false
 }
 
+/// Never called here: no thread blocks a `SIGBUS` this build handles
+/// (`guard::blocks_sigbus` is always `false`).
+pub(crate) fn read_exact_at(_file: &File, _buf: &mut [u8], _offset: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "frames are read from the mapping on this platform",
+    ))
+}
+
 /// Pages are never swapped in place here (and no `SIGBUS` guard makes it
 /// needed).
 ///
 /// # Safety
 ///
 /// None needed; `unsafe` to match the Unix version.
-pub(crate) unsafe fn detach(_addr: *const u8, _len: usize, _copied: usize) -> io::Result<()> {
+pub(crate) unsafe fn detach(
+    _addr: *const u8,
+    _len: usize,
+    _copied: usize,
+    _file: &File,
+    _offset: u64,
+) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "pages cannot be swapped in place on this platform",

@@ -65,6 +65,12 @@ pub(crate) fn read_start(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     file.read_at(buf, 0)
 }
 
+/// Reads `buf.len()` bytes of `file` at `offset` (`pread`); a file that
+/// ends first is `UnexpectedEof`.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
 /// Opens `path` for reading without blocking: `O_NONBLOCK`, so that a FIFO
 /// or device put at the path after it was checked opens at once (and is
 /// then refused by the `fstat` of the open file) instead of waiting for a
@@ -108,74 +114,6 @@ pub(crate) fn changed_in_place(before: Option<Stamp>, now: Option<Stamp>) -> boo
         (Some(before), Some(now)) => before.links == now.links && before.ctime != now.ctime,
         _ => false,
     }
-}
-
-/// Replaces the pages of `len` bytes at `addr` (page-aligned, inside a
-/// mapping) with a private, read-only copy of their first `copied` bytes
-/// (the rest zeros), in one step:
-/// the copy is made in fresh anonymous memory, then moved over the range
-/// with `mremap(MREMAP_FIXED)`, which swaps the page-table entries under
-/// the address-space lock. A thread reading the range meanwhile sees the
-/// file's bytes or the copy's, which are the same bytes.
-///
-/// # Safety
-///
-/// `addr..addr + len` is page-aligned and lies inside a live mapping that
-/// the caller owns; its first `copied` bytes (at most `len`) may be read
-/// (through the `SIGBUS` guard if the file may have been truncated).
-#[cfg(target_os = "linux")]
-pub(crate) unsafe fn detach(addr: *const u8, len: usize, copied: usize) -> io::Result<()> {
-    use libc::{c_void, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-    // SAFETY: a fresh anonymous mapping; no address is imposed.
-    let copy = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if copy == MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `copy` is `len` writable bytes of our own; `addr` is
-    // `copied <= len` readable bytes (the caller's promise); they cannot
-    // overlap. The rest of `copy` stays zero, as a fresh mapping is.
-    unsafe { std::ptr::copy_nonoverlapping(addr, copy.cast::<u8>(), copied.min(len)) };
-    // SAFETY: `copy` is ours; making it read-only is what the range was.
-    let moved = unsafe {
-        libc::mprotect(copy, len, PROT_READ);
-        libc::mremap(
-            copy,
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            addr as *mut c_void,
-        )
-    };
-    if moved == MAP_FAILED {
-        let err = io::Error::last_os_error();
-        // SAFETY: `copy` is still ours: the move failed.
-        unsafe { libc::munmap(copy, len) };
-        return Err(err);
-    }
-    Ok(())
-}
-
-/// No `mremap` outside Linux (Android's libc has none): the pages cannot
-/// be swapped in one step.
-///
-/// # Safety
-///
-/// None needed; `unsafe` to match the Linux version.
-#[cfg(not(target_os = "linux"))]
-pub(crate) unsafe fn detach(_addr: *const u8, _len: usize, _copied: usize) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "no mremap(2) on this platform",
-    ))
 }
 
 /// The size of a page.
