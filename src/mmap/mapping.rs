@@ -202,7 +202,7 @@ impl Mapping {
         self.region.as_ref().is_some_and(guard::Region::poisoned)
     }
 
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         self.origin
             .as_ref()
             .map_or_else(|| "the mapped file".to_owned(), Origin::name)

@@ -2,6 +2,7 @@
 
 mod chunk;
 pub mod guard;
+mod hold;
 mod mapping;
 mod open;
 mod sys;
@@ -149,7 +150,14 @@ const SMALL: usize = 64 * 1024;
 /// whatever happens to the file afterwards. Besides the tail, that
 /// copy is the only one the crate makes of file bytes, and only of frames
 /// held back at the end; it lives as long as the mapping (the body and its
-/// clones), and those pages are never given back early.
+/// clones), and those pages are never given back early. The copy is made
+/// on tokio's blocking pool inside a runtime (not on the worker), and only
+/// if it fits in half the memory the process may still take (Linux:
+/// `MemAvailable` and the memory cgroup's limit): a consumer that keeps
+/// more, such as `collect()` of a file larger than that, gets an
+/// [`ErrorKind::Io`] error (its source `OutOfMemory`) instead of the OOM
+/// killer. Take a file whole with `Bytes::from(body)`, which copies
+/// nothing.
 ///
 /// # Example
 ///
@@ -193,6 +201,8 @@ pub struct MmapBody {
     held_before: Option<usize>,
     /// Yields to the runtime and loads cold pages off its workers.
     warm: Warm,
+    /// A detach of the frames a consumer holds, running off the worker.
+    detaching: hold::Detaching,
     /// Frames are copies read with `pread`, not slices of the mapping: the
     /// thread that first polled this attempt blocks `SIGBUS` (see
     /// [What it does to the process](MmapBody#what-it-does-to-the-process)).
@@ -314,6 +324,7 @@ impl MmapBody {
             in_flight: None,
             held_before: None,
             warm: Warm::default(),
+            detaching: hold::Detaching::default(),
             pread: None,
         }
     }
@@ -503,30 +514,7 @@ impl MmapBody {
     /// Then the file is checked unchanged, the tail copied (through the
     /// guard), the mapping checked unpoisoned, and the copy sent.
     fn poll_tail(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
-        // Without the guard a page the file lost raises SIGBUS where it is
-        // read: nobody can read zeros, and nothing needs holding back.
-        let held = match &self.in_flight {
-            Some(in_flight) if guard::is_active() => in_flight.count(),
-            _ => 0,
-        };
-        if held > 0 {
-            if self.held_before.is_none_or(|before| held < before) {
-                // Frames are being dropped (or this is the first look): let
-                // the transport write what it holds. On tokio this task runs
-                // again only after the runtime polled its I/O.
-                self.held_before = Some(held);
-                self.warm.defer(cx);
-                return Poll::Pending;
-            }
-            // Nothing dropped since the last look: the consumer keeps its
-            // frames (or its writes are stuck). Waiting could hang it, so
-            // the frames it holds are detached from the file, once the file
-            // is checked (a truncation already visible copies nothing).
-            self.mapping.check_file(self.end)?;
-            if let Some(in_flight) = &self.in_flight {
-                self.mapping.detach(&in_flight.ranges())?;
-            }
-        }
+        ready!(self.poll_released(cx))?;
         // Checked before the read too: without the guard, reading a page
         // the file lost would raise SIGBUS.
         self.mapping.check_file(self.end)?;
@@ -582,6 +570,7 @@ impl Clone for MmapBody {
             in_flight: None,
             held_before: None,
             warm: Warm::default(),
+            detaching: hold::Detaching::default(),
             pread: None,
             ..*self
         }
