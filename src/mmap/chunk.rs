@@ -83,8 +83,14 @@ impl Drop for Chunk {
 }
 
 /// The owner of [`Bytes::from`](bytes::Bytes::from)`(MmapBody)`: the whole
-/// range, never released.
+/// range, never released, under a read lease where there is one (a writer
+/// then waits until the mapping's pages were copied out of the file).
 pub(super) struct Whole {
+    /// A read lease on the file while the `Bytes` lives, where the kernel
+    /// gives one: declared first, so that it is let go before the mapping
+    /// (and its file) can be dropped.
+    #[allow(dead_code)] // held for its Drop
+    pub(super) lease: Option<super::lease::Lease>,
     pub(super) mapping: Arc<Mapping>,
     pub(super) start: usize,
     pub(super) end: usize,

@@ -202,6 +202,19 @@ impl Mapping {
         self.region.as_ref().is_some_and(guard::Region::poisoned)
     }
 
+    /// The file's read lease is being broken (a writer waits for it): the
+    /// whole mapping's pages are copied out of the file, if the copy fits in
+    /// half the memory the process may still take, so that no `Bytes` over
+    /// it changes; otherwise they stay the file's, as without a lease.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fn on_lease_break(&self) {
+        let len = self.map.len();
+        if sys::headroom().is_some_and(|room| len as u64 > room / 2) {
+            return;
+        }
+        let _ = self.detach(&[(0, len)]);
+    }
+
     pub(super) fn name(&self) -> String {
         self.origin
             .as_ref()

@@ -3,6 +3,7 @@
 mod chunk;
 pub mod guard;
 mod hold;
+mod lease;
 mod mapping;
 mod open;
 mod sys;
@@ -582,15 +583,24 @@ impl From<MmapBody> for Bytes {
     /// one zero-copy `Bytes`, for APIs that take `Bytes`, such as
     /// `reqwest::Body::from`.
     ///
-    /// The `Bytes` keeps the mapping alive. It cannot check the file before
-    /// each read as the body does, so the safety promise made when the file
-    /// was mapped covers it for as long as it lives, and its pages stay
-    /// resident once touched.
+    /// The `Bytes` keeps the mapping alive, and its pages stay resident once
+    /// touched. It cannot check the file before each read as the body does.
+    /// Where the kernel gives this process a read lease on the file (Linux:
+    /// a file opened read-only, as [`MmapBody::open`] does, that nobody has
+    /// open for writing, and that the process owns or has `CAP_LEASE` for),
+    /// it holds one for as long as it lives: another `open` of the file for
+    /// writing, or its truncation, then waits until the mapping's pages were
+    /// copied out of the file (if the copy fits in half the memory the
+    /// process may still take), so its bytes stay the file's as they were
+    /// and a receiver never gets zeros or two versions of the file. Without
+    /// a lease, the safety promise made when the file was mapped covers it
+    /// for as long as it lives.
     fn from(body: MmapBody) -> Bytes {
         if body.is_empty() {
             return Bytes::new();
         }
         Bytes::from_owner(Whole {
+            lease: lease::Lease::take(&body.mapping),
             mapping: body.mapping,
             start: body.start,
             end: body.end,
