@@ -86,14 +86,28 @@ impl Drop for Chunk {
 /// range, never released, under a read lease where there is one (a writer
 /// then waits until the mapping's pages were copied out of the file).
 pub(super) struct Whole {
-    /// A read lease on the file while the `Bytes` lives, where the kernel
-    /// gives one: declared first, so that it is let go before the mapping
-    /// (and its file) can be dropped.
-    #[allow(dead_code)] // held for its Drop
-    pub(super) lease: Option<super::lease::Lease>,
     pub(super) mapping: Arc<Mapping>,
     pub(super) start: usize,
     pub(super) end: usize,
+}
+
+impl Whole {
+    /// The whole range of `mapping`, counted as alive for a lease break.
+    pub(super) fn new(mapping: Arc<Mapping>, start: usize, end: usize) -> Whole {
+        crate::sync::lock(&mapping.leased).whole(true);
+        mapping.take_lease();
+        Whole {
+            mapping,
+            start,
+            end,
+        }
+    }
+}
+
+impl Drop for Whole {
+    fn drop(&mut self) {
+        crate::sync::lock(&self.mapping.leased).whole(false);
+    }
 }
 
 impl AsRef<[u8]> for Whole {

@@ -17,9 +17,94 @@
 //! file's owner nor has `CAP_LEASE`, the file system has no leases, or the
 //! descriptor was opened for writing. Elsewhere than Linux there are none.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use super::chunk::InFlight;
 use super::mapping::Mapping;
+use crate::error::{Error, ErrorKind};
+
+/// What a break of a mapping's lease copies: the frames each attempt still
+/// holds, or all of the mapping while a `Bytes::from(MmapBody)` lives; and
+/// whether a break came, after which no frame is handed out. Taken under
+/// the mapping's lock both when a frame is handed out and when a break
+/// comes, so that no frame escapes the copy.
+#[derive(Debug, Default)]
+pub(super) struct Leased {
+    broken: bool,
+    attempts: Vec<Weak<InFlight>>,
+    wholes: usize,
+}
+
+impl Leased {
+    /// Counts `start..end` as handed out by the attempt `in_flight`;
+    /// refused once a break came.
+    pub(super) fn hand_out(
+        &mut self,
+        in_flight: &Arc<InFlight>,
+        (start, end): (usize, usize),
+        name: impl FnOnce() -> String,
+    ) -> Result<(), Error> {
+        if self.broken {
+            return Err(Leased::error(&name()));
+        }
+        if !self
+            .attempts
+            .iter()
+            .any(|a| a.as_ptr() == Arc::as_ptr(in_flight))
+        {
+            self.attempts.retain(|a| a.strong_count() > 0);
+            self.attempts.push(Arc::downgrade(in_flight));
+        }
+        in_flight.gave_out(start, end);
+        Ok(())
+    }
+
+    /// One more (`true`) or one fewer whole `Bytes` of the mapping alive.
+    pub(super) fn whole(&mut self, alive: bool) {
+        if alive {
+            self.wholes += 1;
+        } else {
+            self.wholes = self.wholes.saturating_sub(1);
+        }
+    }
+
+    /// A break came: what must be copied out of the file of a mapping of
+    /// `len` bytes before the writer may go on.
+    pub(super) fn broken(&mut self, len: usize) -> Vec<(usize, usize)> {
+        self.broken = true;
+        if self.wholes > 0 {
+            return vec![(0, len)];
+        }
+        let mut ranges: Vec<(usize, usize)> = self
+            .attempts
+            .iter()
+            .filter_map(Weak::upgrade)
+            .flat_map(|attempt| attempt.ranges())
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup();
+        ranges
+    }
+
+    /// Whether a break came.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The error of a body whose file's lease was broken.
+    pub(super) fn error(name: &str) -> Error {
+        Error::new(
+            ErrorKind::Modified,
+            format!(
+                "{name} was opened for writing (or truncated) by another process while it \
+                 was being sent: the body's read lease on it was broken, the frames already \
+                 handed out were copied out of the file first (they keep its bytes as they \
+                 were), and the body stops here. Send it again once the writer has finished \
+                 with it."
+            ),
+        )
+    }
+}
 
 /// A read lease on a mapping's file, held while this lives.
 #[derive(Debug)]

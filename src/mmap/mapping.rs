@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use memmap2::Mmap;
 
+use super::lease::{Lease, Leased};
 use super::{guard, sys};
 use crate::error::{Error, ErrorKind};
 
@@ -38,8 +39,13 @@ impl Origin {
 
 #[derive(Debug)]
 pub(super) struct Mapping {
-    /// Registered with the SIGBUS guard; declared first so that it is
-    /// dropped, and unregistered, before `map` is unmapped.
+    /// The file's read lease, where the kernel gave one; declared first so
+    /// that it is let go before the file is closed.
+    lease: OnceLock<Option<Lease>>,
+    /// What a break of the lease copies, and whether one came.
+    pub(super) leased: Mutex<Leased>,
+    /// Registered with the SIGBUS guard; declared before `map` so that it
+    /// is dropped, and unregistered, before `map` is unmapped.
     region: Option<guard::Region>,
     pub(super) map: Mmap,
     /// `None` for [`MmapBody::from_mmap`](super::MmapBody::from_mmap): the caller vouched for the mapping
@@ -71,11 +77,21 @@ impl Mapping {
             None
         };
         Mapping {
+            lease: OnceLock::new(),
+            leased: Mutex::default(),
             region,
             map,
             origin,
             detached: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Takes a read lease on the file, where the kernel gives one (see
+    /// [`Lease`]), the first time it is asked: when a whole `Bytes` of the
+    /// mapping is made. From then on a break also covers the frames of
+    /// every body of the mapping ([`Leased`]).
+    pub(super) fn take_lease(self: &Arc<Self>) {
+        self.lease.get_or_init(|| Lease::take(self));
     }
 
     /// Gives the pages of the frame `start..end` back to the kernel, in
@@ -202,17 +218,19 @@ impl Mapping {
         self.region.as_ref().is_some_and(guard::Region::poisoned)
     }
 
-    /// The file's read lease is being broken (a writer waits for it): the
-    /// whole mapping's pages are copied out of the file, if the copy fits in
-    /// half the memory the process may still take, so that no `Bytes` over
-    /// it changes; otherwise they stay the file's, as without a lease.
+    /// The file's read lease is being broken (a writer waits for it): no
+    /// frame is handed out from now on, and the pages of those still held
+    /// (all of them while a `Bytes::from(MmapBody)` lives) are copied out of
+    /// the file, if the copy fits in half the memory the process may still
+    /// take, so that no `Bytes` over them changes.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(super) fn on_lease_break(&self) {
-        let len = self.map.len();
-        if sys::headroom().is_some_and(|room| len as u64 > room / 2) {
+        let ranges = crate::sync::lock(&self.leased).broken(self.map.len());
+        let bytes: u64 = ranges.iter().map(|(start, end)| (end - start) as u64).sum();
+        if sys::headroom().is_some_and(|room| bytes > room / 2) {
             return;
         }
-        let _ = self.detach(&[(0, len)]);
+        let _ = self.detach(&ranges);
     }
 
     pub(super) fn name(&self) -> String {
@@ -229,6 +247,9 @@ impl Mapping {
     }
 
     fn verify_quietly(&self, end: usize) -> Result<(), Error> {
+        if crate::sync::lock(&self.leased).is_broken() {
+            return Err(Leased::error(&self.name()));
+        }
         if self.poisoned() {
             return Err(Error::new(
                 ErrorKind::Truncated,

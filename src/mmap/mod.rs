@@ -485,7 +485,8 @@ impl MmapBody {
         // still finds every frame.)
         let in_flight = if self.mapping.origin.is_some() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
-            in_flight.gave_out(self.pos, end);
+            crate::sync::lock(&self.mapping.leased)
+                .hand_out(in_flight, (self.pos, end), || self.mapping.name())?;
             Some(Arc::clone(in_flight))
         } else {
             None
@@ -599,12 +600,7 @@ impl From<MmapBody> for Bytes {
         if body.is_empty() {
             return Bytes::new();
         }
-        Bytes::from_owner(Whole {
-            lease: lease::Lease::take(&body.mapping),
-            mapping: body.mapping,
-            start: body.start,
-            end: body.end,
-        })
+        Bytes::from_owner(Whole::new(body.mapping, body.start, body.end))
     }
 }
 
