@@ -56,6 +56,32 @@ fn a_writer_waits_for_the_copy_and_the_bytes_stay_the_files() {
     );
 }
 
+#[test]
+fn a_body_of_a_leased_mapping_keeps_its_frames_and_ends_modified() {
+    use mmap_body::ErrorKind;
+    use mmap_body_devkit::bodies::poll_now;
+    let file = test_file(8 * MIB);
+    let original = std::fs::read(&file.path).unwrap();
+    let mut body = open(&file.path).chunk_size(MIB as usize);
+    // A whole `Bytes` of the same mapping takes the lease.
+    let whole = Bytes::from(body.clone());
+    let first = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    drop(whole);
+    let second = poll_now(&mut body).unwrap().unwrap().into_data().unwrap();
+    let out = std::process::Command::new("sh")
+        .args(["-c", ": > \"$0\""])
+        .arg(&file.path)
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{out:?}");
+    // The frames held keep the file's bytes; no new frame is handed out.
+    assert!(first[..] == original[..MIB as usize]);
+    assert!(second[..] == original[MIB as usize..2 * MIB as usize]);
+    let err = poll_now(&mut body).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Modified, "{err}");
+    assert!(err.to_string().contains("lease"), "{err}");
+}
+
 /// A server that reads each upload's first `pause_at` bytes, waits for
 /// `go`, reads the rest and answers the SHA-256 of all it read.
 async fn pausing_hasher(pause_at: u64) -> (std::net::SocketAddr, Arc<Notify>, Arc<Notify>) {
