@@ -1,89 +1,5 @@
-//! [`ReqwestService`]: the tower stack of this crate on a `reqwest::Client`.
-//!
-//! reqwest 0.13 can send an [`MmapBody`](crate::MmapBody) two ways, and each
-//! gives something up. `reqwest::Body::from(Bytes::from(body))` is one
-//! zero-copy `Bytes` with an exact length that reqwest can clone for its own
-//! retries, but every page of the file stays resident until the request is
-//! dropped, and the checks for a file changed under the mapping are gone.
-//! `reqwest::Body::wrap(body)` keeps the length, the page release and the
-//! checks, but reqwest never retries it: its `try_clone` only clones
-//! in-memory bodies.
-//!
-//! [`ReqwestService`] is a `tower::Service<http::Request<B>>` that sends
-//! each request through a `reqwest::Client`, its body through
-//! `reqwest::Body::wrap`. Stacked under [`ReplayLayer`], `RetryLayer` with
-//! [`RetryPolicy`] and [`TrackProgressLayer`], every attempt sends its own clone
-//! of the body, so a reqwest upload keeps all of it:
-//!
-//! ```no_run
-//! use mmap_body::progress::{Progress, TrackProgressLayer};
-//! use mmap_body::reqwest::ReqwestService;
-//! use mmap_body::{retry::RetryPolicy, MmapBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
-//! use tower::{retry::RetryLayer, ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let client = reqwest::Client::new();
-//! let service = ServiceBuilder::new()
-//!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES)) // outside: makes requests cloneable
-//!     .layer(RetryLayer::new(RetryPolicy::default())) // clones and retries
-//!     .layer(TrackProgressLayer::new()) // inside the retries: counts each attempt
-//!     .service(ReqwestService::new(client));
-//!
-//! // SAFETY: nothing truncates or rewrites the file while it is being sent.
-//! let body = unsafe { MmapBody::open("big.iso")? };
-//! let mut request = http::Request::put("http://127.0.0.1:3000/upload").body(body)?;
-//! let progress = Progress::new();
-//! request.extensions_mut().insert(progress.clone());
-//! let response = service.oneshot(request).await?;
-//! println!("{} after {} attempt(s)", response.status(), progress.attempt());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Which reqwest path to take
-//!
-//! | | `Body::from(Bytes::from(body))` | `Body::wrap(body)` | `ReqwestService` behind the layers |
-//! |---|---|---|---|
-//! | zero-copy | yes | yes | yes |
-//! | exact `Content-Length` | yes | yes (from `size_hint`) | yes (set by `ReplayLayer`, checked while sent) |
-//! | resident memory | every page sent stays resident until the `Bytes` is dropped (the whole file) | pages sent are given back | pages sent are given back |
-//! | a file changed while sent | not checked: the caller's promise must hold while the `Bytes` lives | the body fails with `Truncated` / `Modified` (in the error chain over HTTP/1.1; over HTTP/2 the caller sees a reset stream) | `Truncated` / `Modified`, over HTTP/2 too, never retried |
-//! | retries | reqwest's own: by default only protocol NACKs (HTTP/2 `REFUSED_STREAM`); with `ClientBuilder::retry`, statuses too, but no backoff and no `Retry-After` | none: reqwest cannot clone it | [`RetryPolicy`]: dropped connections and 502/503/504/429, exponential backoff with jitter, `Retry-After`, a budget, idempotent methods only |
-//! | progress per attempt | no | by hand ([`Progress::track`]) | [`TrackProgressLayer`], from zero at each attempt |
-//!
-//! # Errors
-//!
-//! The service fails with a boxed `reqwest::Error`, whose source chain
-//! keeps hyper-util's and hyper's errors and, over HTTP/1.1, the body's
-//! when the body failed. So [`RetryPolicy`] still retries a refused or
-//! dropped connection, and never retries a body that failed for good (a
-//! file changed under the mapping, a length mismatch): it finds this
-//! crate's [`Error`](crate::Error) in the chain, and the [`ReplayBody`]
-//! that failed is no longer replayable either way. Over HTTP/2 hyper only
-//! reports a reset stream for a failed body; behind [`ReplayLayer`] the
-//! caller still gets the body's error first, with reqwest's as its source.
-//! [`Error::find_in`](crate::Error::find_in) finds it in both cases.
-//!
-//! # Hazards
-//!
-//! - `reqwest::Body::wrap` needs a body that is `Send + Sync`. A body that
-//!   is only `Send` (axum's `Body`, for one) goes through [`ReplayLayer`]
-//!   first: [`ReplayBody`] is `Sync` for any `Send` body, so an axum proxy
-//!   can forward its incoming body with `ReqwestService` (as
-//!   `proxy::ReverseProxy::builder(..).build_with(ReqwestService::new(..))`
-//!   does).
-//! - reqwest's own `Client` settings still apply to each attempt: a
-//!   `timeout` on the client is per attempt here, not for the whole retried
-//!   request. Put a `tower::timeout` outside `RetryLayer` for that.
-//! - reqwest's own retries (`ClientBuilder::retry`) never see these bodies
-//!   (they cannot clone them); the policy here is the only one that runs.
-//!
-//! [`ReplayLayer`]: crate::ReplayLayer
-//! [`ReplayBody`]: crate::ReplayBody
-//! [`RetryPolicy`]: crate::retry::RetryPolicy
-//! [`TrackProgressLayer`]: crate::progress::TrackProgressLayer
-//! [`Progress::track`]: crate::progress::Progress::track
+//! [`ReqwestService`]: a `tower::Service<http::Request<B>>` over a
+//! `reqwest::Client`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -94,6 +10,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::send::{FinalUrl, RequestTimeout};
 use crate::error::BoxError;
 
 /// A tower `Service<http::Request<B>>` over a [`reqwest::Client`]: each
@@ -102,8 +19,12 @@ use crate::error::BoxError;
 /// `TrackProgressLayer`) works on reqwest as on hyper-util.
 ///
 /// It is as cheap to clone as the `Client` it wraps (a reference count),
-/// and shares its connection pool. See the [module docs](self) for the
-/// stack and for what each reqwest path gives and loses.
+/// and shares its connection pool. A request sent with
+/// [`send_through`](super::RequestBuilderExt::send_through) keeps its own
+/// `timeout` (for each attempt). The response carries the URL it came from
+/// (after redirects), so `reqwest::Response::from(response).url()` and
+/// `error_for_status` name it. See the [module docs](super) for the stack
+/// and for what each reqwest path gives and loses.
 #[derive(Debug, Clone)]
 pub struct ReqwestService {
     client: ::reqwest::Client,
@@ -153,21 +74,44 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> ResponseFuture {
+        let timeout = request.extensions().get::<RequestTimeout>().map(|t| t.0);
         // `wrap` keeps the body's `size_hint`, so hyper sends the exact
         // `Content-Length` of an `MmapBody` (or `ReplayLayer`'s header).
         let request = request.map(::reqwest::Body::wrap);
-        match ::reqwest::Request::try_from(request) {
-            Ok(request) => ResponseFuture {
-                state: State::Sent {
-                    future: self.client.call(request),
-                },
-            },
+        let mut request = match ::reqwest::Request::try_from(request) {
+            Ok(request) => request,
             // A URI reqwest cannot take (no scheme or host).
-            Err(error) => ResponseFuture {
-                state: State::Refused { error: Some(error) },
+            Err(error) => {
+                return ResponseFuture {
+                    state: State::Refused { error: Some(error) },
+                }
+            }
+        };
+        if let Some(timeout) = timeout {
+            *request.timeout_mut() = Some(timeout);
+        }
+        ResponseFuture {
+            state: State::Sent {
+                future: self.client.call(request),
             },
         }
     }
+}
+
+/// `reqwest::Response` into `http::Response`, keeping its URL where
+/// `reqwest::Response::from` looks for it (reqwest's own conversion drops
+/// it: the URL is a field of its `Response`, not an extension).
+fn into_http(response: ::reqwest::Response) -> http::Response<::reqwest::Body> {
+    use ::reqwest::ResponseBuilderExt;
+    let url = response.url().clone();
+    let mut response = http::Response::from(response);
+    // reqwest's key type is private: a builder of its own sets it.
+    if let Ok(carrier) = http::Response::builder().url(url.clone()).body(()) {
+        let (parts, ()) = carrier.into_parts();
+        response.extensions_mut().extend(parts.extensions);
+    }
+    response.extensions_mut().insert(FinalUrl(url));
+    response
 }
 
 pin_project! {
@@ -194,7 +138,7 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Sent { future } => Poll::Ready(match ready!(future.poll(cx)) {
-                Ok(response) => Ok(http::Response::from(response)),
+                Ok(response) => Ok(into_http(response)),
                 Err(error) => Err(error.into()),
             }),
             StateProj::Refused { error } => match error.take() {
