@@ -8,6 +8,8 @@
 mod defaults;
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
+#[cfg(all(feature = "retry", feature = "progress", feature = "reqwest"))]
+mod idempotency;
 #[cfg(all(
     target_os = "linux",
     feature = "serve",
