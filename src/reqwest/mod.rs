@@ -24,7 +24,7 @@
 //!     .bearer_auth("token")
 //!     .timeout(std::time::Duration::from_secs(60)) // each attempt
 //!     .send_through(&stack, body) // instead of `.body(..).send()`
-//!     .await?; // a `reqwest::Response`; the error boxed (`?` into anyhow too)
+//!     .await?; // a `reqwest::Response`; a `SendError` (`?` into anyhow too)
 //! println!("{}", response.error_for_status()?.text().await?);
 //! # Ok(())
 //! # }
@@ -125,8 +125,10 @@
 //! [`TrackProgressLayer`]: crate::progress::TrackProgressLayer
 //! [`Progress::track`]: crate::progress::Progress::track
 
+mod error;
 mod send;
 mod service;
 
+pub use error::SendError;
 pub use send::{BodyAlreadySet, RequestBuilderExt, SendThrough};
 pub use service::{ReqwestService, ResponseFuture};

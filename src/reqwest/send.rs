@@ -13,6 +13,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::SendError;
 use crate::error::BoxError;
 
 /// Sends a request built with reqwest's builder through a tower stack, with
@@ -42,7 +43,7 @@ use crate::error::BoxError;
 ///     .query(&[("name", "big.iso")])
 ///     .bearer_auth("token")
 ///     .send_through(&stack, body)
-///     .await? // a `BoxError`: `?` turns it into `anyhow::Error` too
+///     .await? // a `SendError`: `?` turns it into `anyhow::Error` too
 ///     .error_for_status()?
 ///     .text()
 ///     .await?;
@@ -69,17 +70,21 @@ use crate::error::BoxError;
 ///
 /// # Errors
 ///
-/// A [`BoxError`](std::error::Error) (`Box<dyn Error + Send + Sync>`), which
-/// `?` turns into `anyhow::Error` or a `Box<dyn Error>`:
+/// A [`SendError`], a concrete error type that `?` turns into
+/// `anyhow::Error`, `Box<dyn Error + Send + Sync>` or `Box<dyn Error>`; it
+/// holds, whole:
 ///
 /// - the builder's own error (an invalid URL or header), a
 ///   `reqwest::Error` with `is_builder()`;
 /// - [`BodyAlreadySet`] when the builder has a body (`.body()`, `.json()`,
 ///   `.form()`, `.multipart()`): the body is the one given here;
 /// - the stack's error, as the stack returns it: for [`ReqwestService`] a
-///   `reqwest::Error` (downcast it, or find this crate's
-///   [`Error`](crate::Error) in its chain with
-///   [`Error::find_in`](crate::Error::find_in)).
+///   `reqwest::Error`, or this crate's [`Error`](crate::Error) for a body
+///   that failed (find it with
+///   [`Error::find_in`](crate::Error::find_in)`(err.get_ref())`).
+///
+/// `is_timeout()`, `is_connect()`, `is_builder()` and `url()` ask the
+/// whole chain, as `reqwest::Error`'s do of one error.
 ///
 /// A status is not an error: `error_for_status()` makes one.
 ///
@@ -113,7 +118,7 @@ impl RequestBuilderExt for ::reqwest::RequestBuilder {
         ResB::Data: Into<Bytes>,
         ResB::Error: Into<BoxError>,
     {
-        let state = match self.build().map_err(BoxError::from).and_then(|request| {
+        let state = match self.build().map_err(SendError::new).and_then(|request| {
             let url = request.url().clone();
             into_http(request, body).map(|request| (request, url))
         }) {
@@ -129,12 +134,13 @@ impl RequestBuilderExt for ::reqwest::RequestBuilder {
 
 /// The builder's request as an `http::Request` with `body` in it, and the
 /// builder's timeout where [`ReqwestService`](super::ReqwestService) finds it.
-fn into_http<B>(request: ::reqwest::Request, body: B) -> Result<http::Request<B>, BoxError> {
+fn into_http<B>(request: ::reqwest::Request, body: B) -> Result<http::Request<B>, SendError> {
     if request.body().is_some() {
-        return Err(Box::new(BodyAlreadySet { _private: () }));
+        return Err(SendError::new(BodyAlreadySet { _private: () }));
     }
     let timeout = request.timeout().copied();
-    let (mut parts, _none) = http::Request::try_from(request)?.into_parts();
+    let request = http::Request::try_from(request).map_err(SendError::new)?;
+    let (mut parts, _none) = request.into_parts();
     if let Some(timeout) = timeout {
         parts.extensions.insert(RequestTimeout(timeout));
     }
@@ -192,7 +198,7 @@ pin_project! {
     where
         S: Service<http::Request<B>>,
     {
-        Failed { error: Option<BoxError> },
+        Failed { error: Option<SendError> },
         Ready { service: S, request: Option<(http::Request<B>, ::reqwest::Url)> },
         Called { #[pin] future: S::Future, url: Option<::reqwest::Url> },
     }
@@ -206,7 +212,7 @@ where
     ResB::Data: Into<Bytes>,
     ResB::Error: Into<BoxError>,
 {
-    type Output = Result<::reqwest::Response, BoxError>;
+    type Output = Result<::reqwest::Response, SendError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -217,7 +223,7 @@ where
                 }
                 StateProj::Ready { service, request } => {
                     if let Err(error) = ready!(service.poll_ready(cx)) {
-                        return Poll::Ready(Err(error.into()));
+                        return Poll::Ready(Err(SendError::new(error)));
                     }
                     let Some((request, url)) = request.take() else {
                         return Poll::Ready(Err(done()));
@@ -228,7 +234,7 @@ where
                     }
                 }
                 StateProj::Called { future, url } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let response = ready!(future.poll(cx)).map_err(SendError::new)?;
                     let url = url.take();
                     return Poll::Ready(Ok(into_reqwest(response, url)));
                 }
@@ -239,8 +245,8 @@ where
 }
 
 /// An error for a future polled again after it completed.
-fn done() -> BoxError {
-    "send_through's future polled after it completed".into()
+fn done() -> SendError {
+    SendError::new("send_through's future polled after it completed")
 }
 
 /// The stack's response as a `reqwest::Response` whose `url()` is the one
@@ -342,8 +348,9 @@ mod tests {
             .send_through(&echo(), Full::from("x"))
             .await
             .unwrap_err();
-        let reqwest = err.downcast_ref::<::reqwest::Error>().expect("reqwest's");
-        assert!(reqwest.is_builder(), "{err:?}");
+        let reqwest = err.get_ref().downcast_ref::<::reqwest::Error>();
+        assert!(reqwest.expect("reqwest's").is_builder(), "{err:?}");
+        assert!(err.is_builder());
 
         let err = client
             .put("http://example.test/")
@@ -351,7 +358,8 @@ mod tests {
             .send_through(&echo(), Full::from("x"))
             .await
             .unwrap_err();
-        assert!(err.is::<BodyAlreadySet>(), "{err:?}");
+        assert!(err.get_ref().is::<BodyAlreadySet>(), "{err:?}");
+        assert!(err.is_builder());
         assert!(err.to_string().contains("already has a body"), "{err}");
 
         let err = client
@@ -360,6 +368,6 @@ mod tests {
             .send_through(&echo(), Full::from("x"))
             .await
             .unwrap_err();
-        assert!(err.downcast_ref::<::reqwest::Error>().is_some(), "{err:?}");
+        assert!(err.reqwest().is_some_and(|e| e.is_builder()), "{err:?}");
     }
 }
