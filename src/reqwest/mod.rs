@@ -88,6 +88,24 @@
 //! | retries | reqwest's own: by default only protocol NACKs (HTTP/2 `REFUSED_STREAM`); with `ClientBuilder::retry`, statuses too, but no backoff and no `Retry-After` | none: reqwest cannot clone it | [`RetryPolicy`]: dropped connections and 502/503/504/429, exponential backoff with jitter, `Retry-After`, a budget, idempotent methods only |
 //! | progress per attempt | no | by hand ([`Progress::track`]) | [`TrackProgressLayer`], from zero at each attempt |
 //!
+//! # reqwest-middleware and reqwest-retry
+//!
+//! `reqwest-retry`'s `RetryTransientMiddleware` (0.9, on
+//! `reqwest-middleware` 0.5 and reqwest 0.13) clones the `reqwest::Request`
+//! with `try_clone` before each attempt, and fails the request before
+//! sending it ("Request object is not cloneable. Are you passing a streaming
+//! body?") when that gives `None`, which it does for every body reqwest
+//! holds as a stream: `Body::wrap` and `Body::wrap_stream`, so an
+//! `MmapBody` sent without copying its pages. A `Middleware` of ours cannot
+//! make such a body cloneable: a middleware receives a `reqwest::Request`
+//! whose body is already reqwest's own opaque `Body`, and reqwest clones
+//! only the in-memory kind (`Body::from(Bytes)`, the path that keeps the
+//! whole file resident and unchecked). So this crate offers no middleware
+//! that claims to make `reqwest-retry` work with these bodies; a request
+//! built with reqwest's builder goes through the stack with
+//! [`send_through`](RequestBuilderExt::send_through) instead, with the
+//! policy's backoff, `Retry-After`, budget and idempotency rules.
+//!
 //! # Errors
 //!
 //! The service fails with a boxed `reqwest::Error`, whose source chain

@@ -204,6 +204,44 @@ pin_project! {
     }
 }
 
+impl<S, B> SendThrough<S, B>
+where
+    S: Service<http::Request<B>>,
+{
+    /// Puts `value` in the request's extensions before it is sent, where
+    /// the layers of the stack look for theirs (reqwest's builder has no
+    /// way to): a [`Progress`](crate::progress::Progress) for
+    /// `TrackProgressLayer` to count each attempt into, say.
+    ///
+    /// ```no_run
+    /// # async fn f(stack: mmap_body::Upload<mmap_body::reqwest::ReqwestService>, body: mmap_body::MmapBody) -> Result<(), mmap_body::reqwest::SendError> {
+    /// use mmap_body::progress::Progress;
+    /// use mmap_body::reqwest::RequestBuilderExt;
+    ///
+    /// let progress = Progress::new(); // watched by another task
+    /// let response = reqwest::Client::new()
+    ///     .put("http://127.0.0.1:3000/upload")
+    ///     .send_through(&stack, body)
+    ///     .extension(progress.clone())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn extension<T>(mut self, value: T) -> SendThrough<S, B>
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        if let State::Ready {
+            request: Some((request, _)),
+            ..
+        } = &mut self.state
+        {
+            request.extensions_mut().insert(value);
+        }
+        self
+    }
+}
+
 impl<S, B, ResB> Future for SendThrough<S, B>
 where
     S: Service<http::Request<B>, Response = http::Response<ResB>>,
@@ -338,6 +376,32 @@ mod tests {
             response.text().await.unwrap(),
             "POST http://example.test/up?a=1&b=2 auth=Some(Ok(\"Bearer t0k\")) timeout=Some(7s)"
         );
+    }
+
+    #[tokio::test]
+    async fn extensions_reach_the_stack() {
+        #[derive(Clone)]
+        struct Seen;
+        impl Service<http::Request<Full<Bytes>>> for Seen {
+            type Response = http::Response<Full<Bytes>>;
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<Self::Response, BoxError>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+                let tag = req.extensions().get::<&'static str>().copied();
+                let text = Full::from(tag.unwrap_or("none"));
+                std::future::ready(Ok(http::Response::new(text)))
+            }
+        }
+        let response = ::reqwest::Client::new()
+            .post("http://example.test/")
+            .send_through(&Seen, Full::from("x"))
+            .extension("tagged")
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), "tagged");
     }
 
     #[tokio::test]

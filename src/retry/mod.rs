@@ -95,7 +95,7 @@ use retry_after::retry_after;
 /// the draft answers a repeated key from its record instead of processing
 /// the request again. [`IdempotencyKeyLayer`], outside `RetryLayer`, gives
 /// each POST and PATCH a key of its own, the same for all its attempts;
-/// see [its module docs](idempotency) for when to use it.
+/// see its docs for when to use it.
 ///
 /// With feature `resume`, a request whose upload resource holds part of
 /// its body (see [`resume`](crate::resume)) is retried whatever its method
@@ -223,7 +223,7 @@ impl RetryPolicy {
     }
 
     /// Whether to retry a request of any method that carries an
-    /// [`IDEMPOTENCY_KEY`](crate::retry::IDEMPOTENCY_KEY) header, as an
+    /// [`IDEMPOTENCY_KEY`] header, as an
     /// idempotent one (default: yes; see
     /// [Requests with an `Idempotency-Key`](RetryPolicy#requests-with-an-idempotency-key)).
     /// Turn it off when keys are sent to a server that does not honour them.
