@@ -1,25 +1,28 @@
-//! A reqwest 0.13 client behind `ReplayLayer` + `RetryLayer(RetryPolicy)` +
-//! `TrackProgressLayer` (`mmap_body::reqwest::ReqwestService` at the bottom),
-//! uploading a temp file to a local hyper server that drops the first
-//! connection mid-body and answers 503 with `Retry-After: 1` to the second
-//! attempt. Prints each attempt as the client sends it and as the server
-//! sees it, the progress (which starts again with each attempt), whether the
-//! server got the file (SHA-256), and the sender's peak RSS growth (Linux),
-//! which stays far below the file size.
+//! An upload as a reqwest user writes it: `client.post(url).query(..)
+//! .bearer_auth(..).send_through(&stack, body)`, where the stack is
+//! `UploadLayer` (idempotency keys, replay, retries, progress) over
+//! `mmap_body::reqwest::ReqwestService`, and the answer a `reqwest::Response`
+//! (`error_for_status()`, `text()`). The body is a temp file as an
+//! `MmapBody`; the server, a local hyper server that keeps
+//! `Idempotency-Key`s, drops the first connection mid-body and answers 503
+//! with `Retry-After: 1` to the second attempt. The POST is retried because
+//! it carries a key (the same for every attempt). Prints each attempt as the
+//! server sees it, the progress (which starts again with each attempt),
+//! whether the server got the file (SHA-256), and the sender's peak RSS
+//! growth (Linux), which stays far below the file size.
 //!
 //! Crates it uses, to copy it into your own: `mmap-body` (`reqwest`,
-//! `retry`, `progress`), `reqwest`, `tokio`, `hyper` (`server`, `http1`),
-//! `hyper-util` (`tokio`), `tower` (`retry`, `util`), `http`,
-//! `http-body-util`, `bytes`, `sha2`, `tempfile`.
+//! `retry`, `progress`), `reqwest` (`query`), `tokio`, `hyper` (`server`,
+//! `http1`), `hyper-util` (`tokio`), `tower`, `http`, `http-body-util`,
+//! `bytes`, `sha2`, `tempfile`.
 //!
 //! ```text
 //! cargo run --release --example upload_reqwest --features reqwest [-- --size 512MiB]
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,13 +30,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use mmap_body::progress::{Progress, TrackProgressLayer};
-use mmap_body::reqwest::ReqwestService;
+use mmap_body::progress::Progress;
+use mmap_body::reqwest::{RequestBuilderExt, ReqwestService};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
+use mmap_body::{MmapBody, UploadLayer};
 use sha2::{Digest, Sha256};
-use tower::retry::RetryLayer;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -41,25 +43,33 @@ const MIB: u64 = 1 << 20;
 
 /// What the server does with a request: read this many bytes of its body,
 /// then drop the connection, or answer 503 with `Retry-After: 1`. Past its
-/// script it reads the whole body and answers with its SHA-256.
+/// script it reads the whole body and answers with its SHA-256, which it
+/// records under the request's `Idempotency-Key`: a request with a key it
+/// completed gets that answer again, and is not processed again.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     HangUp(u64),
     Unavailable(u64),
 }
 
+#[derive(Default)]
+struct Server {
+    script: VecDeque<Fault>,
+    requests: usize,
+    done: HashMap<String, String>,
+}
+
 async fn flaky_server(script: Vec<Fault>) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let script = Arc::new(Mutex::new(VecDeque::from(script)));
-    let requests = Arc::new(AtomicUsize::new(0));
+    let server = Arc::new(Mutex::new(Server {
+        script: script.into(),
+        ..Server::default()
+    }));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (script, requests) = (script.clone(), requests.clone());
-            let service = hyper::service::service_fn(move |req| {
-                let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-                answer(n, script.lock().unwrap().pop_front(), req)
-            });
+            let server = server.clone();
+            let service = hyper::service::service_fn(move |req| answer(server.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             tokio::spawn(conn);
@@ -69,16 +79,28 @@ async fn flaky_server(script: Vec<Fault>) -> std::io::Result<SocketAddr> {
 }
 
 async fn answer(
-    n: usize,
-    fault: Option<Fault>,
+    server: Arc<Mutex<Server>>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, BoxError> {
-    let length = req.headers().get(http::header::CONTENT_LENGTH).cloned();
+    let key = req.headers().get("idempotency-key").cloned();
+    let key = key.map(|k| k.to_str().unwrap_or("").to_owned());
+    let (n, fault, recorded) = {
+        let mut server = server.lock().unwrap();
+        server.requests += 1;
+        let recorded = key.as_ref().and_then(|k| server.done.get(k)).cloned();
+        let fault = recorded.is_none().then(|| server.script.pop_front());
+        (server.requests, fault.flatten(), recorded)
+    };
     println!(
-        "server: request {n}: {} {} content-length={length:?}",
+        "server: request {n}: {} {} idempotency-key={}",
         req.method(),
-        req.uri()
+        req.uri(),
+        key.as_deref().unwrap_or("-"),
     );
+    if let Some(text) = recorded {
+        println!("server: request {n}: key already done, answering from the record");
+        return Ok(http::Response::new(Full::from(text)));
+    }
     let limit = match fault {
         Some(Fault::HangUp(n) | Fault::Unavailable(n)) => n,
         None => u64::MAX,
@@ -112,9 +134,11 @@ async fn answer(
         None => {
             let sha = format!("{:x}", sha.finalize());
             said(&format!("sha256 {}.., answering 200", &sha[..16]));
-            Ok(http::Response::new(Full::from(format!(
-                "received {read} bytes, sha256 {sha}"
-            ))))
+            let text = format!("received {read} bytes, sha256 {sha}");
+            if let Some(key) = key {
+                server.lock().unwrap().done.insert(key, text.clone());
+            }
+            Ok(http::Response::new(Full::from(text)))
         }
     }
 }
@@ -147,44 +171,39 @@ async fn main() -> Result<(), BoxError> {
     // Attempt 1: read a quarter of the file, drop the connection. Attempt 2:
     // read a quarter, answer 503 with `Retry-After: 1`. Then: read everything.
     let addr = flaky_server(vec![Fault::HangUp(size / 4), Fault::Unavailable(size / 4)]).await?;
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let progress = Progress::new();
+
+    // The client, and the stack every upload goes through: an
+    // `Idempotency-Key` for each POST (this server honours them), the body
+    // made replayable, retries with backoff and `Retry-After`, progress.
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let service = ServiceBuilder::new()
-        // A file body is cloned for each retry: no cap applies to it.
-        .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
-        .layer(RetryLayer::new(
-            RetryPolicy::default()
-                .max_attempts(4)
-                .backoff(Duration::from_millis(100), Duration::from_secs(1)),
-        ))
-        .map_request({
-            // Inside the retries: each attempt as it leaves.
-            let attempts = attempts.clone();
-            move |req: http::Request<_>| {
-                let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-                let length = req.headers().get(http::header::CONTENT_LENGTH);
-                println!(
-                    "client: attempt {n}: {} {} content-length={length:?}",
-                    req.method(),
-                    req.uri()
-                );
-                req
-            }
-        })
-        .layer(TrackProgressLayer::new())
-        .service(ReqwestService::new(client));
+    let policy = RetryPolicy::default()
+        .max_attempts(4)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1));
+    let stack = ServiceBuilder::new()
+        .layer(UploadLayer::new().idempotency_keys(true).retry(policy))
+        .service(ReqwestService::new(client.clone()));
 
     // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
     let body = unsafe { MmapBody::open(&path)? };
-    let mut request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
-    request.extensions_mut().insert(progress.clone());
+    let progress = Progress::new();
 
     // Peak RSS from here on (Linux): the file is written, the server is up.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before = status_kib("VmRSS:");
     let started = Instant::now();
-    let upload = tokio::spawn(service.oneshot(request));
+    // The upload, as reqwest users write it: `send_through(&stack, body)`
+    // where `.body(..).send()` would be.
+    let upload = client
+        .post(format!("http://{addr}/upload"))
+        .query(&[("name", "upload.bin")])
+        .bearer_auth("demo-token")
+        .timeout(Duration::from_secs(60)) // each attempt
+        .send_through(&stack, body)
+        .extension(progress.clone()); // counted by UploadLayer, per attempt
+    let upload = tokio::spawn(async move {
+        let response = upload.await?.error_for_status()?;
+        Ok::<_, BoxError>(response.text().await?)
+    });
     let mut shown = (0, 0);
     while !upload.is_finished() {
         // Each quarter of each attempt.
@@ -202,27 +221,20 @@ async fn main() -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let response = upload.await??;
-    let status = response.status();
-    let text = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
+    let text = upload.await??;
     let elapsed = started.elapsed().as_secs_f64();
     let grown = status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
     println!(
-        "client: {status} after {} attempts in {elapsed:.2} s: {text}",
-        attempts.load(Ordering::SeqCst),
-    );
-    println!(
-        "client: progress: attempt {}, {}",
-        progress.attempt(),
-        sent_of_total(&progress)
+        "client: 200 OK after {} attempts in {elapsed:.2} s: {text}",
+        progress.attempt()
     );
     println!(
         "client: peak RSS growth {} MiB for a {} MiB file (server in the same process)",
         grown / MIB,
         size / MIB
     );
-    if !status.is_success() || progress.sent() != size || !text.ends_with(&sent) {
-        return Err(format!("the upload failed ({status}) or the server got other bytes").into());
+    if progress.sent() != size || !text.ends_with(&sent) {
+        return Err("the server got other bytes".into());
     }
     println!("client: the server received the file whole (SHA-256 equal)");
     Ok(())

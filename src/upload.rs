@@ -1,4 +1,6 @@
 //! The whole client stack in one layer: [`UploadLayer`] puts
+//! [`IdempotencyKeyLayer`] (off until
+//! [`idempotency_keys(true)`](UploadLayer::idempotency_keys)),
 //! [`ReplayLayer`], `RetryLayer(`[`RetryPolicy`]`)`, [`ResumeLayer`] (feature
 //! `resume`) and [`TrackProgressLayer`] around a client in the one order in
 //! which they work, for hyper-util's `Client` and for
@@ -30,14 +32,17 @@
 //!
 //! # Why one layer
 //!
-//! Each part works only in its place: [`ReplayLayer`] outside the retries
+//! Each part works only in its place: [`IdempotencyKeyLayer`] outside the
+//! retries (a key given to each attempt would be given after the policy
+//! decided, and differ between attempts), [`ReplayLayer`] outside the retries
 //! (a request must be cloneable before `tower::retry` clones it),
 //! [`ResumeLayer`] inside them (each attempt, not the request, is resumed:
 //! outside, it compiles and every retry resends a whole append the server
 //! then refuses), [`TrackProgressLayer`] inside both (it counts each attempt,
 //! from the offset a resumed one starts at). `UploadLayer` is that order,
 //! with each part's own settings: [`replay`](UploadLayer::replay),
-//! [`retry`](UploadLayer::retry), [`resume`](UploadLayer::resume).
+//! [`retry`](UploadLayer::retry), [`resume`](UploadLayer::resume),
+//! [`idempotency_keys`](UploadLayer::idempotency_keys).
 //!
 //! The client below it receives `http::Request<ProgressBody<ReplayBody<B>>>`;
 //! hyper-util's `build_http()` and [`ReqwestService`](crate::reqwest) take
@@ -56,6 +61,8 @@ use crate::progress::{TrackProgress, TrackProgressLayer};
 use crate::replay::DEFAULT_MAX_REPLAY_BYTES;
 #[cfg(feature = "resume")]
 use crate::resume::{Resume, ResumeLayer};
+#[cfg(doc)]
+use crate::retry::IdempotencyKeyLayer;
 use crate::retry::RetryPolicy;
 use crate::{Replay, ReplayLayer};
 
@@ -67,6 +74,7 @@ pub struct UploadLayer {
     policy: RetryPolicy,
     #[cfg(feature = "resume")]
     resume: ResumeLayer,
+    keys: bool,
 }
 
 impl Default for UploadLayer {
@@ -86,6 +94,7 @@ impl UploadLayer {
             policy: RetryPolicy::default(),
             #[cfg(feature = "resume")]
             resume: ResumeLayer::new().min_size(u64::MAX),
+            keys: false,
         }
     }
 
@@ -99,6 +108,18 @@ impl UploadLayer {
     /// Which failures are retried, how often, and after what wait.
     pub fn retry(mut self, policy: RetryPolicy) -> UploadLayer {
         self.policy = policy;
+        self
+    }
+
+    /// Whether to give each POST and PATCH without an `Idempotency-Key` a
+    /// new one, the same for all its attempts, so that the policy retries
+    /// it after a dropped connection or a 503 (default: no). Turn it on
+    /// only for servers that honour the key (draft-ietf-httpapi-idempotency-key-header:
+    /// a repeated key is answered from the server's record, not processed
+    /// again); see [`IdempotencyKeyLayer`], the layer this puts outside
+    /// the retries.
+    pub fn idempotency_keys(mut self, add: bool) -> UploadLayer {
+        self.keys = add;
         self
     }
 
@@ -133,15 +154,18 @@ impl<S> Layer<S> for UploadLayer {
         let retry = Retry::new(self.policy.clone(), attempt);
         Upload {
             stack: self.replay.layer(retry),
+            keys: self.keys,
         }
     }
 }
 
-/// The service of [`UploadLayer`]: a client with replay, retries, resumed
-/// uploads and progress.
+/// The service of [`UploadLayer`]: a client with idempotency keys, replay,
+/// retries, resumed uploads and progress.
 #[derive(Debug, Clone)]
 pub struct Upload<S> {
     stack: Stack<S>,
+    /// `IdempotencyKeyLayer`'s work, done here, outside the whole stack.
+    keys: bool,
 }
 
 impl<S, B> Service<Request<B>> for Upload<S>
@@ -156,7 +180,10 @@ where
         self.stack.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if self.keys {
+            crate::retry::add_key(&mut request);
+        }
         self.stack.call(request)
     }
 }

@@ -32,9 +32,12 @@ use tower::util::rng::HasherRng;
 use crate::ReplayBody;
 
 mod classify;
+mod idempotency;
 mod retry_after;
 
 use classify::{is_permanent, unsent};
+pub(crate) use idempotency::add_key;
+pub use idempotency::{IdempotencyKey, IdempotencyKeyLayer, IDEMPOTENCY_KEY};
 use retry_after::retry_after;
 
 /// Retries requests that failed for reasons a retry can fix, when it is
@@ -50,8 +53,9 @@ use retry_after::retry_after;
 ///   or changed file, a length mismatch: see
 ///   [`Error::is_permanent`](crate::Error::is_permanent));
 /// - its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE —
-///   RFC 9110 §9.2.2), or [`retry_non_idempotent`] allows it, or the
-///   attempt provably sent nothing (below);
+///   RFC 9110 §9.2.2), or it carries an `Idempotency-Key` (below), or
+///   [`retry_non_idempotent`] allows it, or the attempt provably sent
+///   nothing (below);
 /// - its body can still be replayed ([`ReplayBody::is_replayable`]);
 /// - the retry budget, if any, has room;
 /// - a `Retry-After` on a 429 or 503 asks for no longer than
@@ -83,6 +87,16 @@ use retry_after::retry_after;
 ///   sent `GOAWAY` with a last stream id below the request's stream
 ///   (RFC 9113 §6.8).
 ///
+/// # Requests with an `Idempotency-Key`
+///
+/// A request of any method that carries an [`IDEMPOTENCY_KEY`] header
+/// (draft-ietf-httpapi-idempotency-key-header) is retried as an idempotent
+/// one is ([`retry_idempotency_key`], on by default): a server that speaks
+/// the draft answers a repeated key from its record instead of processing
+/// the request again. [`IdempotencyKeyLayer`], outside `RetryLayer`, gives
+/// each POST and PATCH a key of its own, the same for all its attempts;
+/// see its docs for when to use it.
+///
 /// With feature `resume`, a request whose upload resource holds part of
 /// its body (see [`resume`](crate::resume)) is retried whatever its method
 /// too: the retry appends at the offset the server reports.
@@ -98,6 +112,8 @@ use retry_after::retry_after;
 ///
 /// [`retry_non_idempotent`]: RetryPolicy::retry_non_idempotent
 /// [`retry_unsent`]: RetryPolicy::retry_unsent
+/// [`retry_idempotency_key`]: RetryPolicy::retry_idempotency_key
+/// [`IDEMPOTENCY_KEY`]: crate::retry::IDEMPOTENCY_KEY
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_attempts: usize,
@@ -108,6 +124,7 @@ pub struct RetryPolicy {
     retry_connection_errors: bool,
     retry_non_idempotent: bool,
     retry_unsent: bool,
+    retry_idempotency_key: bool,
     budget: Option<Arc<TpsBudget>>,
 }
 
@@ -137,6 +154,7 @@ impl Default for RetryPolicy {
             retry_connection_errors: true,
             retry_non_idempotent: false,
             retry_unsent: true,
+            retry_idempotency_key: true,
             budget: None,
         }
     }
@@ -183,8 +201,10 @@ impl RetryPolicy {
     }
 
     /// Whether to retry methods that are not idempotent, such as POST and
-    /// PATCH (default: no). Turn it on only when the server makes repeats
-    /// harmless, for example with an idempotency key.
+    /// PATCH (default: no). Turn it on only when the server makes every
+    /// repeat harmless; for a server that dedupes by key, send an
+    /// `Idempotency-Key` instead
+    /// ([`retry_idempotency_key`](RetryPolicy::retry_idempotency_key)).
     pub fn retry_non_idempotent(mut self, retry: bool) -> RetryPolicy {
         self.retry_non_idempotent = retry;
         self
@@ -202,6 +222,16 @@ impl RetryPolicy {
         self
     }
 
+    /// Whether to retry a request of any method that carries an
+    /// [`IDEMPOTENCY_KEY`] header, as an
+    /// idempotent one (default: yes; see
+    /// [Requests with an `Idempotency-Key`](RetryPolicy#requests-with-an-idempotency-key)).
+    /// Turn it off when keys are sent to a server that does not honour them.
+    pub fn retry_idempotency_key(mut self, retry: bool) -> RetryPolicy {
+        self.retry_idempotency_key = retry;
+        self
+    }
+
     /// Limits retries across every request that shares `budget` (clones of
     /// this policy share it), so that a failing server is not hit by a
     /// storm of retries. Each first attempt deposits, each retry withdraws.
@@ -210,8 +240,18 @@ impl RetryPolicy {
         self
     }
 
-    fn method_allowed(&self, method: &Method) -> bool {
-        self.retry_non_idempotent || is_idempotent(method)
+    /// Why `req` may be sent again whatever its attempt did, if it may:
+    /// its method, its key, or `retry_non_idempotent`.
+    fn method_allowed<B>(&self, req: &Request<B>) -> Option<&'static str> {
+        if is_idempotent(req.method()) {
+            Some("idempotent method")
+        } else if self.retry_idempotency_key && idempotency::has_key(req) {
+            Some("idempotency key")
+        } else if self.retry_non_idempotent {
+            Some("retry_non_idempotent")
+        } else {
+            None
+        }
     }
 
     /// How long to wait before retrying this response, if it is to be
@@ -341,10 +381,17 @@ where
             }
             return None;
         };
+        let safe = self.method_allowed(req).or(if unsent.is_some() {
+            Some("sent nothing")
+        } else if resuming {
+            Some("resumed")
+        } else {
+            None
+        });
         let why_not = if self.attempts >= self.max_attempts {
             Some("max_attempts reached")
-        } else if !(unsent.is_some() || resuming || self.method_allowed(req.method())) {
-            Some("the method is not idempotent and the request may have reached the server")
+        } else if safe.is_none() {
+            Some("the method is not idempotent, the request has no Idempotency-Key, and it may have reached the server")
         } else if !req.body().is_replayable() {
             Some("the body cannot be replayed (past the cap, lost, or its file changed)")
         } else if self
@@ -382,6 +429,7 @@ where
             retry_after = matches!(delay, Wait::RetryAfter(_)),
             replay = if resuming { "resume" } else { req.body().replay_source() },
             budget = self.budget.is_some(),
+            safe,
             "retrying request"
         );
         Some(sleep)
@@ -392,7 +440,9 @@ where
         // method may be retried when its attempt sent nothing, or when it
         // is a resumable upload.
         if self.max_attempts <= 1
-            || !(self.retry_unsent || cfg!(feature = "resume") || self.method_allowed(req.method()))
+            || !(self.retry_unsent
+                || cfg!(feature = "resume")
+                || self.method_allowed(req).is_some())
         {
             return None;
         }

@@ -8,6 +8,8 @@
 mod defaults;
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
+#[cfg(all(feature = "retry", feature = "progress", feature = "reqwest"))]
+mod idempotency;
 #[cfg(all(
     target_os = "linux",
     feature = "serve",
@@ -39,6 +41,8 @@ mod resume;
 mod reverse_proxy;
 #[cfg(all(target_os = "linux", feature = "tokio", not(mmap_body_portable)))]
 mod runtime;
+#[cfg(all(feature = "retry", feature = "progress", feature = "reqwest"))]
+mod send_through;
 #[cfg(feature = "serve")]
 mod serve;
 #[cfg(all(feature = "spill", feature = "retry", unix))]

@@ -121,6 +121,7 @@ async fn a_retried_upload_says_why_each_attempt_was_sent_again() {
     assert_eq!(first.field("uri"), server.uri("/up"));
     assert_eq!(first.field("replay"), "clone");
     assert_eq!(first.field("retry_after"), "false");
+    assert_eq!(first.field("safe"), "idempotent method");
     assert_eq!(
         (
             second.field("attempt"),
@@ -131,6 +132,27 @@ async fn a_retried_upload_says_why_each_attempt_was_sent_again() {
     );
     assert_eq!(second.field("wait_ms"), "0", "Retry-After: 0");
     assert!(recorder.events("not retrying request").is_empty());
+}
+
+#[tokio::test]
+async fn a_post_retried_for_its_idempotency_key_says_so() {
+    let (recorder, _guard) = record();
+    let file = test_file(2 * MIB);
+    let server = Faulty::start([Fault::StatusAfter(503, MIB, Some("0"))]).await;
+    // SAFETY: the test owns the file and nothing changes it.
+    let body = unsafe { MmapBody::open(&file.path) }.unwrap();
+    let req = Request::post(server.uri("/up"))
+        .header(mmap_body::retry::IDEMPOTENCY_KEY, "\"k-1\"")
+        .body(body)
+        .unwrap();
+    let res = send(Proto::H1, TIMEOUT, req).await.expect("the retry");
+    assert_eq!(res.status(), 200);
+    let retries = recorder.events("retrying request");
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!(
+        (retries[0].field("method"), retries[0].field("safe")),
+        ("POST", "idempotency key")
+    );
 }
 
 #[tokio::test]
