@@ -1,136 +1,26 @@
-//! [`ResumeLayer`] / [`Resume`]: the client side. Each attempt of a request
-//! (the first, and every retry `tower::retry` sends) goes through
-//! [`Resume::call`], which creates the upload resource on the first
-//! attempt, and on a retry asks it how much arrived and sends only the rest.
+//! One attempt of a request: the upload resource created on the first,
+//! its offset asked on a retry, and the rest of the body appended.
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use tower_layer::Layer;
 use tower_service::Service;
 
-use super::fields::{
+use super::super::fields::{
     accepts_partial_upload, boolean, integer, sf_bool, sf_int, Limits, INTEROP_VERSION,
     PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
 };
-use super::session::{Session, Stage};
-use super::ResumeBody;
+use super::super::session::{Session, Stage};
+use super::super::ResumeBody;
+use super::dialect::{content_header, control, protocol_error};
+use super::origin::resolve;
+use super::Resumed;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::ReplayBody;
-
-/// Bodies smaller than this are sent plainly by default: two extra round
-/// trips would cost more than resending them.
-const DEFAULT_MIN_SIZE: u64 = 1024 * 1024;
-
-/// A layer that sends uploads resumably (draft-ietf-httpbis-resumable-upload,
-/// see the [module docs](super)). Give it to
-/// [`UploadLayer::resume`](crate::UploadLayer::resume), which stacks it
-/// where it works; by hand it goes inside `RetryLayer`: `ReplayLayer` →
-/// `RetryLayer(RetryPolicy)` → `ResumeLayer` → client. (Outside the
-/// retries it compiles, and every retry resends an append the server
-/// refuses.)
-#[derive(Debug, Clone, Copy)]
-pub struct ResumeLayer {
-    min_size: u64,
-}
-
-impl Default for ResumeLayer {
-    fn default() -> ResumeLayer {
-        ResumeLayer::new()
-    }
-}
-
-impl ResumeLayer {
-    /// Resumes uploads of 1 MiB and more.
-    pub fn new() -> ResumeLayer {
-        ResumeLayer {
-            min_size: DEFAULT_MIN_SIZE,
-        }
-    }
-
-    /// Bodies shorter than `bytes` are sent as plain requests.
-    pub fn min_size(mut self, bytes: u64) -> ResumeLayer {
-        self.min_size = bytes;
-        self
-    }
-}
-
-impl<S> Layer<S> for ResumeLayer {
-    type Service = Resume<S>;
-
-    fn layer(&self, inner: S) -> Resume<S> {
-        Resume {
-            inner,
-            min_size: self.min_size,
-        }
-    }
-}
-
-/// The service of [`ResumeLayer`].
-#[derive(Debug, Clone)]
-pub struct Resume<S> {
-    inner: S,
-    min_size: u64,
-}
-
-impl<S> Resume<S> {
-    /// The service inside.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The service inside.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-/// What a response of a resumed upload carries in its extensions: where
-/// the upload resource is, and the offset each append started at (`[0]`
-/// when nothing was resumed; `[0, 734003200]` when the second attempt found
-/// 700 MiB on the server).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resumed {
-    /// The upload resource.
-    pub location: Uri,
-    /// The first byte of each append, in order.
-    pub appends: Vec<u64>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, ResB> Service<Request<ReplayBody<B>>> for Resume<S>
-where
-    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResB: Body + Send + 'static,
-{
-    type Response = Response<ResB>;
-    type Error = BoxError;
-    type Future = BoxFuture<Result<Response<ResB>, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
-        // The ready service goes into the future; a clone stays (tower's
-        // rule for services that are called from a future).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let min_size = self.min_size;
-        Box::pin(attempt(inner, req, min_size))
-    }
-}
 
 /// Sends `req` on `inner`, waiting for it to be ready.
 async fn send<S, B, ResB>(
@@ -173,81 +63,7 @@ fn eligible<B>(req: &Request<ReplayBody<B>>, len: Option<u64>, min_size: u64) ->
         && !req.headers().contains_key(UPLOAD_OFFSET)
 }
 
-/// Headers of the original request that describe its content, not the
-/// request: a control request or an append does not repeat them.
-fn content_header(name: &header::HeaderName) -> bool {
-    [
-        header::CONTENT_LENGTH,
-        header::CONTENT_TYPE,
-        header::CONTENT_ENCODING,
-        header::CONTENT_LANGUAGE,
-        header::CONTENT_LOCATION,
-        header::CONTENT_RANGE,
-        header::TRANSFER_ENCODING,
-        header::EXPECT,
-        header::HeaderName::from_static("content-disposition"),
-        header::HeaderName::from_static("content-digest"),
-        header::HeaderName::from_static("repr-digest"),
-        UPLOAD_LENGTH,
-        UPLOAD_DRAFT_INTEROP_VERSION,
-    ]
-    .contains(name)
-}
-
-/// A request on the body's behalf: `method` to `uri`, with the original's
-/// other headers (authorization, cookies...) and the interop version.
-fn control<B>(
-    original: &Request<ReplayBody<B>>,
-    method: Method,
-    uri: Uri,
-) -> Request<ReplayBody<B>> {
-    let mut req = Request::new(original.body().empty_sibling());
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = original.version();
-    *req.headers_mut() = forwarded(original.headers());
-    req.headers_mut().insert(
-        UPLOAD_DRAFT_INTEROP_VERSION,
-        HeaderValue::from_static(INTEROP_VERSION),
-    );
-    req
-}
-
-fn forwarded(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        if !content_header(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
-/// `location` resolved against the request's URI (RFC 9110 §10.2.2 allows
-/// a relative reference).
-fn resolve(base: &Uri, location: &HeaderValue) -> Result<Uri, BoxError> {
-    let text = location.to_str()?;
-    let uri: Uri = text.parse()?;
-    if uri.scheme().is_some() {
-        return Ok(uri);
-    }
-    let path = if text.starts_with('/') {
-        text.to_owned()
-    } else {
-        let base_path = base.path();
-        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{dir}{text}")
-    };
-    let mut parts = base.clone().into_parts();
-    parts.path_and_query = Some(path.parse()?);
-    Ok(Uri::from_parts(parts)?)
-}
-
-fn protocol_error(what: impl Into<String>) -> BoxError {
-    Box::new(Error::new(ErrorKind::Io, what))
-}
-
-async fn attempt<S, B, ResB>(
+pub(super) async fn attempt<S, B, ResB>(
     mut inner: S,
     req: Request<ReplayBody<B>>,
     min_size: u64,

@@ -1,0 +1,102 @@
+//! An append: a request's content streamed into the store as it arrives,
+//! in batches written on the blocking pool (the runtime's worker never
+//! waits for the disk).
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::store::{Store, Upload};
+use super::Uploads;
+use crate::error::BoxError;
+
+/// Bytes gathered from the request before one write to the file.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Why an append stopped.
+pub(super) enum Stopped {
+    /// The request's body failed (the client went away).
+    Interrupted,
+    /// A newer request to the same upload took over.
+    Superseded,
+    /// Past the upload's length or the size limit.
+    TooLong,
+    /// Writing the file failed.
+    Io(io::Error),
+}
+
+impl Uploads {
+    /// Appends the body at the upload's offset as it arrives. Each write
+    /// happens only while this request is still the upload's newest and
+    /// within its length and size limit (see [`Store::write`]).
+    pub(super) async fn append<B>(
+        &self,
+        upload: &Arc<Upload>,
+        generation: u64,
+        body: B,
+    ) -> Result<(), Stopped>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0;
+        loop {
+            let frame = body.frame().await;
+            let ended = match frame {
+                None => true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.inner
+                            .received
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        batched += data.len();
+                        batch.push(data);
+                    }
+                    false
+                }
+                Some(Err(_)) => {
+                    // Keep what arrived, then stop.
+                    self.write(upload, generation, std::mem::take(&mut batch))
+                        .await?;
+                    return Err(Stopped::Interrupted);
+                }
+            };
+            if batched >= WRITE_BATCH || (ended && !batch.is_empty()) {
+                self.write(upload, generation, std::mem::take(&mut batch))
+                    .await?;
+                batched = 0;
+            }
+            if ended {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        upload: &Arc<Upload>,
+        generation: u64,
+        batch: Vec<Bytes>,
+    ) -> Result<(), Stopped> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let upload = Arc::clone(upload);
+        let max_size = self.inner.limits.max_size;
+        let write = move || Store::write(&upload, generation, &batch, max_size);
+        // Off the runtime's workers when there is a runtime to ask.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn_blocking(write)
+                .await
+                .unwrap_or_else(|err| Err(Stopped::Io(io::Error::other(err)))),
+            Err(_) => write(),
+        }
+    }
+}

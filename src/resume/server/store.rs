@@ -1,0 +1,158 @@
+//! The store: the uploads of one [`Uploads`](super::Uploads), by id, and
+//! their files in its directory, which only [`Store::write`] appends to.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Uri};
+
+use super::append::Stopped;
+use super::Completed;
+use crate::sync::lock;
+
+/// The uploads of one server and the directory of their files.
+#[derive(Debug)]
+pub(super) struct Store {
+    dir: PathBuf,
+    uploads: Mutex<HashMap<String, Arc<Upload>>>,
+    next: AtomicU64,
+    keys: RandomState,
+}
+
+/// One upload resource.
+#[derive(Debug)]
+pub(super) struct Upload {
+    pub(super) path: PathBuf,
+    pub(super) location: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    pub(super) created: Instant,
+    pub(super) state: Mutex<UploadState>,
+}
+
+/// What changes as an upload's requests arrive.
+#[derive(Debug)]
+pub(super) struct UploadState {
+    file: File,
+    pub(super) offset: u64,
+    pub(super) length: Option<u64>,
+    pub(super) complete: bool,
+    /// Bumped by every request to the upload: an append that is no longer
+    /// the newest stops (the draft's §4.6, "terminate the previous request").
+    pub(super) generation: u64,
+}
+
+impl Store {
+    pub(super) fn new(dir: PathBuf) -> Store {
+        Store {
+            dir,
+            uploads: Mutex::default(),
+            next: AtomicU64::new(1),
+            keys: RandomState::new(),
+        }
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new upload resource at `{prefix}{id}` for the creation `req`, its
+    /// file made empty in the directory.
+    pub(super) fn create<B>(&self, prefix: &str, req: &Request<B>) -> io::Result<Arc<Upload>> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut hasher = self.keys.build_hasher();
+        hasher.write_u64(n);
+        let id = format!("{:016x}{n:x}", hasher.finish());
+        let path = self.dir.join(format!("{id}.part"));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let upload = Arc::new(Upload {
+            path,
+            location: format!("{prefix}{id}"),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            created: Instant::now(),
+            state: Mutex::new(UploadState {
+                file,
+                offset: 0,
+                length: None,
+                complete: false,
+                generation: 0,
+            }),
+        });
+        lock(&self.uploads).insert(id, Arc::clone(&upload));
+        Ok(upload)
+    }
+
+    /// The upload `id`, expired or not.
+    pub(super) fn get(&self, id: &str) -> Option<Arc<Upload>> {
+        lock(&self.uploads).get(id).cloned()
+    }
+
+    /// Forgets the upload `id`: any append to it stops, and its file is
+    /// removed unless the upload completed (then it is the application's).
+    pub(super) fn forget(&self, id: &str, upload: &Upload) {
+        lock(&self.uploads).remove(id);
+        let mut state = lock(&upload.state);
+        state.generation += 1;
+        if !state.complete {
+            let _ = std::fs::remove_file(&upload.path);
+        }
+    }
+
+    /// Writes `batch` at the upload's offset, if the append of `generation`
+    /// is still the upload's newest and the bytes stay within its length
+    /// and `max_size`, under the upload's lock, so that the offset an
+    /// answer reports is what is on disk. Blocking.
+    pub(super) fn write(
+        upload: &Upload,
+        generation: u64,
+        batch: &[Bytes],
+        max_size: Option<u64>,
+    ) -> Result<(), Stopped> {
+        let mut state = lock(&upload.state);
+        if state.generation != generation {
+            return Err(Stopped::Superseded);
+        }
+        let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
+        let end = state.offset + len;
+        if state.length.is_some_and(|l| end > l) || max_size.is_some_and(|m| end > m) {
+            return Err(Stopped::TooLong);
+        }
+        let at = state.offset;
+        let file = &mut state.file;
+        file.seek(SeekFrom::Start(at)).map_err(Stopped::Io)?;
+        for data in batch {
+            file.write_all(data).map_err(Stopped::Io)?;
+        }
+        state.offset = end;
+        Ok(())
+    }
+}
+
+impl Upload {
+    /// The upload as the application gets it, `len` bytes long.
+    pub(super) fn completed(&self, len: u64) -> Completed {
+        Completed {
+            path: self.path.clone(),
+            len,
+            location: self.location.clone(),
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
