@@ -58,7 +58,12 @@
 //! - Two round trips more than a plain upload (`OPTIONS`, creation), which
 //!   is why small bodies are sent plainly.
 //! - The upload resource is told the original request's headers
-//!   (authorization, cookies), except those that describe its content.
+//!   (authorization, cookies), except those that describe its content. The
+//!   server names it, so it must be on the request's origin (scheme, host
+//!   and port): one elsewhere fails the request with
+//!   [`ErrorKind::Protocol`](crate::ErrorKind::Protocol), nothing sent
+//!   there. [`ResumeLayer::allow_cross_origin`] follows it, without
+//!   `Authorization`, `Cookie` and `Proxy-Authorization`.
 //! - A completed upload whose answer was lost is found complete by the
 //!   next attempt's `HEAD`, whose `204` is then the caller's answer: the
 //!   draft has no way to fetch the lost answer.

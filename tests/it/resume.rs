@@ -37,6 +37,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fault_matrix::{Proto, GIB, MIB};
 
+mod hostile;
+
 /// No upload of this module takes longer, all attempts together.
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -17,8 +17,8 @@ use super::super::fields::{
 use super::super::session::{Session, Stage};
 use super::super::ResumeBody;
 use super::dialect::{content_header, control, protocol_error};
-use super::origin::resolve;
-use super::Resumed;
+use super::origin::{strip_credentials, upload_resource};
+use super::{ResumeLayer, Resumed};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::ReplayBody;
 
@@ -66,7 +66,7 @@ fn eligible<B>(req: &Request<ReplayBody<B>>, len: Option<u64>, min_size: u64) ->
 pub(super) async fn attempt<S, B, ResB>(
     mut inner: S,
     req: Request<ReplayBody<B>>,
-    min_size: u64,
+    settings: ResumeLayer,
 ) -> Result<Response<ResB>, BoxError>
 where
     S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
@@ -76,7 +76,7 @@ where
     ResB: Body,
 {
     let len = req.body().size_hint().exact();
-    if !eligible(&req, len, min_size) {
+    if !eligible(&req, len, settings.min_size) {
         return send(&mut inner, req).await;
     }
     let len = len.unwrap_or_default();
@@ -86,7 +86,7 @@ where
     loop {
         let (location, offset) = match session.stage() {
             Stage::Plain => return send(&mut inner, req).await,
-            Stage::New | Stage::Done => match create(&mut inner, &req, len).await? {
+            Stage::New | Stage::Done => match create(&mut inner, &req, len, settings).await? {
                 Created::Location(location) => {
                     session.set(Stage::Created(location.clone()));
                     (location, 0)
@@ -104,7 +104,7 @@ where
                 }
             },
             Stage::Created(location) => {
-                let head = control(&req, Method::HEAD, location.clone());
+                let head = to_upload(&req, Method::HEAD, &location);
                 let res = send(&mut inner, head).await?;
                 match res.status() {
                     status if status.is_success() => {}
@@ -150,7 +150,7 @@ where
             "appending to the upload resource"
         );
         let body = req.body().resume_from(offset)?;
-        let mut patch = control(&req, Method::PATCH, location.clone());
+        let mut patch = to_upload(&req, Method::PATCH, &location);
         *patch.extensions_mut() = req.extensions().clone();
         let headers = patch.headers_mut();
         headers.insert(UPLOAD_OFFSET, sf_int(offset));
@@ -179,6 +179,19 @@ where
     }
 }
 
+/// A request to the upload resource: the original's headers, without its
+/// credentials when the resource is on another origin (which only
+/// [`ResumeLayer::allow_cross_origin`] lets it be).
+fn to_upload<B>(
+    req: &Request<ReplayBody<B>>,
+    method: Method,
+    location: &Uri,
+) -> Request<ReplayBody<B>> {
+    let mut to = control(req, method, location.clone());
+    strip_credentials(req.uri(), location, to.headers_mut());
+    to
+}
+
 /// What creating the upload resource gave.
 enum Created<ResB> {
     Location(Uri),
@@ -197,6 +210,7 @@ async fn create<S, B, ResB>(
     inner: &mut S,
     req: &Request<ReplayBody<B>>,
     len: u64,
+    settings: ResumeLayer,
 ) -> Result<Created<ResB>, BoxError>
 where
     S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
@@ -239,7 +253,7 @@ where
         return Ok(Created::Refused(res));
     }
     let location = match res.headers().get(header::LOCATION) {
-        Some(location) => resolve(req.uri(), location)?,
+        Some(location) => upload_resource(req.uri(), location, settings.cross_origin)?,
         None => return Err(protocol_error("the upload was created without a Location")),
     };
     drain(res).await;

@@ -59,5 +59,5 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
 }
 
 pub(super) fn protocol_error(what: impl Into<String>) -> BoxError {
-    Box::new(Error::new(ErrorKind::Io, what))
+    Box::new(Error::new(ErrorKind::Protocol, what))
 }

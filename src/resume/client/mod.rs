@@ -38,9 +38,21 @@ const DEFAULT_MIN_SIZE: u64 = 1024 * 1024;
 /// `RetryLayer(RetryPolicy)` → `ResumeLayer` → client. (Outside the
 /// retries it compiles, and every retry resends an append the server
 /// refuses.)
+///
+/// # Hazards
+///
+/// - The upload resource gets the original request's headers
+///   (`Authorization`, cookies...) with every offset query and append: a
+///   server names it in its answer to the creation, so by default it must
+///   be on the request's origin (scheme, host and port), and an upload
+///   resource elsewhere fails the request with
+///   [`ErrorKind::Protocol`](crate::ErrorKind::Protocol), nothing sent
+///   there. [`allow_cross_origin`](ResumeLayer::allow_cross_origin) lets
+///   the body go where the server says, without the credentials.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeLayer {
     min_size: u64,
+    cross_origin: bool,
 }
 
 impl Default for ResumeLayer {
@@ -54,12 +66,27 @@ impl ResumeLayer {
     pub fn new() -> ResumeLayer {
         ResumeLayer {
             min_size: DEFAULT_MIN_SIZE,
+            cross_origin: false,
         }
     }
 
     /// Bodies shorter than `bytes` are sent as plain requests.
     pub fn min_size(mut self, bytes: u64) -> ResumeLayer {
         self.min_size = bytes;
+        self
+    }
+
+    /// Whether to follow an upload resource on another origin than the
+    /// request's (another scheme, host or port), off by default.
+    ///
+    /// On, the body goes where the server's `Location` says (a storage
+    /// host of the same service, say), and the requests to it carry the
+    /// original request's headers except `Authorization`, `Cookie` and
+    /// `Proxy-Authorization` (as curl drops them on a redirect to another
+    /// host). Whoever answers the creation then chooses where the body
+    /// goes: turn it on only for servers trusted with that choice.
+    pub fn allow_cross_origin(mut self, allow: bool) -> ResumeLayer {
+        self.cross_origin = allow;
         self
     }
 }
@@ -70,7 +97,7 @@ impl<S> Layer<S> for ResumeLayer {
     fn layer(&self, inner: S) -> Resume<S> {
         Resume {
             inner,
-            min_size: self.min_size,
+            settings: *self,
         }
     }
 }
@@ -79,7 +106,7 @@ impl<S> Layer<S> for ResumeLayer {
 #[derive(Debug, Clone)]
 pub struct Resume<S> {
     inner: S,
-    min_size: u64,
+    settings: ResumeLayer,
 }
 
 impl<S> Resume<S> {
@@ -130,7 +157,6 @@ where
         // rule for services that are called from a future).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let min_size = self.min_size;
-        Box::pin(attempt(inner, req, min_size))
+        Box::pin(attempt(inner, req, self.settings))
     }
 }
