@@ -49,7 +49,9 @@
 //! retried this way, since an append at a stated offset cannot apply
 //! twice. An upload resource that is gone (`404`, `410`) is created again
 //! and the body sent whole. An offset past the body is an error, never
-//! appended to. A changed file is never resumed (`Modified`, as for any
+//! appended to, and an answer that calls the upload complete at an offset
+//! short of the body is an error ([`ErrorKind::Protocol`](crate::ErrorKind::Protocol)),
+//! never a success. A changed file is never resumed (`Modified`, as for any
 //! replay). The final response carries [`Resumed`] in its extensions:
 //! where the upload resource is and the offset of each append.
 //!

@@ -118,7 +118,9 @@ where
                     _ => return Ok(res),
                 }
                 if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
-                    // Complete, but its answer was lost: this is all there is.
+                    // Complete, but its answer was lost: this is all there
+                    // is, if all of the body is there.
+                    check_complete(res.headers(), len, "offset query")?;
                     session.set(Stage::Done);
                     return Ok(res);
                 }
@@ -169,6 +171,9 @@ where
             continue;
         }
         if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
+            if res.headers().contains_key(UPLOAD_OFFSET) {
+                check_complete(res.headers(), len, "append")?;
+            }
             session.set(Stage::Done);
             res.extensions_mut().insert(Resumed {
                 location,
@@ -190,6 +195,22 @@ fn to_upload<B>(
     let mut to = control(req, method, location.clone());
     strip_credentials(req.uri(), location, to.headers_mut());
     to
+}
+
+/// An answer that says the upload is complete must say so of all of the
+/// body: `Upload-Offset` equal to its length. A server that stored less
+/// and says it is done (a 2 MiB body "complete" at 256 KiB) is an error,
+/// never the caller's success.
+fn check_complete(headers: &http::HeaderMap, len: u64, what: &str) -> Result<(), BoxError> {
+    match integer(headers, &UPLOAD_OFFSET) {
+        Some(offset) if offset == len => Ok(()),
+        Some(offset) => Err(protocol_error(format!(
+            "the server's answer to the {what} says the upload is complete at {offset} bytes              of a {len}-byte body: not all of it was stored"
+        ))),
+        None => Err(protocol_error(format!(
+            "the server's answer to the {what} says the upload is complete without a valid              Upload-Offset: whether all of the body was stored is unknown"
+        ))),
+    }
 }
 
 /// What creating the upload resource gave.

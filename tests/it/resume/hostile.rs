@@ -205,3 +205,37 @@ async fn allow_cross_origin_follows_without_credentials() {
     }
     assert_eq!(patch.headers["x-request-id"], "7");
 }
+
+/// Hostile 2: `Upload-Complete: ?1` at 256 KiB of a 2 MiB body, in the
+/// append's answer and in an offset query's, is an error, not a success.
+#[tokio::test]
+async fn a_completion_short_of_the_body_is_an_error() {
+    let short = || {
+        [
+            ("upload-complete", "?1".to_owned()),
+            ("upload-offset", "262144".into()),
+        ]
+    };
+    let (liar, _) = scripted("127.0.0.1", move |hit| {
+        resumable(hit, "/u/1").unwrap_or_else(|| reply(204, &short()))
+    })
+    .await;
+    let (err, kind) = post_2_mib(liar, ResumeLayer::new())
+        .await
+        .expect_err("a short completion is not a success");
+    assert_eq!(kind, Some(ErrorKind::Protocol), "{err}");
+    assert!(err.contains("262144"), "{err}");
+    // The append answered 503; the offset query then claims completion.
+    let (liar, seen) = scripted("127.0.0.1", move |hit| {
+        resumable(hit, "/u/1").unwrap_or_else(|| match hit.method {
+            Method::PATCH => reply(503, &[]),
+            _ => reply(204, &short()),
+        })
+    })
+    .await;
+    let (err, kind) = post_2_mib(liar, ResumeLayer::new())
+        .await
+        .expect_err("a short completion is not a success");
+    assert_eq!(kind, Some(ErrorKind::Protocol), "{err}");
+    assert_eq!(seen.lock().unwrap().last().unwrap().method, Method::HEAD);
+}
