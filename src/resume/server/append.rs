@@ -1,7 +1,9 @@
 //! An append: a request's content streamed into the store as it arrives,
 //! in batches written on the blocking pool (the runtime's worker never
-//! waits for the disk).
+//! waits for the disk), through a descriptor of its own that it closes
+//! when it ends.
 
+use std::fs::File;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +46,9 @@ impl Uploads {
         B::Error: Into<BoxError>,
     {
         let mut body = std::pin::pin!(body);
+        // This append's descriptor, opened at its first write, closed when
+        // it returns.
+        let mut file = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0;
         loop {
@@ -62,13 +67,13 @@ impl Uploads {
                 }
                 Some(Err(_)) => {
                     // Keep what arrived, then stop.
-                    self.write(upload, generation, std::mem::take(&mut batch))
+                    self.write(upload, generation, std::mem::take(&mut batch), &mut file)
                         .await?;
                     return Err(Stopped::Interrupted);
                 }
             };
             if batched >= WRITE_BATCH || (ended && !batch.is_empty()) {
-                self.write(upload, generation, std::mem::take(&mut batch))
+                self.write(upload, generation, std::mem::take(&mut batch), &mut file)
                     .await?;
                 batched = 0;
             }
@@ -83,20 +88,27 @@ impl Uploads {
         upload: &Arc<Upload>,
         generation: u64,
         batch: Vec<Bytes>,
+        file: &mut Option<File>,
     ) -> Result<(), Stopped> {
         if batch.is_empty() {
             return Ok(());
         }
         let upload = Arc::clone(upload);
         let max_size = self.inner.limits.max_size;
-        let write = move || Store::write(&upload, generation, &batch, max_size);
+        let mut open = file.take();
+        let write = move || {
+            let written = Store::write(&upload, generation, &batch, max_size, &mut open);
+            (open, written)
+        };
         // Off the runtime's workers when there is a runtime to ask.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime
-                .spawn_blocking(write)
-                .await
-                .unwrap_or_else(|err| Err(Stopped::Io(io::Error::other(err)))),
+        let (open, written) = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => match runtime.spawn_blocking(write).await {
+                Ok(done) => done,
+                Err(err) => (None, Err(Stopped::Io(io::Error::other(err)))),
+            },
             Err(_) => write(),
-        }
+        };
+        *file = open;
+        written
     }
 }

@@ -64,6 +64,8 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 ///   (their clients then start again from byte 0) and leaves their files.
 /// - `max_size` bounds one upload, not the directory: a server limits how
 ///   many uploads it accepts.
+/// - Each append that runs holds a file descriptor, closed when it ends;
+///   an upload between its requests holds none.
 #[derive(Debug, Clone)]
 pub struct Uploads {
     inner: Arc<Inner>,

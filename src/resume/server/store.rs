@@ -1,5 +1,8 @@
 //! The store: the uploads of one [`Uploads`](super::Uploads), by id, and
 //! their files in its directory, which only [`Store::write`] appends to.
+//! No descriptor is kept for an upload: an append opens its file and
+//! closes it when it ends, so descriptors are bounded by the appends
+//! running, not by the uploads a day of clients left behind.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -42,7 +45,6 @@ pub(super) struct Upload {
 /// What changes as an upload's requests arrive.
 #[derive(Debug)]
 pub(super) struct UploadState {
-    file: File,
     pub(super) offset: u64,
     pub(super) length: Option<u64>,
     pub(super) complete: bool,
@@ -73,11 +75,8 @@ impl Store {
         hasher.write_u64(n);
         let id = format!("{:016x}{n:x}", hasher.finish());
         let path = self.dir.join(format!("{id}.part"));
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        // Made here, written by the appends, each with a descriptor of its own.
+        File::options().write(true).create_new(true).open(&path)?;
         let upload = Arc::new(Upload {
             path,
             location: format!("{prefix}{id}"),
@@ -86,7 +85,6 @@ impl Store {
             headers: req.headers().clone(),
             created: Instant::now(),
             state: Mutex::new(UploadState {
-                file,
                 offset: 0,
                 length: None,
                 complete: false,
@@ -116,12 +114,14 @@ impl Store {
     /// Writes `batch` at the upload's offset, if the append of `generation`
     /// is still the upload's newest and the bytes stay within its length
     /// and `max_size`, under the upload's lock, so that the offset an
-    /// answer reports is what is on disk. Blocking.
+    /// answer reports is what is on disk. `file` is the append's own
+    /// descriptor, opened at its first write. Blocking.
     pub(super) fn write(
         upload: &Upload,
         generation: u64,
         batch: &[Bytes],
         max_size: Option<u64>,
+        file: &mut Option<File>,
     ) -> Result<(), Stopped> {
         let mut state = lock(&upload.state);
         if state.generation != generation {
@@ -133,7 +133,15 @@ impl Store {
             return Err(Stopped::TooLong);
         }
         let at = state.offset;
-        let file = &mut state.file;
+        let file = match file {
+            Some(file) => file,
+            None => file.insert(
+                File::options()
+                    .write(true)
+                    .open(&upload.path)
+                    .map_err(Stopped::Io)?,
+            ),
+        };
         file.seek(SeekFrom::Start(at)).map_err(Stopped::Io)?;
         for data in batch {
             file.write_all(data).map_err(Stopped::Io)?;

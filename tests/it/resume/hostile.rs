@@ -239,3 +239,64 @@ async fn a_completion_short_of_the_body_is_an_error() {
     assert_eq!(kind, Some(ErrorKind::Protocol), "{err}");
     assert_eq!(seen.lock().unwrap().last().unwrap().method, Method::HEAD);
 }
+
+/// Descriptors open on files under `dir`.
+fn open_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Sends `req` with a plain hyper client: status, headers, body.
+async fn exchange<B>(req: Request<B>) -> (http::response::Parts, Bytes)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let res = client::<B>(false).request(req).await.expect("an answer");
+    let (parts, body) = res.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// Creates an upload of `len` bytes with `content` in the creation; its
+/// location.
+async fn create(server: &Server, len: Option<u64>, content: &'static [u8]) -> String {
+    let mut req =
+        Request::post(format!("http://{}/files", server.addr)).header("upload-complete", "?0");
+    if let Some(len) = len {
+        req = req.header("upload-length", len);
+    }
+    let (parts, _) = exchange(req.body(Full::new(Bytes::from_static(content))).unwrap()).await;
+    assert_eq!(parts.status, StatusCode::CREATED);
+    parts.headers["location"].to_str().unwrap().to_owned()
+}
+
+fn append<B>(server: &Server, location: &str, offset: u64, complete: bool, body: B) -> Request<B> {
+    Request::patch(format!("http://{}{location}", server.addr))
+        .header("upload-offset", offset)
+        .header("upload-complete", if complete { "?1" } else { "?0" })
+        .header("content-type", "application/partial-upload")
+        .body(body)
+        .unwrap()
+}
+
+/// Hostile 3: 300 uploads, 100 completed and 200 abandoned, hold no
+/// descriptor once their requests are answered.
+#[tokio::test]
+async fn uploads_hold_no_descriptor_between_requests() {
+    let (server, ctx) = server(true, None).await;
+    let dir = server._dir.path().to_owned();
+    for i in 0..300 {
+        let location = create(&server, Some(8), b"0123").await;
+        if i % 3 == 0 {
+            let body = Full::new(Bytes::from_static(b"4567"));
+            let (parts, _) = exchange(append(&server, &location, 4, true, body)).await;
+            assert_eq!(parts.status, StatusCode::OK);
+        }
+    }
+    assert_eq!(ctx.completed.load(Ordering::SeqCst), 100);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 300);
+    assert_eq!(open_under(&dir), 0, "descriptors left open in the store");
+}
