@@ -25,6 +25,8 @@ pub(super) enum Stopped {
     Interrupted,
     /// A newer request to the same upload took over.
     Superseded,
+    /// The upload was cancelled or expired.
+    Gone,
     /// Past the upload's length or the size limit.
     TooLong,
     /// Writing the file failed.

@@ -2,6 +2,7 @@
 //! query, append and cancellation on an upload resource.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -32,6 +33,7 @@ impl Uploads {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        self.sweep_some().await;
         let Some(complete) = boolean(req.headers(), &UPLOAD_COMPLETE) else {
             return respond(bad_request("Upload-Complete must be ?0 or ?1"));
         };
@@ -43,10 +45,15 @@ impl Uploads {
         if self.too_large(length.or(content), content) {
             return respond(self.too_large_answer());
         }
-        let upload = match self.inner.store.create(&self.inner.prefix, &req) {
-            Ok(upload) => upload,
-            Err(err) => return respond(server_error(&err)),
-        };
+        let upload =
+            match self
+                .inner
+                .store
+                .create(&self.inner.prefix, &req, self.inner.limits.max_age)
+            {
+                Ok(upload) => upload,
+                Err(err) => return respond(server_error(&err)),
+            };
         let generation = {
             let mut state = lock(&upload.state);
             state.length = length;
@@ -81,6 +88,7 @@ impl Uploads {
         if req.method() == Method::OPTIONS {
             return respond(self.options());
         }
+        self.sweep_some().await;
         let Some(upload) = self.find(id) else {
             return respond(answer(StatusCode::NOT_FOUND, Bytes::from("no such upload")));
         };
@@ -207,6 +215,9 @@ impl Uploads {
         }
         state.complete = true;
         state.length = Some(state.offset);
+        // The application has `max-age` from now to move the file away.
+        let max_age = self.inner.limits.max_age;
+        state.deadline = max_age.and_then(|age| Instant::now().checked_add(age));
         Handled::Complete(upload.completed(state.offset))
     }
 
@@ -239,6 +250,10 @@ impl Uploads {
             Stopped::Superseded => answer(
                 StatusCode::CONFLICT,
                 Bytes::from("a newer request to this upload took over"),
+            ),
+            Stopped::Gone => answer(
+                StatusCode::NOT_FOUND,
+                Bytes::from("the upload was cancelled or expired"),
             ),
             Stopped::TooLong => {
                 // Past its length: the upload cannot be completed.

@@ -62,6 +62,10 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 ///   client in this crate).
 /// - Uploads are kept in this process's memory: a restart forgets them
 ///   (their clients then start again from byte 0) and leaves their files.
+/// - Expired uploads are removed a few at each request, and all at once by
+///   [`sweep_expired`](Uploads::sweep_expired), which a server that may go
+///   quiet calls on a timer; a completed upload's file goes too, `max-age`
+///   after the completion.
 /// - `max_size` bounds one upload, not the directory: a server limits how
 ///   many uploads it accepts.
 /// - Each append that runs holds a file descriptor, closed when it ends;
@@ -102,8 +106,10 @@ pub struct Completed {
 }
 
 impl Completed {
-    /// The file that holds the representation (in the store's directory;
-    /// move it elsewhere to keep it).
+    /// The file that holds the representation, in the store's directory
+    /// until the upload expires (`max-age` after its completion), when the
+    /// store removes it: move it elsewhere (a rename on the same file
+    /// system) to keep it.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -5,14 +5,14 @@
 //! running, not by the uploads a day of clients left behind.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
@@ -25,20 +25,32 @@ use crate::sync::lock;
 #[derive(Debug)]
 pub(super) struct Store {
     dir: PathBuf,
-    uploads: Mutex<HashMap<String, Arc<Upload>>>,
+    index: Mutex<Index>,
     next: AtomicU64,
     keys: RandomState,
+}
+
+/// The uploads by id, and in the order they expire.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    pub(super) by_id: HashMap<String, Arc<Upload>>,
+    /// Each upload with a deadline once, under the deadline it had when it
+    /// was put here (and its number, to tell uploads apart): a sweep takes
+    /// the first ones and finds the upload's present deadline in its state.
+    pub(super) by_deadline: BTreeMap<(Instant, u64), String>,
 }
 
 /// One upload resource.
 #[derive(Debug)]
 pub(super) struct Upload {
+    pub(super) id: String,
+    /// Its number, unique in the store.
+    pub(super) n: u64,
     pub(super) path: PathBuf,
     pub(super) location: String,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    pub(super) created: Instant,
     pub(super) state: Mutex<UploadState>,
 }
 
@@ -51,13 +63,19 @@ pub(super) struct UploadState {
     /// Bumped by every request to the upload: an append that is no longer
     /// the newest stops (the draft's §4.6, "terminate the previous request").
     pub(super) generation: u64,
+    /// When it expires (`max-age` after its creation, and again after its
+    /// completion), `None` for never.
+    pub(super) deadline: Option<Instant>,
+    /// Expired or cancelled: forgotten by the store, nothing more is
+    /// written or completed.
+    pub(super) gone: bool,
 }
 
 impl Store {
     pub(super) fn new(dir: PathBuf) -> Store {
         Store {
             dir,
-            uploads: Mutex::default(),
+            index: Mutex::default(),
             next: AtomicU64::new(1),
             keys: RandomState::new(),
         }
@@ -67,9 +85,19 @@ impl Store {
         &self.dir
     }
 
+    pub(super) fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
     /// A new upload resource at `{prefix}{id}` for the creation `req`, its
-    /// file made empty in the directory.
-    pub(super) fn create<B>(&self, prefix: &str, req: &Request<B>) -> io::Result<Arc<Upload>> {
+    /// file made empty in the directory, living `max_age` (`None`: until
+    /// it is cancelled).
+    pub(super) fn create<B>(
+        &self,
+        prefix: &str,
+        req: &Request<B>,
+        max_age: Option<Duration>,
+    ) -> io::Result<Arc<Upload>> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut hasher = self.keys.build_hasher();
         hasher.write_u64(n);
@@ -77,35 +105,53 @@ impl Store {
         let path = self.dir.join(format!("{id}.part"));
         // Made here, written by the appends, each with a descriptor of its own.
         File::options().write(true).create_new(true).open(&path)?;
+        let deadline = max_age.and_then(|age| Instant::now().checked_add(age));
         let upload = Arc::new(Upload {
+            id: id.clone(),
+            n,
             path,
             location: format!("{prefix}{id}"),
             method: req.method().clone(),
             uri: req.uri().clone(),
             headers: req.headers().clone(),
-            created: Instant::now(),
             state: Mutex::new(UploadState {
                 offset: 0,
                 length: None,
                 complete: false,
                 generation: 0,
+                deadline,
+                gone: false,
             }),
         });
-        lock(&self.uploads).insert(id, Arc::clone(&upload));
+        let mut index = self.index();
+        if let Some(deadline) = deadline {
+            index.by_deadline.insert((deadline, n), id.clone());
+        }
+        index.by_id.insert(id, Arc::clone(&upload));
         Ok(upload)
+    }
+
+    /// Whether an upload's deadline may have passed at `now`.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        let index = self.index();
+        index
+            .by_deadline
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= now)
     }
 
     /// The upload `id`, expired or not.
     pub(super) fn get(&self, id: &str) -> Option<Arc<Upload>> {
-        lock(&self.uploads).get(id).cloned()
+        self.index().by_id.get(id).cloned()
     }
 
     /// Forgets the upload `id`: any append to it stops, and its file is
     /// removed unless the upload completed (then it is the application's).
     pub(super) fn forget(&self, id: &str, upload: &Upload) {
-        lock(&self.uploads).remove(id);
+        self.index().by_id.remove(id);
         let mut state = lock(&upload.state);
         state.generation += 1;
+        state.gone = true;
         if !state.complete {
             let _ = std::fs::remove_file(&upload.path);
         }
@@ -124,6 +170,9 @@ impl Store {
         file: &mut Option<File>,
     ) -> Result<(), Stopped> {
         let mut state = lock(&upload.state);
+        if state.gone {
+            return Err(Stopped::Gone);
+        }
         if state.generation != generation {
             return Err(Stopped::Superseded);
         }

@@ -300,3 +300,70 @@ async fn uploads_hold_no_descriptor_between_requests() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 300);
     assert_eq!(open_under(&dir), 0, "descriptors left open in the store");
 }
+
+/// Files in `dir`.
+fn files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+/// Hostile 4: uploads abandoned past `max-age` are removed by the next
+/// requests, whoever they are for.
+#[tokio::test]
+async fn expired_uploads_are_swept_by_later_requests() {
+    let limits = Limits {
+        max_age: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let (server, _ctx) = server_with(true, None, Some(limits)).await;
+    let dir = server._dir.path().to_owned();
+    let mut abandoned = Vec::new();
+    for _ in 0..20 {
+        abandoned.push(create(&server, Some(8), b"0123").await);
+    }
+    assert_eq!(files(&dir), 20);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    create(&server, Some(8), b"0123").await;
+    assert_eq!(files(&dir), 1, "the 20 expired uploads' files were removed");
+    let head = Request::head(format!("http://{}{}", server.addr, abandoned[0]))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(exchange(head).await.0.status, StatusCode::NOT_FOUND);
+}
+
+/// Hostile 4, the sweep a server calls on a timer; a completed upload
+/// lives `max-age` after its completion.
+#[tokio::test]
+async fn sweep_expired_removes_expired_uploads_and_their_files() {
+    let age = Duration::from_millis(600);
+    let limits = Limits {
+        max_age: Some(age),
+        ..Limits::default()
+    };
+    let (server, _ctx) = server_with(true, None, Some(limits)).await;
+    let dir = server._dir.path().to_owned();
+    for _ in 0..10 {
+        create(&server, Some(8), b"0123").await;
+    }
+    let done = create(&server, Some(4), b"").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let body = Full::new(Bytes::from_static(b"0123"));
+    assert_eq!(
+        exchange(append(&server, &done, 0, true, body))
+            .await
+            .0
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(server.uploads.sweep_expired(), 0, "nothing expired yet");
+    assert_eq!(files(&dir), 11);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(server.uploads.sweep_expired(), 10);
+    assert_eq!(
+        files(&dir),
+        1,
+        "the completed upload's file, max-age after its completion"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(server.uploads.sweep_expired(), 1);
+    assert_eq!(files(&dir), 0);
+}
