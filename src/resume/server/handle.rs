@@ -65,7 +65,7 @@ impl Uploads {
             Err(stopped) => return respond(self.stopped(stopped, &upload)),
         }
         if complete {
-            return self.finish(&upload);
+            return self.finish(&upload, generation);
         }
         let mut res = answer(StatusCode::CREATED, Bytes::new());
         let headers = res.headers_mut();
@@ -194,7 +194,7 @@ impl Uploads {
             return respond(self.stopped(stopped, upload));
         }
         if complete {
-            return self.finish(upload);
+            return self.finish(upload, generation);
         }
         let mut res = answer(StatusCode::NO_CONTENT, Bytes::new());
         res.headers_mut().insert(UPLOAD_COMPLETE, sf_bool(false));
@@ -203,9 +203,23 @@ impl Uploads {
         respond(res)
     }
 
-    /// Marks the upload complete if every byte of its length is there.
-    fn finish(&self, upload: &Upload) -> Handled {
+    /// Marks the upload complete if every byte of its length is there and
+    /// the append of `generation` is still the upload's: one that a newer
+    /// request took over, or a cancellation, never completes it, even
+    /// when its body ended with nothing left to write (the draft's §4.6).
+    fn finish(&self, upload: &Upload, generation: u64) -> Handled {
         let mut state = lock(&upload.state);
+        let stopped = if state.gone {
+            Some(Stopped::Gone)
+        } else if state.generation != generation {
+            Some(Stopped::Superseded)
+        } else {
+            None
+        };
+        if let Some(stopped) = stopped {
+            drop(state);
+            return respond(self.stopped(stopped, upload));
+        }
         if state.length.is_some_and(|length| length != state.offset) {
             drop(state);
             return respond(problem_answer(

@@ -367,3 +367,81 @@ async fn sweep_expired_removes_expired_uploads_and_their_files() {
     assert_eq!(server.uploads.sweep_expired(), 1);
     assert_eq!(files(&dir), 0);
 }
+
+/// A request body whose frames a test sends one at a time; it ends when
+/// the sender is dropped (unknown length: chunked over HTTP/1.1).
+struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|data| data.map(|d| Ok(Frame::data(d))))
+    }
+}
+
+/// What happens to a running append before its body ends.
+#[derive(Debug, Clone, Copy)]
+enum Interrupt {
+    Delete,
+    Head,
+    /// Another append completes the upload.
+    Patch,
+}
+
+/// Hostile 5: an append that a `DELETE`, an offset query or a newer
+/// append took over never completes the upload, even when its body ends
+/// with nothing left to write.
+#[tokio::test]
+async fn a_cancelled_or_superseded_append_never_completes() {
+    const LEN: u64 = 256 * 1024;
+    for interrupt in [Interrupt::Delete, Interrupt::Head, Interrupt::Patch] {
+        let (server, ctx) = server(true, None).await;
+        let location = create(&server, Some(LEN), b"").await;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let running = tokio::spawn(exchange(append(&server, &location, 0, true, Channel(rx))));
+        tx.send(Bytes::from(vec![1u8; LEN as usize])).await.unwrap();
+        let file = server
+            ._dir
+            .path()
+            .join(format!("{}.part", location.trim_start_matches("/uploads/")));
+        let stored = async {
+            while std::fs::metadata(&file).map_or(0, |m| m.len()) < LEN {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(LIMIT, stored)
+            .await
+            .expect("the bytes were stored");
+        let url = format!("http://{}{location}", server.addr);
+        let (parts, _) = match interrupt {
+            Interrupt::Delete => {
+                exchange(Request::delete(&url).body(Full::default()).unwrap()).await
+            }
+            Interrupt::Head => exchange(Request::head(&url).body(Full::default()).unwrap()).await,
+            Interrupt::Patch => {
+                exchange(append(&server, &location, LEN, true, Full::default())).await
+            }
+        };
+        let expected = match interrupt {
+            Interrupt::Patch => StatusCode::OK,
+            _ => StatusCode::NO_CONTENT,
+        };
+        assert_eq!(parts.status, expected, "{interrupt:?}");
+        let completed = ctx.completed.load(Ordering::SeqCst);
+        drop(tx);
+        let (parts, body) = running.await.unwrap();
+        assert_ne!(parts.status, StatusCode::OK, "{interrupt:?}: {body:?}");
+        assert_eq!(
+            ctx.completed.load(Ordering::SeqCst),
+            completed,
+            "{interrupt:?}: completed by the old append"
+        );
+    }
+}
