@@ -29,6 +29,8 @@ pub(super) enum Stopped {
     Gone,
     /// Past the upload's length or the size limit.
     TooLong,
+    /// The request carried more than `max-append-size`.
+    TooLarge,
     /// Writing the file failed.
     Io(io::Error),
 }
@@ -36,7 +38,11 @@ pub(super) enum Stopped {
 impl Uploads {
     /// Appends the body at the upload's offset as it arrives. Each write
     /// happens only while this request is still the upload's newest and
-    /// within its length and size limit (see [`Store::write`]).
+    /// within its length and size limit (see [`Store::write`]). The bytes
+    /// received are counted against `max-append-size` as they arrive,
+    /// whatever `Content-Length` said (a chunked request says nothing):
+    /// the frame that would pass it stops the append, and only the bytes
+    /// before it are written.
     pub(super) async fn append<B>(
         &self,
         upload: &Arc<Upload>,
@@ -53,6 +59,8 @@ impl Uploads {
         let mut file = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0;
+        let mut received: u64 = 0;
+        let max_append = self.inner.limits.max_append_size;
         loop {
             let frame = body.frame().await;
             let ended = match frame {
@@ -62,6 +70,13 @@ impl Uploads {
                         self.inner
                             .received
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        received += data.len() as u64;
+                        if max_append.is_some_and(|max| received > max) {
+                            // Keep what came within the limit, then stop.
+                            let within = std::mem::take(&mut batch);
+                            self.write(upload, generation, within, &mut file).await?;
+                            return Err(Stopped::TooLarge);
+                        }
                         batched += data.len();
                         batch.push(data);
                     }

@@ -60,9 +60,12 @@ impl Uploads {
             state.generation
         };
         let location = upload.location.clone();
-        match self.append(&upload, generation, req.into_body()).await {
-            Ok(()) => {}
-            Err(stopped) => return respond(self.stopped(stopped, &upload)),
+        if let Err(stopped) = self.append(&upload, generation, req.into_body()).await {
+            // The client was not told where the upload is: no one can
+            // resume it.
+            let res = self.stopped(stopped, &upload);
+            self.inner.store.forget(&upload.id, &upload);
+            return respond(res);
         }
         if complete {
             return self.finish(&upload, generation);
@@ -276,6 +279,7 @@ impl Uploads {
                 drop(state);
                 problem_answer(StatusCode::BAD_REQUEST, Problem::InconsistentLength)
             }
+            Stopped::TooLarge => self.too_large_answer(),
             Stopped::Io(err) => server_error(&err),
         }
     }

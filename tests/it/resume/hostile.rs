@@ -445,3 +445,46 @@ async fn a_cancelled_or_superseded_append_never_completes() {
         );
     }
 }
+
+/// Hostile 6: a chunked append (no `Content-Length`) past
+/// `max-append-size` is refused with 413 and stores no byte past it; a
+/// chunked creation too, and leaves no file.
+#[tokio::test]
+async fn a_chunked_append_stops_at_max_append_size() {
+    let limits = Limits {
+        max_append_size: Some(MIB),
+        ..Limits::default()
+    };
+    let (server, _ctx) = server_with(true, None, Some(limits)).await;
+    let dir = server._dir.path().to_owned();
+    let location = create(&server, None, b"").await;
+    let (body, _) = mmap_body_devkit::bodies::Streamed::random(3 * MIB as usize, 64 * 1024);
+    let (parts, _) = exchange(append(&server, &location, 0, false, body)).await;
+    assert_eq!(parts.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let stored = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    assert!(stored <= MIB, "{stored} bytes stored past max-append-size");
+    let head = Request::head(format!("http://{}{location}", server.addr))
+        .body(Full::default())
+        .unwrap();
+    let (parts, _) = exchange(head).await;
+    let offset: u64 = parts.headers["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(offset <= MIB, "offset {offset}");
+    // A creation that carries too much.
+    let (body, _) = mmap_body_devkit::bodies::Streamed::random(3 * MIB as usize, 64 * 1024);
+    let creation = Request::post(format!("http://{}/files", server.addr))
+        .header("upload-complete", "?0")
+        .body(body)
+        .unwrap();
+    assert_eq!(
+        exchange(creation).await.0.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(files(&dir), 1, "the refused creation left no file");
+}
