@@ -47,8 +47,8 @@
 //! (a slice of an [`MmapBody`](crate::MmapBody), or the recording read
 //! from there, its spill file mapped from the offset). Any method is
 //! retried this way, since an append at a stated offset cannot apply
-//! twice. An upload resource that is gone (`404`, `410`) is created again
-//! and the body sent whole. An offset past the body is an error, never
+//! twice. An upload resource that is gone (`404`, `410`, to the offset
+//! query, or once to an append) is created again and the body sent whole. An offset past the body is an error, never
 //! appended to, and an answer that calls the upload complete at an offset
 //! short of the body is an error ([`ErrorKind::Protocol`](crate::ErrorKind::Protocol)),
 //! never a success. A changed file is never resumed (`Modified`, as for any

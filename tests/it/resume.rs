@@ -518,14 +518,19 @@ async fn a_server_that_lost_the_upload_gets_all_of_it_again() {
         [0, 0],
         "a new upload, from byte 0"
     );
-    let methods: Vec<Method> = server.seen().into_iter().map(|s| s.method).collect();
+    let mut methods: Vec<Method> = server.seen().into_iter().map(|s| s.method).collect();
+    // The first PATCH is answered 404 (its upload deleted under it) and the
+    // connection dropped: when the answer gets out first, the client makes
+    // a new upload at once; otherwise its HEAD finds the upload gone (404).
+    if methods.get(3) == Some(&Method::HEAD) {
+        methods.remove(3);
+    }
     assert_eq!(
         methods,
         [
             Method::OPTIONS,
             Method::POST,
             Method::PATCH,
-            Method::HEAD, // 404
             Method::OPTIONS,
             Method::POST,
             Method::PATCH

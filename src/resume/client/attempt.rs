@@ -83,6 +83,9 @@ where
     let session: Arc<Session> = req.body().resume_session();
     // A 409 (the server's offset moved) is followed once by a new query.
     let mut conflicts = 0;
+    // An append answered 404 or 410 (the upload was cancelled or expired
+    // under it) is followed once by a new upload.
+    let mut lost = 0;
     loop {
         let (location, offset) = match session.stage() {
             Stage::Plain => return send(&mut inner, req).await,
@@ -168,6 +171,12 @@ where
         if res.status() == StatusCode::CONFLICT && conflicts == 0 {
             conflicts += 1;
             drain(res).await;
+            continue;
+        }
+        if [StatusCode::NOT_FOUND, StatusCode::GONE].contains(&res.status()) && lost == 0 {
+            lost += 1;
+            drain(res).await;
+            session.set(Stage::New);
             continue;
         }
         if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {

@@ -488,3 +488,42 @@ async fn a_chunked_append_stops_at_max_append_size() {
     );
     assert_eq!(files(&dir), 1, "the refused creation left no file");
 }
+
+/// Hostile 5, the client's side: an append answered 404 (its upload
+/// cancelled or expired under it) is followed by one new upload, not
+/// handed to the caller; a server that keeps answering 404 gets two.
+#[tokio::test]
+async fn an_append_answered_404_makes_one_new_upload() {
+    for always in [false, true] {
+        let created = Arc::new(AtomicUsize::new(0));
+        let count = created.clone();
+        let (addr, seen) = scripted("127.0.0.1", move |hit| {
+            if hit.method == Method::POST {
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                return resumable(hit, &format!("/u/{n}")).unwrap();
+            }
+            resumable(hit, "").unwrap_or_else(|| match count.load(Ordering::SeqCst) {
+                n if n == 1 || always => reply(404, &[]),
+                _ => reply(
+                    200,
+                    &[
+                        ("upload-complete", "?1".into()),
+                        ("upload-offset", (2 * MIB).to_string()),
+                    ],
+                ),
+            })
+        })
+        .await;
+        let status = post_2_mib(addr, ResumeLayer::new())
+            .await
+            .expect("an answer");
+        let expected = if always {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(status, expected, "always 404: {always}");
+        assert_eq!(created.load(Ordering::SeqCst), 2, "always 404: {always}");
+        assert_eq!(seen.lock().unwrap().len(), 6, "OPTIONS, POST, PATCH twice");
+    }
+}
