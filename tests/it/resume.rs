@@ -38,6 +38,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::fault_matrix::{Proto, GIB, MIB};
 
 mod hostile;
+mod hostile_store;
 
 /// No upload of this module takes longer, all attempts together.
 const LIMIT: Duration = Duration::from_secs(120);
