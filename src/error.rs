@@ -46,6 +46,12 @@ pub enum ErrorKind {
     OutOfRange,
     /// An operating-system I/O error (for example `fstat` failed).
     Io,
+    /// A server's answer broke the protocol the request follows, or asked
+    /// for what this crate refuses to do: a resumable upload's resource on
+    /// another origin, an upload reported complete short of its body, an
+    /// answer without a field the protocol requires. Retrying the same
+    /// request to the same server does not help.
+    Protocol,
     /// The wrapped request body of a [`ReplayBody`]
     /// failed; [`std::error::Error::source`] is that body's error.
     ///
@@ -67,6 +73,7 @@ impl ErrorKind {
             ErrorKind::ContentLengthMismatch => "content-length mismatch",
             ErrorKind::OutOfRange => "range out of bounds",
             ErrorKind::Io => "i/o error",
+            ErrorKind::Protocol => "protocol violation",
             ErrorKind::Body => "request body failed",
         }
     }

@@ -47,9 +47,11 @@
 //! (a slice of an [`MmapBody`](crate::MmapBody), or the recording read
 //! from there, its spill file mapped from the offset). Any method is
 //! retried this way, since an append at a stated offset cannot apply
-//! twice. An upload resource that is gone (`404`, `410`) is created again
-//! and the body sent whole. An offset past the body is an error, never
-//! appended to. A changed file is never resumed (`Modified`, as for any
+//! twice. An upload resource that is gone (`404`, `410`, to the offset
+//! query, or once to an append) is created again and the body sent whole. An offset past the body is an error, never
+//! appended to, and an answer that calls the upload complete at an offset
+//! short of the body is an error ([`ErrorKind::Protocol`](crate::ErrorKind::Protocol)),
+//! never a success. A changed file is never resumed (`Modified`, as for any
 //! replay). The final response carries [`Resumed`] in its extensions:
 //! where the upload resource is and the offset of each append.
 //!
@@ -58,7 +60,12 @@
 //! - Two round trips more than a plain upload (`OPTIONS`, creation), which
 //!   is why small bodies are sent plainly.
 //! - The upload resource is told the original request's headers
-//!   (authorization, cookies), except those that describe its content.
+//!   (authorization, cookies), except those that describe its content. The
+//!   server names it, so it must be on the request's origin (scheme, host
+//!   and port): one elsewhere fails the request with
+//!   [`ErrorKind::Protocol`](crate::ErrorKind::Protocol), nothing sent
+//!   there. [`ResumeLayer::allow_cross_origin`] follows it, without
+//!   `Authorization`, `Cookie` and `Proxy-Authorization`.
 //! - A completed upload whose answer was lost is found complete by the
 //!   next attempt's `HEAD`, whose `204` is then the caller's answer: the
 //!   draft has no way to fetch the lost answer.

@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use mmap_body::progress::Progress;
-use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads, UPLOAD_OFFSET};
+use mmap_body::resume::{Handled, Limits, ResumeLayer, Resumed, Uploads, UPLOAD_OFFSET};
 use mmap_body::retry::RetryPolicy;
 use mmap_body::{ErrorKind, MmapBody, ReplayLayer, UploadLayer};
 use mmap_body_devkit::bodies::ExactStreamed;
@@ -36,6 +36,9 @@ use tokio::sync::Notify;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fault_matrix::{Proto, GIB, MIB};
+
+mod hostile;
+mod hostile_store;
 
 /// No upload of this module takes longer, all attempts together.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -99,13 +102,27 @@ struct Ctx {
     ids: Arc<Mutex<Vec<String>>>,
     /// Answer offset queries with this offset instead of the real one.
     lie: Arc<Mutex<Option<u64>>>,
+    /// How many `Completed` uploads reached the handler.
+    completed: Arc<AtomicUsize>,
 }
 
 /// Starts the server. `resumable: false` is a server that knows nothing of
 /// the draft (no `Accept-Patch`; a creation is a plain upload to it).
 async fn server(resumable: bool, trip: Option<(u64, AtTrip)>) -> (Server, Ctx) {
+    server_with(resumable, trip, None).await
+}
+
+/// [`server`], its `Uploads` with these limits instead of the defaults.
+async fn server_with(
+    resumable: bool,
+    trip: Option<(u64, AtTrip)>,
+    limits: Option<Limits>,
+) -> (Server, Ctx) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let uploads = Uploads::new(dir.path(), "/uploads/");
+    let mut uploads = Uploads::new(dir.path(), "/uploads/");
+    if let Some(limits) = limits {
+        uploads = uploads.limits(limits);
+    }
     let ctx = Ctx {
         uploads: uploads.clone(),
         resumable,
@@ -116,6 +133,7 @@ async fn server(resumable: bool, trip: Option<(u64, AtTrip)>) -> (Server, Ctx) {
         on_trip: Arc::default(),
         ids: Arc::default(),
         lie: Arc::default(),
+        completed: Arc::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -257,9 +275,17 @@ async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     Ok(match handled {
         Handled::Respond(res) => res,
         Handled::Complete(done) => {
-            let bytes = std::fs::read(done.path()).expect("the stored upload");
-            assert_eq!(bytes.len() as u64, done.len());
-            done.respond(hashed(&bytes))
+            ctx.completed.fetch_add(1, Ordering::SeqCst);
+            match std::fs::read(done.path()) {
+                Ok(bytes) if bytes.len() as u64 == done.len() => done.respond(hashed(&bytes)),
+                // A completed upload whose file is gone or of another
+                // length: the test that caused it fails on the 500.
+                _ => {
+                    let mut res = Response::new(Full::new(Bytes::from("stored upload lost")));
+                    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    res
+                }
+            }
         }
     })
 }
@@ -493,14 +519,19 @@ async fn a_server_that_lost_the_upload_gets_all_of_it_again() {
         [0, 0],
         "a new upload, from byte 0"
     );
-    let methods: Vec<Method> = server.seen().into_iter().map(|s| s.method).collect();
+    let mut methods: Vec<Method> = server.seen().into_iter().map(|s| s.method).collect();
+    // The first PATCH is answered 404 (its upload deleted under it) and the
+    // connection dropped: when the answer gets out first, the client makes
+    // a new upload at once; otherwise its HEAD finds the upload gone (404).
+    if methods.get(3) == Some(&Method::HEAD) {
+        methods.remove(3);
+    }
     assert_eq!(
         methods,
         [
             Method::OPTIONS,
             Method::POST,
             Method::PATCH,
-            Method::HEAD, // 404
             Method::OPTIONS,
             Method::POST,
             Method::PATCH

@@ -1,136 +1,26 @@
-//! [`ResumeLayer`] / [`Resume`]: the client side. Each attempt of a request
-//! (the first, and every retry `tower::retry` sends) goes through
-//! [`Resume::call`], which creates the upload resource on the first
-//! attempt, and on a retry asks it how much arrived and sends only the rest.
+//! One attempt of a request: the upload resource created on the first,
+//! its offset asked on a retry, and the rest of the body appended.
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use tower_layer::Layer;
 use tower_service::Service;
 
-use super::fields::{
+use super::super::fields::{
     accepts_partial_upload, boolean, integer, sf_bool, sf_int, Limits, INTEROP_VERSION,
     PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
 };
-use super::session::{Session, Stage};
-use super::ResumeBody;
+use super::super::session::{Session, Stage};
+use super::super::ResumeBody;
+use super::dialect::{content_header, control, protocol_error};
+use super::origin::{strip_credentials, upload_resource};
+use super::{ResumeLayer, Resumed};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::ReplayBody;
-
-/// Bodies smaller than this are sent plainly by default: two extra round
-/// trips would cost more than resending them.
-const DEFAULT_MIN_SIZE: u64 = 1024 * 1024;
-
-/// A layer that sends uploads resumably (draft-ietf-httpbis-resumable-upload,
-/// see the [module docs](super)). Give it to
-/// [`UploadLayer::resume`](crate::UploadLayer::resume), which stacks it
-/// where it works; by hand it goes inside `RetryLayer`: `ReplayLayer` →
-/// `RetryLayer(RetryPolicy)` → `ResumeLayer` → client. (Outside the
-/// retries it compiles, and every retry resends an append the server
-/// refuses.)
-#[derive(Debug, Clone, Copy)]
-pub struct ResumeLayer {
-    min_size: u64,
-}
-
-impl Default for ResumeLayer {
-    fn default() -> ResumeLayer {
-        ResumeLayer::new()
-    }
-}
-
-impl ResumeLayer {
-    /// Resumes uploads of 1 MiB and more.
-    pub fn new() -> ResumeLayer {
-        ResumeLayer {
-            min_size: DEFAULT_MIN_SIZE,
-        }
-    }
-
-    /// Bodies shorter than `bytes` are sent as plain requests.
-    pub fn min_size(mut self, bytes: u64) -> ResumeLayer {
-        self.min_size = bytes;
-        self
-    }
-}
-
-impl<S> Layer<S> for ResumeLayer {
-    type Service = Resume<S>;
-
-    fn layer(&self, inner: S) -> Resume<S> {
-        Resume {
-            inner,
-            min_size: self.min_size,
-        }
-    }
-}
-
-/// The service of [`ResumeLayer`].
-#[derive(Debug, Clone)]
-pub struct Resume<S> {
-    inner: S,
-    min_size: u64,
-}
-
-impl<S> Resume<S> {
-    /// The service inside.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The service inside.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-/// What a response of a resumed upload carries in its extensions: where
-/// the upload resource is, and the offset each append started at (`[0]`
-/// when nothing was resumed; `[0, 734003200]` when the second attempt found
-/// 700 MiB on the server).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resumed {
-    /// The upload resource.
-    pub location: Uri,
-    /// The first byte of each append, in order.
-    pub appends: Vec<u64>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, ResB> Service<Request<ReplayBody<B>>> for Resume<S>
-where
-    S: Service<Request<ResumeBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResB: Body + Send + 'static,
-{
-    type Response = Response<ResB>;
-    type Error = BoxError;
-    type Future = BoxFuture<Result<Response<ResB>, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
-        // The ready service goes into the future; a clone stays (tower's
-        // rule for services that are called from a future).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let min_size = self.min_size;
-        Box::pin(attempt(inner, req, min_size))
-    }
-}
 
 /// Sends `req` on `inner`, waiting for it to be ready.
 async fn send<S, B, ResB>(
@@ -173,84 +63,10 @@ fn eligible<B>(req: &Request<ReplayBody<B>>, len: Option<u64>, min_size: u64) ->
         && !req.headers().contains_key(UPLOAD_OFFSET)
 }
 
-/// Headers of the original request that describe its content, not the
-/// request: a control request or an append does not repeat them.
-fn content_header(name: &header::HeaderName) -> bool {
-    [
-        header::CONTENT_LENGTH,
-        header::CONTENT_TYPE,
-        header::CONTENT_ENCODING,
-        header::CONTENT_LANGUAGE,
-        header::CONTENT_LOCATION,
-        header::CONTENT_RANGE,
-        header::TRANSFER_ENCODING,
-        header::EXPECT,
-        header::HeaderName::from_static("content-disposition"),
-        header::HeaderName::from_static("content-digest"),
-        header::HeaderName::from_static("repr-digest"),
-        UPLOAD_LENGTH,
-        UPLOAD_DRAFT_INTEROP_VERSION,
-    ]
-    .contains(name)
-}
-
-/// A request on the body's behalf: `method` to `uri`, with the original's
-/// other headers (authorization, cookies...) and the interop version.
-fn control<B>(
-    original: &Request<ReplayBody<B>>,
-    method: Method,
-    uri: Uri,
-) -> Request<ReplayBody<B>> {
-    let mut req = Request::new(original.body().empty_sibling());
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = original.version();
-    *req.headers_mut() = forwarded(original.headers());
-    req.headers_mut().insert(
-        UPLOAD_DRAFT_INTEROP_VERSION,
-        HeaderValue::from_static(INTEROP_VERSION),
-    );
-    req
-}
-
-fn forwarded(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        if !content_header(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
-/// `location` resolved against the request's URI (RFC 9110 §10.2.2 allows
-/// a relative reference).
-fn resolve(base: &Uri, location: &HeaderValue) -> Result<Uri, BoxError> {
-    let text = location.to_str()?;
-    let uri: Uri = text.parse()?;
-    if uri.scheme().is_some() {
-        return Ok(uri);
-    }
-    let path = if text.starts_with('/') {
-        text.to_owned()
-    } else {
-        let base_path = base.path();
-        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{dir}{text}")
-    };
-    let mut parts = base.clone().into_parts();
-    parts.path_and_query = Some(path.parse()?);
-    Ok(Uri::from_parts(parts)?)
-}
-
-fn protocol_error(what: impl Into<String>) -> BoxError {
-    Box::new(Error::new(ErrorKind::Io, what))
-}
-
-async fn attempt<S, B, ResB>(
+pub(super) async fn attempt<S, B, ResB>(
     mut inner: S,
     req: Request<ReplayBody<B>>,
-    min_size: u64,
+    settings: ResumeLayer,
 ) -> Result<Response<ResB>, BoxError>
 where
     S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
@@ -260,17 +76,20 @@ where
     ResB: Body,
 {
     let len = req.body().size_hint().exact();
-    if !eligible(&req, len, min_size) {
+    if !eligible(&req, len, settings.min_size) {
         return send(&mut inner, req).await;
     }
     let len = len.unwrap_or_default();
     let session: Arc<Session> = req.body().resume_session();
     // A 409 (the server's offset moved) is followed once by a new query.
     let mut conflicts = 0;
+    // An append answered 404 or 410 (the upload was cancelled or expired
+    // under it) is followed once by a new upload.
+    let mut lost = 0;
     loop {
         let (location, offset) = match session.stage() {
             Stage::Plain => return send(&mut inner, req).await,
-            Stage::New | Stage::Done => match create(&mut inner, &req, len).await? {
+            Stage::New | Stage::Done => match create(&mut inner, &req, len, settings).await? {
                 Created::Location(location) => {
                     session.set(Stage::Created(location.clone()));
                     (location, 0)
@@ -288,7 +107,7 @@ where
                 }
             },
             Stage::Created(location) => {
-                let head = control(&req, Method::HEAD, location.clone());
+                let head = to_upload(&req, Method::HEAD, &location);
                 let res = send(&mut inner, head).await?;
                 match res.status() {
                     status if status.is_success() => {}
@@ -302,7 +121,9 @@ where
                     _ => return Ok(res),
                 }
                 if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
-                    // Complete, but its answer was lost: this is all there is.
+                    // Complete, but its answer was lost: this is all there
+                    // is, if all of the body is there.
+                    check_complete(res.headers(), len, "offset query")?;
                     session.set(Stage::Done);
                     return Ok(res);
                 }
@@ -334,7 +155,7 @@ where
             "appending to the upload resource"
         );
         let body = req.body().resume_from(offset)?;
-        let mut patch = control(&req, Method::PATCH, location.clone());
+        let mut patch = to_upload(&req, Method::PATCH, &location);
         *patch.extensions_mut() = req.extensions().clone();
         let headers = patch.headers_mut();
         headers.insert(UPLOAD_OFFSET, sf_int(offset));
@@ -352,7 +173,16 @@ where
             drain(res).await;
             continue;
         }
+        if [StatusCode::NOT_FOUND, StatusCode::GONE].contains(&res.status()) && lost == 0 {
+            lost += 1;
+            drain(res).await;
+            session.set(Stage::New);
+            continue;
+        }
         if boolean(res.headers(), &UPLOAD_COMPLETE) == Some(true) {
+            if res.headers().contains_key(UPLOAD_OFFSET) {
+                check_complete(res.headers(), len, "append")?;
+            }
             session.set(Stage::Done);
             res.extensions_mut().insert(Resumed {
                 location,
@@ -360,6 +190,35 @@ where
             });
         }
         return Ok(res);
+    }
+}
+
+/// A request to the upload resource: the original's headers, without its
+/// credentials when the resource is on another origin (which only
+/// [`ResumeLayer::allow_cross_origin`] lets it be).
+fn to_upload<B>(
+    req: &Request<ReplayBody<B>>,
+    method: Method,
+    location: &Uri,
+) -> Request<ReplayBody<B>> {
+    let mut to = control(req, method, location.clone());
+    strip_credentials(req.uri(), location, to.headers_mut());
+    to
+}
+
+/// An answer that says the upload is complete must say so of all of the
+/// body: `Upload-Offset` equal to its length. A server that stored less
+/// and says it is done (a 2 MiB body "complete" at 256 KiB) is an error,
+/// never the caller's success.
+fn check_complete(headers: &http::HeaderMap, len: u64, what: &str) -> Result<(), BoxError> {
+    match integer(headers, &UPLOAD_OFFSET) {
+        Some(offset) if offset == len => Ok(()),
+        Some(offset) => Err(protocol_error(format!(
+            "the server's answer to the {what} says the upload is complete at {offset} bytes              of a {len}-byte body: not all of it was stored"
+        ))),
+        None => Err(protocol_error(format!(
+            "the server's answer to the {what} says the upload is complete without a valid              Upload-Offset: whether all of the body was stored is unknown"
+        ))),
     }
 }
 
@@ -381,6 +240,7 @@ async fn create<S, B, ResB>(
     inner: &mut S,
     req: &Request<ReplayBody<B>>,
     len: u64,
+    settings: ResumeLayer,
 ) -> Result<Created<ResB>, BoxError>
 where
     S: Service<Request<ResumeBody<B>>, Response = Response<ResB>>,
@@ -423,7 +283,7 @@ where
         return Ok(Created::Refused(res));
     }
     let location = match res.headers().get(header::LOCATION) {
-        Some(location) => resolve(req.uri(), location)?,
+        Some(location) => upload_resource(req.uri(), location, settings.cross_origin)?,
         None => return Err(protocol_error("the upload was created without a Location")),
     };
     drain(res).await;
