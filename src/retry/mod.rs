@@ -36,6 +36,7 @@ mod idempotency;
 mod retry_after;
 
 use classify::{is_permanent, unsent};
+#[cfg(feature = "progress")]
 pub(crate) use idempotency::add_key;
 pub use idempotency::{IdempotencyKey, IdempotencyKeyLayer, IDEMPOTENCY_KEY};
 use retry_after::retry_after;
