@@ -221,8 +221,10 @@ mod imp {
             let _ = tx.send(None);
             return;
         }
-        // SAFETY: gettid has no preconditions.
-        let _ = tx.send(Some(unsafe { libc::gettid() }));
+        // SAFETY: the gettid system call has no preconditions. (Through
+        // syscall(2): the libc function is only in glibc 2.30 and later.)
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        let _ = tx.send(libc::pid_t::try_from(tid).ok());
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         loop {
             // SAFETY: an all-zero signalfd_siginfo is a valid buffer.
