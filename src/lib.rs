@@ -225,6 +225,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod file;
 mod mmap;
 #[cfg(feature = "progress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
@@ -254,6 +255,7 @@ mod trace;
 pub mod upload;
 
 pub use error::{Error, ErrorKind};
+pub use file::FileBody;
 pub use mmap::guard;
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
 #[cfg(feature = "replay")]

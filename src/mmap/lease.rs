@@ -17,6 +17,7 @@
 //! file's owner nor has `CAP_LEASE`, the file system has no leases, or the
 //! descriptor was opened for writing. Elsewhere than Linux there are none.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::chunk::InFlight;
@@ -106,6 +107,20 @@ impl Leased {
     }
 }
 
+/// Set by [`disable`]: no lease is taken from then on.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// No read lease is taken from now on (see
+/// [`FileBody::disable_leases`](crate::FileBody::disable_leases)).
+pub(crate) fn disable() {
+    DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether leases may be taken: not [`disable`]d, and on Linux.
+pub(crate) fn enabled() -> bool {
+    cfg!(target_os = "linux") && !DISABLED.load(Ordering::Relaxed)
+}
+
 /// A read lease on a mapping's file, held while this lives.
 #[derive(Debug)]
 pub(super) struct Lease {
@@ -118,6 +133,9 @@ impl Lease {
     /// mapping before it lets go; `None` where the kernel (or the
     /// platform) gives none.
     pub(super) fn take(mapping: &Arc<Mapping>) -> Option<Lease> {
+        if !enabled() {
+            return None;
+        }
         imp::take(mapping)
     }
 }

@@ -75,7 +75,7 @@ use http::{Method, Response, StatusCode};
 
 pub use body::ServeBody;
 
-use crate::MmapBody;
+use crate::{FileBody, MmapBody};
 use body::Segment;
 use conditional::Validators;
 use range::{parse_range, plan, Plan, Wanted};
@@ -157,10 +157,36 @@ impl Serve {
         &self,
         method: &Method,
         headers: &HeaderMap,
-        body: MmapBody,
+        body: impl Into<FileBody>,
     ) -> Response<ServeBody> {
-        respond_core(method, headers, body, SystemTime::now(), Some(self))
+        respond_core(method, headers, body.into(), SystemTime::now(), Some(self))
     }
+}
+
+/// A file body [`respond`] answers with: [`FileBody`] or [`MmapBody`].
+/// Sealed: only the crate's file bodies are answered from.
+pub trait Servable: Into<FileBody> + Clone + sealed::Sealed {
+    /// The answer's body back as `Self` (a slice of the body given).
+    #[doc(hidden)]
+    fn from_answer(body: FileBody) -> Option<Self>;
+}
+
+impl Servable for FileBody {
+    fn from_answer(body: FileBody) -> Option<FileBody> {
+        Some(body)
+    }
+}
+
+impl Servable for MmapBody {
+    fn from_answer(body: FileBody) -> Option<MmapBody> {
+        body.into_mmap()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::FileBody {}
+    impl Sealed for crate::MmapBody {}
 }
 
 /// The response to a request for the file sent by `body`, honouring
@@ -170,27 +196,31 @@ impl Serve {
 /// Never panics, whatever the headers, and never reads the file: every
 /// answer is a zero-copy slice of `body` (empty for `HEAD`, `304`, `405`,
 /// `412` and `416`).
-pub fn respond(method: &Method, headers: &HeaderMap, body: MmapBody) -> Response<MmapBody> {
+pub fn respond<F: Servable>(method: &Method, headers: &HeaderMap, body: F) -> Response<F> {
     respond_at(method, headers, body, SystemTime::now())
 }
 
 /// [`respond`] as of `now` (when the response is sent), which decides
 /// whether `Last-Modified` is a strong validator for `If-Range`.
-fn respond_at(
+fn respond_at<F: Servable>(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: F,
     now: SystemTime,
-) -> Response<MmapBody> {
+) -> Response<F> {
     let whole = body.clone();
-    respond_core(method, headers, body, now, None).map(|served| served.into_file().unwrap_or(whole))
+    // Without `Serve` the answer is always one slice of the body, which
+    // comes back as an `F`; should that ever be wrong, the whole file is
+    // still a correct answer.
+    respond_core(method, headers, body.into(), now, None)
+        .map(|served| served.into_file().and_then(F::from_answer).unwrap_or(whole))
 }
 
 /// The answer; a multipart one only with `serve`.
 fn respond_core(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: FileBody,
     now: SystemTime,
     serve: Option<&Serve>,
 ) -> Response<ServeBody> {
@@ -212,7 +242,7 @@ fn respond_core(
 fn respond_plain(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: FileBody,
     now: SystemTime,
     serve: Option<&Serve>,
 ) -> Response<ServeBody> {
@@ -308,7 +338,7 @@ fn respond_plain(
     response
 }
 
-fn with_status(status: StatusCode, body: MmapBody) -> Response<ServeBody> {
+fn with_status(status: StatusCode, body: FileBody) -> Response<ServeBody> {
     let mut response = Response::new(ServeBody::file(body));
     *response.status_mut() = status;
     response
@@ -318,7 +348,7 @@ fn with_status(status: StatusCode, body: MmapBody) -> Response<ServeBody> {
 /// and its boundary. `None` if a range is outside the body (the plan never
 /// makes one).
 fn multipart(
-    body: &MmapBody,
+    body: &FileBody,
     ranges: &[(u64, u64)],
     media_type: Option<&HeaderValue>,
 ) -> Option<(ServeBody, String)> {
@@ -397,7 +427,7 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let later = t + Duration::from_secs(3600);
         let (body, _file) = body_modified(t);
-        let etag = strong_etag(&body).unwrap();
+        let etag = strong_etag(&body.clone().into()).unwrap();
         let date = httpdate::fmt_http_date(t);
         let before = httpdate::fmt_http_date(t - Duration::from_secs(1));
         let weak = format!("W/{etag}");
