@@ -4,7 +4,7 @@
 //! ```
 //! use http_body::Body;
 //! use http_body_util::BodyExt;
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -12,8 +12,9 @@
 //! let path = dir.path().join("report.csv");
 //! std::fs::write(&path, "id,total\n1,42\n")?;
 //!
-//! // SAFETY: nothing truncates or rewrites the file while it is mapped.
-//! let body = unsafe { MmapBody::open(&path)? };
+//! // No `unsafe`: a read lease (Linux) or `pread` keeps every frame sound,
+//! // whoever rewrites the file.
+//! let body = FileBody::open(&path)?;
 //! // An exact size: hyper sends `Content-Length: 14`, not chunked encoding.
 //! assert_eq!(body.size_hint().exact(), Some(14));
 //! // A clone for a retry costs a reference count and starts from the top.
@@ -29,12 +30,11 @@
 //! ```no_run
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! // SAFETY: nothing truncates or rewrites the file while it is being sent.
-//! let body = unsafe { MmapBody::open("big.iso")? };
+//! let body = FileBody::open("big.iso")?;
 //!
 //! let client = Client::builder(TokioExecutor::new()).build_http();
 //! let request = http::Request::put("http://127.0.0.1:3000/upload").body(body)?;
@@ -48,6 +48,9 @@
 //!
 //! # What is here
 //!
+//! - [`FileBody`]: a file body whose `open` is safe: zero-copy slices of a
+//!   mapping under a read lease where Linux grants one (a writer waits
+//!   until the frames still held were copied), `pread` elsewhere.
 //! - [`MmapBody`]: an [`http_body::Body`] over a memory-mapped file. Its
 //!   frames are [`bytes::Bytes`] slices of one shared mapping: no byte is
 //!   copied in user space, the heap it uses does not grow with the file, the
@@ -124,6 +127,13 @@
 //! "Platforms" section has the table and what CI proves.
 //!
 //! # Safety
+//!
+//! [`FileBody::open`] is safe, and no byte of a `Bytes` it handed out ever
+//! changes: under a read lease the kernel makes writers wait until the
+//! frames still held were copied out of the file, and without one frames
+//! are copies read with `pread` (see [`FileBody`]'s `# Hazards`). Use it
+//! for files others may rewrite; the rest of this section is about
+//! [`MmapBody`], whose caller makes the promise instead.
 //!
 //! Mapping a file is `unsafe`, as in [`memmap2`]: another process may
 //! truncate or rewrite the file while it is mapped, and reading a page past

@@ -1,5 +1,6 @@
 //! Serving a file from a handler: `Range` requests, conditional requests and
-//! `HEAD`, answered with an [`MmapBody`] or a zero-copy slice of it.
+//! `HEAD`, answered with a [`FileBody`] (or an [`MmapBody`]) or a slice of
+//! it.
 //!
 //! [`respond`] turns a request's method and headers and the file's body into
 //! the response a download needs. It depends only on `http`, so the same
@@ -7,13 +8,11 @@
 //!
 //! ```no_run
 //! use axum::{http::{HeaderMap, Method, Response, StatusCode}, routing::get, Router};
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
-//! async fn download(method: Method, headers: HeaderMap) -> Result<Response<MmapBody>, StatusCode> {
-//!     // SAFETY: the served files are written once, then never changed or
-//!     // truncated while they may be mapped.
-//!     let body = unsafe { MmapBody::open("/srv/files/big.iso") }
-//!         .map_err(|_| StatusCode::NOT_FOUND)?;
+//! async fn download(method: Method, headers: HeaderMap) -> Result<Response<FileBody>, StatusCode> {
+//!     // Safe whoever rewrites the file: see `FileBody`.
+//!     let body = FileBody::open("/srv/files/big.iso").map_err(|_| StatusCode::NOT_FOUND)?;
 //!     Ok(mmap_body::serve::respond(&method, &headers, body))
 //! }
 //!
@@ -27,7 +26,8 @@
 //!   The length is exact, so hyper sends `Content-Length`.
 //! - A single byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`) on a
 //!   `GET`: `206 Partial Content` with `Content-Range`, and a
-//!   [`slice`](MmapBody::slice) of the body: no byte copied. A range past
+//!   [`slice`](FileBody::slice) of the body: no byte copied where it is
+//!   mapped. A range past
 //!   the end is cut to the end.
 //! - A range that starts at or past the end: `416 Range Not Satisfiable`
 //!   with `Content-Range: bytes */<size>`.
@@ -94,12 +94,10 @@ const DEFAULT_MAX_RANGES: usize = 16;
 /// ```no_run
 /// use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 /// use mmap_body::serve::{Serve, ServeBody};
-/// use mmap_body::MmapBody;
+/// use mmap_body::FileBody;
 ///
 /// async fn download(method: Method, headers: HeaderMap) -> Result<Response<ServeBody>, StatusCode> {
-///     // SAFETY: the served files are never changed while they may be mapped.
-///     let body = unsafe { MmapBody::open("/srv/files/manual.pdf") }
-///         .map_err(|_| StatusCode::NOT_FOUND)?;
+///     let body = FileBody::open("/srv/files/manual.pdf").map_err(|_| StatusCode::NOT_FOUND)?;
 ///     let serve = Serve::new().content_type(HeaderValue::from_static("application/pdf"));
 ///     Ok(serve.respond(&method, &headers, body))
 /// }
