@@ -145,14 +145,17 @@
 //!
 //! What the crate does when that promise is broken anyway:
 //!
-//! - On Linux, `Bytes::from(MmapBody)` (the whole file as one `Bytes`,
-//!   which no check can stand in front of) takes a read lease on the file
-//!   where the kernel gives one (nobody has the file open for writing, and
+//! - On Linux, an `MmapBody` opened with [`MmapBody::open`] or
+//!   [`MmapBody::from_file`] (and so `Bytes::from(MmapBody)`, the whole
+//!   file as one `Bytes`, which no check can stand in front of) holds a
+//!   read lease on the file where the kernel gives one (nobody has the file open for writing, and
 //!   the process owns it or has `CAP_LEASE`). Another process (or this one)
 //!   that opens the file for writing or truncates it then waits, a few
-//!   milliseconds, while a thread of the crate's copies the mapping's pages
-//!   out of the file: the `Bytes` keeps the file's bytes as they were, and
-//!   bodies of the same mapping end with [`ErrorKind::Modified`]. The lease
+//!   milliseconds, while a thread of the crate's copies the frames still
+//!   held (all of the mapping while a `Bytes::from(MmapBody)` lives) out of
+//!   the file: they keep the file's bytes as they were, and bodies of the
+//!   same mapping end with [`ErrorKind::Truncated`] or
+//!   [`ErrorKind::Modified`]. The lease
 //!   is told with `SIGRTMIN + 7`, directed at that thread alone
 //!   (`F_SETOWN_EX`) and read from a `signalfd`: no handler is installed
 //!   and no other thread sees it. A process stopped longer than

@@ -17,11 +17,14 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use mmap_body::{ErrorKind, FileBody};
+use mmap_body::retry::RetryPolicy;
+use mmap_body::{ErrorKind, FileBody, ReplayBody, ReplayLayer};
 use mmap_body_devkit::bodies::poll_now;
 use mmap_body_devkit::files::{sha256, test_file};
 use mmap_body_devkit::server::{client, serve};
 use tokio::sync::Notify;
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -62,7 +65,7 @@ fn hold_all_but_the_tail(body: &mut FileBody) -> Vec<Bytes> {
     frames
 }
 
-fn ends_modified(body: &mut FileBody) {
+fn ends_with(body: &mut FileBody, kind: ErrorKind) {
     let err = loop {
         match poll_now(body) {
             Some(Ok(_)) => continue,
@@ -70,10 +73,12 @@ fn ends_modified(body: &mut FileBody) {
             None => panic!("the body ended without an error"),
         }
     };
-    assert_eq!(err.kind(), ErrorKind::Modified, "{err}");
+    assert_eq!(err.kind(), kind, "{err}");
 }
 
-fn a_writer_waits_only_for_the_copy(write: impl FnOnce(&Path) -> Duration) {
+/// The body and its clone end with `kind`: `Modified` for a file written,
+/// `Truncated` for one cut short.
+fn a_writer_waits_only_for_the_copy(write: impl FnOnce(&Path) -> Duration, kind: ErrorKind) {
     let file = test_file(16 * MIB);
     let original = std::fs::read(&file.path).unwrap();
     let mut body = FileBody::open(&file.path).unwrap();
@@ -101,24 +106,27 @@ fn a_writer_waits_only_for_the_copy(write: impl FnOnce(&Path) -> Duration) {
         "held frames kept their bytes"
     );
     assert_eq!(sha256(&original), file.sha256);
-    ends_modified(&mut body);
+    ends_with(&mut body, kind);
     let mut clone = clone;
-    ends_modified(&mut clone);
+    ends_with(&mut clone, kind);
 }
 
 #[test]
 fn held_frames_keep_their_bytes_when_another_process_overwrites_the_file() {
-    a_writer_waits_only_for_the_copy(|path| {
-        shell(
-            "dd if=/dev/zero of=\"$0\" bs=1M count=16 conv=notrunc status=none",
-            path,
-        )
-    });
+    a_writer_waits_only_for_the_copy(
+        |path| {
+            shell(
+                "dd if=/dev/zero of=\"$0\" bs=1M count=16 conv=notrunc status=none",
+                path,
+            )
+        },
+        ErrorKind::Modified,
+    );
 }
 
 #[test]
 fn held_frames_keep_their_bytes_when_another_process_truncates_the_file() {
-    a_writer_waits_only_for_the_copy(truncate_elsewhere);
+    a_writer_waits_only_for_the_copy(truncate_elsewhere, ErrorKind::Truncated);
 }
 
 #[test]
@@ -148,7 +156,7 @@ fn a_file_open_for_writing_elsewhere_is_read_with_pread() {
     assert!(first.is_some_and(|f| f.is_ok()));
     std::thread::sleep(Duration::from_millis(20));
     std::os::unix::fs::FileExt::write_at(&writer, b"changed", 2 * MIB).unwrap();
-    ends_modified(&mut reading);
+    ends_with(&mut reading, ErrorKind::Modified);
     assert_eq!(body.verify().unwrap_err().kind(), ErrorKind::Modified);
 }
 
@@ -221,13 +229,15 @@ fn a_file_the_process_may_not_lease_is_read_with_pread() {
     assert!(bytes[..] == expected[..]);
 }
 
-/// The server: the length and SHA-256 of each upload; `/slow` waits
-/// until told before it reads past its first frame.
+/// The server: the length and SHA-256 of each upload; `/tell` says when
+/// its first frame came, and `/slow` then waits until told before it reads
+/// on.
 async fn uploads(go_on: Arc<Notify>, started: Arc<Notify>) -> std::net::SocketAddr {
     serve(move |req: Request<Incoming>| {
         let (go_on, started) = (Arc::clone(&go_on), Arc::clone(&started));
         async move {
             let slow = req.uri().path() == "/slow";
+            let tell = slow || req.uri().path() == "/tell";
             let mut body = req.into_body();
             let mut bytes = Vec::new();
             let mut told = false;
@@ -238,10 +248,12 @@ async fn uploads(go_on: Arc<Notify>, started: Arc<Notify>) -> std::net::SocketAd
                 if let Some(data) = frame.data_ref() {
                     bytes.extend_from_slice(data);
                 }
-                if slow && !told {
+                if tell && !told {
                     told = true;
                     started.notify_one();
-                    go_on.notified().await;
+                    if slow {
+                        go_on.notified().await;
+                    }
                 }
             }
             Ok(Response::new(Full::new(Bytes::from(format!(
@@ -254,24 +266,60 @@ async fn uploads(go_on: Arc<Notify>, started: Arc<Notify>) -> std::net::SocketAd
     .await
 }
 
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    ReplayBody<FileBody>,
+>;
+
+/// A PUT through the stack users put in front of a client (`ReplayLayer` +
+/// `RetryLayer(RetryPolicy)`), which tells its caller why a body failed
+/// even where hyper drops the body's error (HTTP/2 resets the stream).
 async fn send(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        FileBody,
-    >,
+    client: &Client,
     addr: std::net::SocketAddr,
     path: &str,
     body: FileBody,
 ) -> Result<String, String> {
+    let policy =
+        RetryPolicy::default().backoff(Duration::from_millis(10), Duration::from_millis(40));
+    let stack = ServiceBuilder::new()
+        .layer(ReplayLayer::new(64 * 1024))
+        .layer(RetryLayer::new(policy))
+        .service(client.clone());
     let req = Request::put(format!("http://{addr}{path}"))
         .body(body)
         .unwrap();
-    let res = client.request(req).await.map_err(|e| e.to_string())?;
+    let res = stack.oneshot(req).await.map_err(|e| {
+        // What the caller sees: the crate's error kind in the chain.
+        let kind = mmap_body::Error::find_in(&*e).map(mmap_body::Error::kind);
+        format!("{kind:?}: {e}")
+    })?;
     let bytes = res.into_body().collect().await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&bytes.to_bytes()).into_owned())
 }
 
-fn a_break_fails_that_request_only(http2: bool) {
+/// Which body the uploads are, and how another process changes the file
+/// of one of them while its frames are in flight.
+#[derive(Clone, Copy)]
+enum Case {
+    /// `FileBody::open`; the file's first MiB overwritten in place (`dd`).
+    FileRewritten,
+    /// `MmapBody::open` (which takes the lease too); the file truncated
+    /// (`truncate(2)`), as issue #29's item 11 saw kill a whole HTTP/2
+    /// connection before.
+    MmapTruncated,
+}
+
+fn open_as(case: Case, path: &Path) -> FileBody {
+    match case {
+        Case::FileRewritten => FileBody::open(path).unwrap(),
+        // SAFETY: the temp files are private to these tests; changing one
+        // while mapped is the point, and the lease covers it.
+        Case::MmapTruncated => FileBody::from(unsafe { mmap_body::MmapBody::open(path) }.unwrap()),
+    }
+}
+
+fn a_break_fails_that_request_only(http2: bool, case: Case) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -281,11 +329,8 @@ fn a_break_fails_that_request_only(http2: bool) {
         let (cut, whole) = (test_file(32 * MIB), test_file(32 * MIB));
         let (go_on, started) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let addr = uploads(Arc::clone(&go_on), Arc::clone(&started)).await;
-        let client = client::<FileBody>(http2);
-        let (a, b) = (
-            FileBody::open(&cut.path).unwrap(),
-            FileBody::open(&whole.path).unwrap(),
-        );
+        let client: Client = client(http2);
+        let (a, b) = (open_as(case, &cut.path), open_as(case, &whole.path));
         assert!(a.is_mapped() && b.is_mapped());
         let slow = tokio::spawn({
             let client = client.clone();
@@ -301,9 +346,15 @@ fn a_break_fails_that_request_only(http2: bool) {
             async move { send(&client, addr, "/", b).await }
         });
         let path = cut.path.clone();
-        let waited = tokio::task::spawn_blocking(move || shell("printf x > \"$0\"", &path))
-            .await
-            .unwrap();
+        let waited = tokio::task::spawn_blocking(move || match case {
+            Case::FileRewritten => shell(
+                "dd if=/dev/zero of=\"$0\" bs=1M count=1 conv=notrunc status=none",
+                &path,
+            ),
+            Case::MmapTruncated => truncate_elsewhere(&path),
+        })
+        .await
+        .unwrap();
         assert!(
             waited < Duration::from_secs(1),
             "the writer waited {waited:?}"
@@ -313,9 +364,14 @@ fn a_break_fails_that_request_only(http2: bool) {
             .await
             .expect("the cut upload ends")
             .unwrap();
+        // The caller of the changed file's upload gets the crate's error.
+        let kind = match case {
+            Case::FileRewritten => "Some(Modified)",
+            Case::MmapTruncated => "Some(Truncated)",
+        };
         assert!(
-            slow.as_deref() != Ok(format!("{} {}", cut.len, cut.sha256).as_str()),
-            "the rewritten file's upload must not arrive whole: {slow:?}"
+            slow.as_ref().is_err_and(|e| e.starts_with(kind)),
+            "the changed file's upload must fail with {kind}: {slow:?}"
         );
         let other = tokio::time::timeout(Duration::from_secs(60), other)
             .await
@@ -323,7 +379,7 @@ fn a_break_fails_that_request_only(http2: bool) {
             .unwrap();
         assert_eq!(other, Ok(format!("{} {}", whole.len, whole.sha256)));
         // The client still works (over HTTP/2, on the same connection).
-        let again = FileBody::open(&whole.path).unwrap();
+        let again = open_as(case, &whole.path);
         assert_eq!(
             send(&client, addr, "/", again).await,
             Ok(format!("{} {}", whole.len, whole.sha256))
@@ -333,10 +389,88 @@ fn a_break_fails_that_request_only(http2: bool) {
 
 #[test]
 fn a_break_in_flight_over_http1_fails_that_request_only() {
-    a_break_fails_that_request_only(false);
+    a_break_fails_that_request_only(false, Case::FileRewritten);
 }
 
 #[test]
 fn a_break_in_flight_over_http2_fails_that_request_only() {
-    a_break_fails_that_request_only(true);
+    a_break_fails_that_request_only(true, Case::FileRewritten);
+}
+
+/// Issue #29, item 11: a file truncated under one of two `MmapBody`
+/// uploads on one HTTP/2 connection fails only its own; its caller gets
+/// `Truncated`.
+#[test]
+fn a_truncated_mmap_body_fails_only_its_own_http2_stream() {
+    a_break_fails_that_request_only(true, Case::MmapTruncated);
+}
+
+#[test]
+fn a_truncated_mmap_body_over_http1_fails_only_its_own_request() {
+    a_break_fails_that_request_only(false, Case::MmapTruncated);
+}
+
+/// Issue #29, item 11, as it was seen: two 64 MiB `MmapBody` uploads on
+/// one HTTP/2 connection of a default hyper-util client, both streaming,
+/// one file truncated a few milliseconds in. Without the lease, h2 copied
+/// zeros the guard mapped and the next `writev` of the connection failed
+/// (EFAULT): both uploads died. With it, the truncated one fails with
+/// `Truncated` and the other arrives whole. Three rounds.
+#[test]
+fn a_truncated_mmap_body_does_not_kill_the_http2_connection() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (go_on, started) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let addr = uploads(go_on, Arc::clone(&started)).await;
+        let client: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        for round in 0..3 {
+            let (cut, whole) = (test_file(64 * MIB), test_file(64 * MIB));
+            let (a, b) = (
+                open_as(Case::MmapTruncated, &cut.path),
+                open_as(Case::MmapTruncated, &whole.path),
+            );
+            let cut_up = tokio::spawn({
+                let client = client.clone();
+                async move { send(&client, addr, "/tell", a).await }
+            });
+            let whole_up = tokio::spawn({
+                let client = client.clone();
+                async move { send(&client, addr, "/", b).await }
+            });
+            // Both stream; the truncation lands a few milliseconds into the
+            // cut one (a writer in this process waits for the lease too).
+            tokio::time::timeout(Duration::from_secs(20), started.notified())
+                .await
+                .expect("the upload started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let path = cut.path.clone();
+            tokio::task::spawn_blocking(move || mmap_body_devkit::files::truncate(&path, 1))
+                .await
+                .unwrap();
+            let limit = Duration::from_secs(60);
+            let cut_up = tokio::time::timeout(limit, cut_up).await.unwrap().unwrap();
+            let whole_up = tokio::time::timeout(limit, whole_up)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                whole_up,
+                Ok(format!("{} {}", whole.len, whole.sha256)),
+                "round {round}: the other upload on the connection"
+            );
+            assert!(
+                cut_up
+                    .as_ref()
+                    .is_err_and(|e| e.starts_with("Some(Truncated)")),
+                "round {round}: {cut_up:?}"
+            );
+        }
+    });
 }

@@ -43,10 +43,10 @@ impl Leased {
         &mut self,
         in_flight: &Arc<InFlight>,
         (start, end): (usize, usize),
-        name: impl FnOnce() -> String,
+        broken: impl FnOnce() -> Error,
     ) -> Result<(), Error> {
         if self.broken {
-            return Err(Leased::error(&name()));
+            return Err(broken());
         }
         if !self
             .attempts
@@ -92,16 +92,22 @@ impl Leased {
         self.broken
     }
 
-    /// The error of a body whose file's lease was broken.
-    pub(super) fn error(name: &str) -> Error {
+    /// The error of a body whose file's lease was broken:
+    /// [`ErrorKind::Truncated`] if the file is now `truncated`, else
+    /// [`ErrorKind::Modified`].
+    pub(super) fn error(name: &str, truncated: bool) -> Error {
+        let (kind, what) = if truncated {
+            (ErrorKind::Truncated, "truncated")
+        } else {
+            (ErrorKind::Modified, "opened for writing")
+        };
         Error::new(
-            ErrorKind::Modified,
+            kind,
             format!(
-                "{name} was opened for writing (or truncated) by another process while it \
-                 was being sent: the body's read lease on it was broken, the frames already \
-                 handed out were copied out of the file first (they keep its bytes as they \
-                 were), and the body stops here. Send it again once the writer has finished \
-                 with it."
+                "{name} was {what} by another process while it was being sent: the \
+                 body's read lease on it was broken, the frames already handed out were \
+                 copied out of the file first (they keep its bytes as they were), and the \
+                 body stops here. Send it again once the writer has finished with it."
             ),
         )
     }

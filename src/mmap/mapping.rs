@@ -307,6 +307,18 @@ impl Mapping {
         let _ = self.detach(&ranges);
     }
 
+    /// The error of a body of this mapping once its lease was broken: the
+    /// file truncated (now shorter than mapped) or otherwise written.
+    pub(super) fn broken_error(&self) -> Error {
+        let truncated = self.origin.as_ref().is_some_and(|origin| {
+            origin
+                .file
+                .metadata()
+                .is_ok_and(|meta| meta.len() < origin.len)
+        });
+        Leased::error(&self.name(), truncated)
+    }
+
     pub(super) fn name(&self) -> String {
         self.origin
             .as_ref()
@@ -322,7 +334,7 @@ impl Mapping {
 
     fn verify_quietly(&self, end: usize) -> Result<(), Error> {
         if crate::sync::lock(&self.leased).is_broken() {
-            return Err(Leased::error(&self.name()));
+            return Err(self.broken_error());
         }
         if self.poisoned() {
             return Err(Error::new(
@@ -349,7 +361,7 @@ impl Mapping {
     fn check_file_quietly(&self, end: usize) -> Result<(), Error> {
         // A break's error first: it says why the file changed.
         if crate::sync::lock(&self.leased).is_broken() {
-            return Err(Leased::error(&self.name()));
+            return Err(self.broken_error());
         }
         match &self.origin {
             Some(origin) => origin.check_quietly(end as u64),

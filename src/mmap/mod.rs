@@ -243,6 +243,17 @@ impl MmapBody {
     /// but cannot close it: bytes rewritten between the check and the
     /// socket write are still read. Map only files that your program owns
     /// or that are written once and then left alone.
+    ///
+    /// On Linux, where the kernel grants this process a read lease on the
+    /// file (see [`FileBody`](crate::FileBody)), the body holds one for as
+    /// long as the mapping lives: a writer that comes anyway waits until
+    /// the frames still held were copied out of the file, and the body ends
+    /// with [`ErrorKind::Truncated`] or [`ErrorKind::Modified`]; a truncated
+    /// file then never fails other streams of an HTTP/2 connection. The
+    /// promise still stands where no lease is given. [`FileBody::open`]
+    /// needs none.
+    ///
+    /// [`FileBody::open`]: crate::FileBody::open
     pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<MmapBody> {
         let path = path.as_ref();
         // For the message: a socket or device is named as such before any
@@ -300,7 +311,12 @@ impl MmapBody {
         let map = unsafe { Mmap::map(&origin.file) }
             .map_err(|e| maybe_with_path(e, "cannot map", origin.path.as_deref()))?;
         sys::advise_sequential(&map);
-        Ok(MmapBody::new(Mapping::new(map, Some(origin)), true))
+        let body = MmapBody::new(Mapping::new(map, Some(origin)), true);
+        // Where the kernel gives one, a read lease backs the caller's
+        // promise: a writer that comes anyway waits until the frames still
+        // held were copied out of the file (see `FileBody`).
+        body.mapping.take_lease();
+        Ok(body)
     }
 
     /// Maps `origin`'s file under a read lease (see [`FileBody`]): the
@@ -519,7 +535,7 @@ impl MmapBody {
         let in_flight = if self.mapping.origin.is_some() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
             crate::sync::lock(&self.mapping.leased)
-                .hand_out(in_flight, (self.pos, end), || self.mapping.name())?;
+                .hand_out(in_flight, (self.pos, end), || self.mapping.broken_error())?;
             Some(Arc::clone(in_flight))
         } else {
             None
@@ -622,7 +638,8 @@ impl From<MmapBody> for Bytes {
     /// Where the kernel gives this process a read lease on the file (Linux:
     /// a file opened read-only, as [`MmapBody::open`] does, that nobody has
     /// open for writing, and that the process owns or has `CAP_LEASE` for),
-    /// it holds one for as long as it lives: another `open` of the file for
+    /// the mapping holds one (taken when the file was opened, or now) for
+    /// as long as it lives: another `open` of the file for
     /// writing, or its truncation, then waits until the mapping's pages were
     /// copied out of the file (if the copy fits in half the memory the
     /// process may still take), so its bytes stay the file's as they were
