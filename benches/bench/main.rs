@@ -81,6 +81,7 @@ mod cases;
 mod child;
 #[cfg(all(feature = "proxy", feature = "spill"))]
 mod compare;
+mod file_body;
 mod measure;
 mod neighbour;
 mod options;
