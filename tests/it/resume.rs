@@ -40,6 +40,7 @@ use crate::fault_matrix::{Proto, GIB, MIB};
 mod dialects;
 mod hostile;
 mod hostile_store;
+mod tus;
 
 /// No upload of this module takes longer, all attempts together.
 const LIMIT: Duration = Duration::from_secs(120);
