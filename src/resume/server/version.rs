@@ -36,15 +36,15 @@ pub(crate) const VERSIONS: [u64; 7] = [3, 4, 5, 6, 7, 8, 9];
 pub(crate) struct Dialect {
     /// The interop version (9 counts as 8).
     version: u64,
-    /// Whether the request named it (then the answers name it back).
-    named: bool,
+    /// The version the request named, which the answers name back.
+    named: Option<u64>,
 }
 
 impl Dialect {
     /// The newest dialect: what a request that names no version gets.
     pub(crate) const NEWEST: Dialect = Dialect {
         version: 8,
-        named: false,
+        named: None,
     };
 
     /// The dialect `headers` speak; `None` for a version not answered here.
@@ -55,7 +55,7 @@ impl Dialect {
         let version = integer(headers, &UPLOAD_DRAFT_INTEROP_VERSION)?;
         VERSIONS.contains(&version).then_some(Dialect {
             version: version.min(8),
-            named: true,
+            named: Some(version),
         })
     }
 
@@ -93,11 +93,8 @@ impl Dialect {
         } else {
             headers.insert(UPLOAD_COMPLETE, sf_bool(complete));
         }
-        if self.named {
-            headers.insert(
-                UPLOAD_DRAFT_INTEROP_VERSION,
-                HeaderValue::from(self.version),
-            );
+        if let Some(named) = self.named {
+            headers.insert(UPLOAD_DRAFT_INTEROP_VERSION, HeaderValue::from(named));
         }
     }
 

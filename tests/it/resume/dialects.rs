@@ -195,6 +195,27 @@ async fn version_6_as_urlsession_on_ios_18_1_and_tus_js_client_draft_05_resumes(
 }
 
 #[tokio::test]
+async fn version_4_resumes() {
+    tokio::time::timeout(LIMIT, created_cut_and_resumed(4))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn version_7_resumes() {
+    tokio::time::timeout(LIMIT, created_cut_and_resumed(7))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn version_9_is_answered_as_8() {
+    tokio::time::timeout(LIMIT, created_cut_and_resumed(9))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn version_8_as_this_crate_speaks_resumes() {
     tokio::time::timeout(LIMIT, created_cut_and_resumed(8))
         .await
