@@ -97,12 +97,21 @@
 //! multipart/form-data encoding does, which is what browsers send: `"` as
 //! `%22`, CR as `%0D`, LF as `%0A`. Everything else, non-ASCII included, is
 //! sent as UTF-8, as RFC 7578 §5.1 allows (no `filename*=`, which its §4.2
-//! says not to use). Servers that follow the WHATWG rules (Python's
-//! `python-multipart`, multer, axum's `Multipart`) read `%22` back as `"`;
-//! others show the escape as it is.
+//! says not to use). A name cannot end its quotes or its header line, so
+//! it can never add a parameter (a `filename`), a header or a part of its
+//! own. multer and axum's `Multipart` hand the name over as it was sent
+//! (`%22` stays `%22`); a server that wants the original back decodes the
+//! three escapes itself.
 //!
 //! # Hazards
 //!
+//! - **Some parsers ignore the quotes.** multer 3 (and so axum's
+//!   `Multipart`) looks for `filename=` anywhere in `Content-Disposition`,
+//!   inside a quoted name too: a field named `x"; filename="a.sh` arrives
+//!   named `x%22; filename=%22a.sh`, as the rules say, but such a parser
+//!   also reads a file name `%22a.sh"` out of it. Browsers send the same
+//!   bytes. Do not let untrusted input choose field names, or refuse names
+//!   holding `filename` before building the form.
 //! - **Escaping is not reversible.** A name that already holds `%22`
 //!   arrives as one that held `"`; the same goes for `%0D` and `%0A`. A
 //!   server that must tell them apart needs names without them.
