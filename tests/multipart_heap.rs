@@ -82,7 +82,11 @@ fn form_upload_heap_is_independent_of_file_size() {
             diff <= 8 * 1024,
             "peak heap grew with the file: {small:?} vs {large:?}"
         );
-        assert!(large.peak < 128 * 1024, "peak heap {} >= 128 KiB", large.peak);
+        assert!(
+            large.peak < 128 * 1024,
+            "peak heap {} >= 128 KiB",
+            large.peak
+        );
         if !http2 {
             // A copy or a recording would allocate per frame: 8x the data
             // must not mean anywhere near 8x the allocations.

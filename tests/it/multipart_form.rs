@@ -22,12 +22,12 @@ use sha2::{Digest, Sha256};
 
 /// What a parser saw of one part.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    name: String,
-    file_name: Option<String>,
-    content_type: Option<String>,
-    len: u64,
-    sha256: String,
+pub(crate) struct Seen {
+    pub(crate) name: String,
+    pub(crate) file_name: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) len: u64,
+    pub(crate) sha256: String,
 }
 
 impl Seen {
@@ -204,7 +204,11 @@ async fn multer_server() -> (String, Arc<Log>) {
 /// must see of it (names as sent: `"` as `%22`, CR as `%0D`, LF as `%0A`).
 /// `quote_blind`: the parser looks for `filename=` inside quoted values
 /// too, as multer 3 does (and so axum's `Multipart`).
-fn tricky_form(file: MmapBody, file_bytes: &[u8], quote_blind: bool) -> (Form, Vec<Seen>) {
+pub(crate) fn tricky_form(
+    file: MmapBody,
+    file_bytes: &[u8],
+    quote_blind: bool,
+) -> (Form, Vec<Seen>) {
     let pdf: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let form = Form::new()
         .text("title", "holiday")

@@ -20,6 +20,8 @@
 
 mod browser;
 mod curl;
+#[cfg(feature = "multipart")]
+mod forms;
 mod nginx;
 mod python;
 
@@ -157,6 +159,8 @@ pub(crate) fn venv(packages: &[&str]) -> Option<PathBuf> {
     let python = dir.join("venv/bin/python");
     let have = |package: &str| {
         let (name, version) = package.split_once("==").expect("a pinned package");
+        // `pip show` knows `moto`, not `moto[server]`.
+        let name = name.split('[').next().unwrap_or(name);
         std::process::Command::new(&python)
             .args(["-m", "pip", "show", name])
             .output()
