@@ -1,6 +1,6 @@
 //! A `multipart/form-data` upload (a text field and a 64 MiB file part)
-//! from a hyper-util client behind `ReplayLayer` + `tower::retry::RetryLayer`
-//! + `RetryPolicy`, to a local axum server that parses it with axum's own
+//! from a hyper-util client behind `ReplayLayer`, `tower::retry::RetryLayer`
+//! and `RetryPolicy`, to a local axum server that parses it with axum's own
 //! `Multipart` extractor. The server answers the first attempt `503` after
 //! reading half of the file; the retry sends the whole form again, from the
 //! file, and the server reports what it parsed: the fields, the file name,

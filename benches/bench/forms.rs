@@ -238,10 +238,10 @@ async fn once(kind: Kind, addr: SocketAddr, path: &Path, size: u64) -> Result<Sa
     }
     // The dropped case's answer is to a second attempt (an even request).
     if kind == Kind::OursDropped
-        && !seen
+        && seen
             .rsplit_once("request=")
             .and_then(|(_, n)| n.parse::<u64>().ok())
-            .is_some_and(|n| n % 2 == 0)
+            .is_none_or(|n| n % 2 == 1)
     {
         return Err(format!("{kind:?}: the first attempt was not dropped: {seen}").into());
     }
