@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mmap_body::multipart::{Form, FormBody, Part};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
+use mmap_body::{FileBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 use sha2::{Digest, Sha256};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -130,11 +130,11 @@ async fn main() -> Result<(), BoxError> {
         ))
         .service(client);
 
-    // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
-    let video = unsafe { MmapBody::open(&path)? };
+    // Zero-copy under a read lease, `pread` where the kernel gives none.
+    let video = FileBody::open(&path)?;
     let form = Form::new().text("title", "Holiday, day 1").part(
         "file",
-        Part::mmap(video)
+        Part::file(video)
             .file_name("holiday.mp4")
             .mime_str("video/mp4")?,
     );

@@ -93,8 +93,9 @@ impl FormBody {
         self.len == 0
     }
 
-    /// Checks now that every file part is as it was when mapped (one
-    /// `fstat` each, as [`MmapBody::verify`](crate::MmapBody::verify)): a
+    /// Checks now that every file part is as it was when opened (one
+    /// `fstat` each, as [`MmapBody::verify`](crate::MmapBody::verify) and
+    /// [`FileBody::verify`](crate::FileBody::verify)): a
     /// retry policy asks this (through [`ReplayBody::is_replayable`])
     /// before sending the form again.
     ///

@@ -5,23 +5,22 @@
 //! use http::header::CONTENT_TYPE;
 //! use http_body::Body;
 //! use mmap_body::multipart::{Form, FormBody, Part};
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("holiday.mp4");
 //! # std::fs::write(&path, vec![7u8; 4096])?;
-//! // SAFETY: nothing truncates or rewrites the file while it is mapped.
-//! let video = unsafe { MmapBody::open(&path)? };
+//! let video = FileBody::open(&path)?;
 //! let form = Form::new()
 //!     .text("title", "holiday.mp4")
-//!     .part("file", Part::mmap(video).file_name("holiday.mp4").mime_str("video/mp4")?);
+//!     .part("file", Part::file(video).file_name("holiday.mp4").mime_str("video/mp4")?);
 //! let request = http::Request::post("http://127.0.0.1:3000/upload")
 //!     .header(CONTENT_TYPE, form.content_type()) // multipart/form-data; boundary=…
 //!     .body(form.into_body())?;
 //! // Headers, the 4096 bytes of the file and the closing delimiter: hyper
-//! // sends `Content-Length`, then the file's pages straight from the page
-//! // cache between two small header frames.
+//! // sends `Content-Length`, then the file's frames between two small
+//! // header frames.
 //! let body: &FormBody = request.body();
 //! assert!(body.size_hint().exact().unwrap() > 4096);
 //! # Ok(())
@@ -31,8 +30,10 @@
 //! [`Form`] builds the form (reqwest's names: [`Form::text`],
 //! [`Form::part`], [`Part::file_name`], [`Part::mime_str`]) and
 //! [`Form::into_body`] turns it into a [`FormBody`]: headers and values in
-//! memory as a few `Bytes`, each [`Part::mmap`] as its `MmapBody`'s own
-//! frames between them. The whole length is known before a byte is sent,
+//! memory as a few `Bytes`, each file part ([`Part::file`] for a
+//! [`FileBody`](crate::FileBody), [`Part::mmap`] for an
+//! [`MmapBody`](crate::MmapBody) of a file the program owns) as that
+//! body's own frames between them, zero-copy where the body is. The whole length is known before a byte is sent,
 //! and a clone (one reference count) sends the form again from the start.
 //!
 //! # Retries
@@ -49,7 +50,7 @@
 //! use hyper_util::rt::TokioExecutor;
 //! use mmap_body::multipart::{Form, FormBody, Part};
 //! use mmap_body::retry::RetryPolicy;
-//! use mmap_body::{MmapBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
+//! use mmap_body::{FileBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 //! use tower::retry::RetryLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -60,9 +61,8 @@
 //!     .layer(ReplayLayer::new(DEFAULT_MAX_REPLAY_BYTES))
 //!     .layer(RetryLayer::new(RetryPolicy::default()))
 //!     .service(client);
-//! // SAFETY: nothing truncates or rewrites the file while it is mapped.
-//! let file = unsafe { MmapBody::open("big.iso")? };
-//! let form = Form::new().part("file", Part::mmap(file).file_name("big.iso"));
+//! let file = FileBody::open("big.iso")?;
+//! let form = Form::new().part("file", Part::file(file).file_name("big.iso"));
 //! let request = http::Request::put("http://127.0.0.1:3000/upload")
 //!     .header(http::header::CONTENT_TYPE, form.content_type())
 //!     .body(form.into_body())?;
@@ -115,11 +115,12 @@
 //! - **Escaping is not reversible.** A name that already holds `%22`
 //!   arrives as one that held `"`; the same goes for `%0D` and `%0A`. A
 //!   server that must tell them apart needs names without them.
-//! - **A file part is the file as it is while the form is sent.** As for
-//!   [`MmapBody`](crate::MmapBody), the caller promised when mapping it
-//!   that nothing truncates or rewrites it; a change the body sees ends
-//!   the form with an error instead of sending a short or mixed part
-//!   (see [`FormBody`]), and a form whose file changed is not retried.
+//! - **A file part is the file as it is while the form is sent.** A
+//!   change its body sees (a [`FileBody`](crate::FileBody)'s lease broken,
+//!   an [`MmapBody`](crate::MmapBody)'s checks) ends the form with an
+//!   error instead of sending a short or mixed part (see [`FormBody`]), and
+//!   a form whose file changed is not retried. An `MmapBody` part keeps
+//!   the promise its caller made when mapping it.
 //! - **Text is sent as given.** A browser turns line breaks in text fields
 //!   into CRLF; `Form::text` sends the string's bytes unchanged.
 //!

@@ -9,10 +9,11 @@ use http_body::{Body, Frame};
 
 use super::encode::check_mime;
 use crate::error::Error;
-use crate::MmapBody;
+use crate::{FileBody, MmapBody};
 
 /// One field of a [`Form`](super::Form): text, bytes in memory, or a file
-/// body sent zero-copy, with an optional file name and media type.
+/// body ([`Part::mmap`], [`Part::file`]) sent as its own frames, with an
+/// optional file name and media type.
 ///
 /// ```
 /// use mmap_body::multipart::Part;
@@ -44,10 +45,11 @@ pub(super) enum Value {
 }
 
 /// A part's file body: the bodies that restart by cloning, whose exact
-/// length is known before a byte is sent. (`FileBody` goes here too.)
+/// length is known before a byte is sent.
 #[derive(Clone, Debug)]
 pub(super) enum Stream {
     Mmap(MmapBody),
+    File(FileBody),
     /// A body that claims a length it does not send: the tests' liar.
     #[cfg(test)]
     Lying(tests::Lying),
@@ -58,6 +60,7 @@ impl Stream {
     pub(super) fn len(&self) -> u64 {
         match self {
             Stream::Mmap(body) => body.len(),
+            Stream::File(body) => body.len(),
             #[cfg(test)]
             Stream::Lying(body) => body.claimed,
         }
@@ -67,6 +70,7 @@ impl Stream {
     pub(super) fn verify(&self) -> Result<(), Error> {
         match self {
             Stream::Mmap(body) => body.verify(),
+            Stream::File(body) => body.verify(),
             #[cfg(test)]
             Stream::Lying(_) => Ok(()),
         }
@@ -79,6 +83,7 @@ impl Stream {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match self {
             Stream::Mmap(body) => Pin::new(body).poll_frame(cx),
+            Stream::File(body) => Pin::new(body).poll_frame(cx),
             #[cfg(test)]
             Stream::Lying(body) => Poll::Ready(body.frames.pop().map(|b| Ok(Frame::data(b)))),
         }
@@ -117,6 +122,30 @@ impl Part {
     /// [`mime_str`](Part::mime_str) says otherwise (RFC 7578 §4.4).
     pub fn mmap(body: MmapBody) -> Part {
         Part::new(Value::Stream(Stream::Mmap(body)))
+    }
+
+    /// A part of a file opened with [`FileBody::open`] (no `unsafe`: a file
+    /// the program does not own), sent as that body's own frames: zero-copy
+    /// slices of the mapping under a read lease, `pread` copies elsewhere.
+    /// Its whole range from its start, again on each send of the form;
+    /// `Content-Type: application/octet-stream` unless
+    /// [`mime_str`](Part::mime_str) says otherwise. A file that changes
+    /// while the form is sent ends the form's body with `Modified` or
+    /// `Truncated`.
+    ///
+    /// ```no_run
+    /// use mmap_body::multipart::{Form, Part};
+    /// use mmap_body::FileBody;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let video = FileBody::open("holiday.mp4")?;
+    /// let form = Form::new().part("file", Part::file(video).file_name("holiday.mp4"));
+    /// # let _ = form;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn file(body: FileBody) -> Part {
+        Part::new(Value::Stream(Stream::File(body)))
     }
 
     /// The `filename` the part is sent with (escaped as the module docs
@@ -169,6 +198,7 @@ impl fmt::Debug for Part {
         let value = match &self.value {
             Value::Bytes(_) => "bytes",
             Value::Stream(Stream::Mmap(_)) => "mmap",
+            Value::Stream(Stream::File(_)) => "file",
             #[cfg(test)]
             Value::Stream(Stream::Lying(_)) => "lying",
         };

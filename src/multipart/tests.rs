@@ -195,3 +195,22 @@ fn a_truncated_file_ends_the_form_with_the_files_error() {
     let err = frames(&mut body).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Truncated);
 }
+
+#[test]
+fn a_file_body_part_sends_the_file_and_reports_its_truncation() {
+    let (_, bytes, keep) = mapped(3 << 20);
+    let file = crate::FileBody::open(keep.path()).unwrap();
+    let form = Form::new().part("f", Part::file(file).file_name("f.bin"));
+    let mut body = form.into_body();
+    let again = body.clone();
+    let sent = concat(&frames(&mut body).unwrap());
+    let at = sent.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&sent[at..at + bytes.len()], &bytes[..]);
+    keep.as_file().set_len(1 << 20).unwrap();
+    assert!(again.verify().is_err());
+    let err = frames(&mut { again }).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Modified),
+        "{err}"
+    );
+}

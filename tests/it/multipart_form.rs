@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use mmap_body::multipart::{Form, FormBody, Part};
-use mmap_body::MmapBody;
+use mmap_body::{FileBody, MmapBody};
 use mmap_body_devkit::files::{hex, test_file};
 use mmap_body_devkit::server::{client, serve, serve_axum};
 use sha2::{Digest, Sha256};
@@ -204,11 +204,10 @@ async fn multer_server() -> (String, Arc<Log>) {
 /// must see of it (names as sent: `"` as `%22`, CR as `%0D`, LF as `%0A`).
 /// `quote_blind`: the parser looks for `filename=` inside quoted values
 /// too, as multer 3 does (and so axum's `Multipart`).
-pub(crate) fn tricky_form(
-    file: MmapBody,
-    file_bytes: &[u8],
-    quote_blind: bool,
-) -> (Form, Vec<Seen>) {
+pub(crate) fn tricky_form(path: &std::path::Path, quote_blind: bool) -> (Form, Vec<Seen>) {
+    let file_bytes = std::fs::read(path).unwrap();
+    // SAFETY: the temp file is private to the test.
+    let file = unsafe { MmapBody::open(path) }.unwrap();
     let pdf: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let form = Form::new()
         .text("title", "holiday")
@@ -229,6 +228,10 @@ pub(crate) fn tricky_form(
                 .file_name("holiday \"2026\"\n.mp4")
                 .mime_str("video/mp4")
                 .unwrap(),
+        )
+        .part(
+            "doc",
+            Part::file(FileBody::open(path).unwrap()).file_name("doc.bin"),
         )
         .part("empty", Part::bytes(Bytes::new()));
     let expected = vec![
@@ -254,7 +257,13 @@ pub(crate) fn tricky_form(
             "video",
             Some("holiday %222026%22%0A.mp4"),
             Some("video/mp4"),
-            file_bytes,
+            &file_bytes,
+        ),
+        Seen::new(
+            "doc",
+            Some("doc.bin"),
+            Some("application/octet-stream"),
+            &file_bytes,
         ),
         Seen::new("empty", None, None, b""),
     ];
@@ -264,10 +273,7 @@ pub(crate) fn tricky_form(
 #[tokio::test]
 async fn axum_and_multer_read_every_part_over_http1_and_http2() {
     let file = test_file((3 << 20) + 17);
-    let file_bytes = std::fs::read(&file.path).unwrap();
-    // SAFETY: the temp file is private to this test.
-    let mapped = unsafe { MmapBody::open(&file.path) }.unwrap();
-    let (form, expected) = tricky_form(mapped, &file_bytes, true);
+    let (form, expected) = tricky_form(&file.path, true);
     let content_type = form.content_type();
     let body = form.into_body();
     for (server, (url, log)) in [
@@ -317,14 +323,24 @@ mod retried {
             .backoff(Duration::from_millis(10), Duration::from_millis(50))
     }
 
-    /// The form of one text field and a file part of the file at `path`,
-    /// and what a parser must see of it.
-    fn big_form(path: &std::path::Path, sha256: &str, len: u64) -> (Form, Vec<Seen>) {
-        // SAFETY: the temp file is private to this test.
-        let mapped = unsafe { MmapBody::open(path) }.unwrap();
+    /// The form of one text field and a file part of the file at `path`
+    /// (an `MmapBody`, or with `file_body` a `FileBody`), and what a
+    /// parser must see of it.
+    fn big_form(
+        path: &std::path::Path,
+        sha256: &str,
+        len: u64,
+        file_body: bool,
+    ) -> (Form, Vec<Seen>) {
+        let part = if file_body {
+            Part::file(FileBody::open(path).unwrap())
+        } else {
+            // SAFETY: the temp file is private to this test.
+            Part::mmap(unsafe { MmapBody::open(path) }.unwrap())
+        };
         let form = Form::new()
             .text("key", "uploads/big.bin")
-            .part("file", Part::mmap(mapped).file_name("big.bin"));
+            .part("file", part.file_name("big.bin"));
         let file = Seen {
             name: "file".into(),
             file_name: Some("big.bin".into()),
@@ -364,7 +380,7 @@ mod retried {
                 ("axum", axum_server().await),
                 ("multer", multer_server().await),
             ] {
-                let (form, expected) = big_form(&file.path, &file.sha256, len);
+                let (form, expected) = big_form(&file.path, &file.sha256, len, false);
                 let content_type = form.content_type();
                 let body = form.into_body();
                 let form_len = body.len();
@@ -384,8 +400,9 @@ mod retried {
         }
     }
 
-    /// The same through `ReqwestService`: reqwest sends each attempt's
-    /// clone of the form with its `Content-Length`.
+    /// The same through `ReqwestService`, the file part a `FileBody`:
+    /// reqwest sends each attempt's clone of the form with its
+    /// `Content-Length`.
     #[cfg(feature = "reqwest")]
     #[tokio::test]
     async fn reqwest_service_sends_a_form_again_after_a_503() {
@@ -394,7 +411,7 @@ mod retried {
         let len = 256u64 << 20;
         let file = test_file(len);
         let (url, log) = axum_server().await;
-        let (form, expected) = big_form(&file.path, &file.sha256, len);
+        let (form, expected) = big_form(&file.path, &file.sha256, len, true);
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let stack = ServiceBuilder::new()
             .layer(ReplayLayer::new(CAP))
@@ -422,7 +439,7 @@ mod retried {
         let len = 16u64 << 20;
         let file = test_file(len);
         let (url, log) = axum_server().await;
-        let (form, _) = big_form(&file.path, &file.sha256, len);
+        let (form, _) = big_form(&file.path, &file.sha256, len, false);
         let content_type = form.content_type();
         let service = ServiceBuilder::new()
             .layer(ReplayLayer::new(CAP))
