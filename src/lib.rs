@@ -73,6 +73,10 @@
 //!   retries a request of any method that provably never left (a refused
 //!   connection; with feature `hyper-errors` (on by default), also a connect error, a request
 //!   hyper gave back unwritten, an HTTP/2 `REFUSED_STREAM` or `GOAWAY`).
+//! - [`multipart`] (feature `multipart`): `multipart/form-data` uploads
+//!   ([`multipart::Form`]) with an exact length, file parts sent as their
+//!   `FileBody`'s or `MmapBody`'s own frames, retried at any size by
+//!   `ReplayLayer` (a `FormBody` is cloned, never recorded).
 //! - [`progress`] (feature `progress`, on by default): upload progress
 //!   (bytes sent of the total, per attempt) that restarts from zero when a
 //!   retry sends the body again.
@@ -229,6 +233,14 @@
 #![cfg_attr(
     not(feature = "serve"),
     doc = "[`serve::respond`]: https://docs.rs/mmap-body/latest/mmap_body/serve/fn.respond.html"
+)]
+#![cfg_attr(
+    not(feature = "multipart"),
+    doc = "[`multipart`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/index.html"
+)]
+#![cfg_attr(
+    not(feature = "multipart"),
+    doc = "[`multipart::Form`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/struct.Form.html"
 )]
 #![cfg_attr(
     not(feature = "proxy"),
