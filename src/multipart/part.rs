@@ -24,9 +24,10 @@ use crate::{FileBody, MmapBody};
 /// # Ok::<(), mmap_body::Error>(())
 /// ```
 ///
-/// A part of a file body ([`Part::mmap`]) is sent as that body's own
-/// frames, `Bytes` slices of the mapping, and has the file's checks: a file
-/// truncated or changed while the form is sent ends the form's body with
+/// A part of a file body ([`Part::file`], [`Part::mmap`]) is sent as that
+/// body's own frames (zero-copy `Bytes` slices of the mapping where the
+/// body maps the file) and has the file's checks: a file truncated or
+/// changed while the form is sent ends the form's body with
 /// [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) or
 /// [`Modified`](crate::ErrorKind::Modified), never with a short part.
 pub struct Part {
