@@ -61,6 +61,19 @@ pub enum ErrorKind {
         doc = "[`ReplayBody`]: https://docs.rs/mmap-body/latest/mmap_body/struct.ReplayBody.html"
     )]
     Body,
+    /// An argument was refused before anything was sent: a media type that
+    /// is not `type/subtype` (a multipart part's [`Part::mime_str`]). The
+    /// message names the argument and what is wrong with it.
+    ///
+    #[cfg_attr(
+        feature = "multipart",
+        doc = "[`Part::mime_str`]: crate::multipart::Part::mime_str"
+    )]
+    #[cfg_attr(
+        not(feature = "multipart"),
+        doc = "[`Part::mime_str`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/struct.Part.html#method.mime_str"
+    )]
+    InvalidInput,
 }
 
 impl ErrorKind {
@@ -75,6 +88,7 @@ impl ErrorKind {
             ErrorKind::Io => "i/o error",
             ErrorKind::Protocol => "protocol violation",
             ErrorKind::Body => "request body failed",
+            ErrorKind::InvalidInput => "invalid argument",
         }
     }
 }
@@ -192,7 +206,9 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match err.kind {
             ErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
-            ErrorKind::OutOfRange | ErrorKind::ContentLengthMismatch => io::ErrorKind::InvalidInput,
+            ErrorKind::OutOfRange | ErrorKind::ContentLengthMismatch | ErrorKind::InvalidInput => {
+                io::ErrorKind::InvalidInput
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)

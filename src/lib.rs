@@ -73,6 +73,10 @@
 //!   retries a request of any method that provably never left (a refused
 //!   connection; with feature `hyper-errors` (on by default), also a connect error, a request
 //!   hyper gave back unwritten, an HTTP/2 `REFUSED_STREAM` or `GOAWAY`).
+//! - [`multipart`] (feature `multipart`): `multipart/form-data` uploads
+//!   ([`multipart::Form`]) with an exact length, file parts sent as their
+//!   `FileBody`'s or `MmapBody`'s own frames, retried at any size by
+//!   `ReplayLayer` (a `FormBody` is cloned, never recorded).
 //! - [`progress`] (feature `progress`, on by default): upload progress
 //!   (bytes sent of the total, per attempt) that restarts from zero when a
 //!   retry sends the body again.
@@ -231,6 +235,14 @@
     doc = "[`serve::respond`]: https://docs.rs/mmap-body/latest/mmap_body/serve/fn.respond.html"
 )]
 #![cfg_attr(
+    not(feature = "multipart"),
+    doc = "[`multipart`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/index.html"
+)]
+#![cfg_attr(
+    not(feature = "multipart"),
+    doc = "[`multipart::Form`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/struct.Form.html"
+)]
+#![cfg_attr(
     not(feature = "proxy"),
     doc = "[`proxy`]: https://docs.rs/mmap-body/latest/mmap_body/proxy/index.html"
 )]
@@ -240,12 +252,17 @@
 mod error;
 mod file;
 mod mmap;
+#[cfg(feature = "multipart")]
+#[cfg_attr(docsrs, doc(cfg(feature = "multipart")))]
+pub mod multipart;
 #[cfg(feature = "progress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
 pub mod progress;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
+#[cfg(any(feature = "retry", feature = "multipart"))]
+mod random;
 #[cfg(feature = "replay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
 pub mod replay;

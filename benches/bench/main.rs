@@ -43,6 +43,11 @@
 //! `--resume` (with `--features resume`): one upload dropped at 70%,
 //! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
 //!
+//! `--forms` (with `--features multipart,reqwest`): the file as a part of
+//! a `multipart/form-data` upload, `multipart::Form` against reqwest's
+//! `multipart` with `Part::stream_with_length`, and once dropped at 50%;
+//! see `forms.rs`.
+//!
 //! Through a proxy (HTTP/1.1 only; with `--features spill`): the sender
 //! process runs a client uploading with `MmapBody` and a hyper proxy
 //! forwarding to the same server; see `proxy.rs`: `proxy-plain`,
@@ -82,6 +87,8 @@ mod child;
 #[cfg(all(feature = "proxy", feature = "spill"))]
 mod compare;
 mod file_body;
+#[cfg(all(feature = "multipart", feature = "reqwest"))]
+mod forms;
 mod measure;
 mod neighbour;
 mod options;
@@ -114,6 +121,10 @@ fn main() -> Result<(), BoxError> {
         #[cfg(all(feature = "proxy", feature = "spill"))]
         if args.get(1).map(String::as_str) == Some("proxy") {
             return compare::child(&args[2..]);
+        }
+        #[cfg(all(feature = "multipart", feature = "reqwest"))]
+        if args.get(1).map(String::as_str) == Some("forms-server") {
+            return forms::server_child();
         }
         slow_disk::join_if_asked()?;
         return child::child(&args[1..]);

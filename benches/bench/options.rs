@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--forms] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -21,6 +21,9 @@ pub(crate) const USAGE: &str =
            how long it waited for the lease break (Linux)
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
+  --forms  instead of the rest: the file as a multipart/form-data part,
+           multipart::Form against reqwest's multipart, and dropped at 50%
+           (--features multipart,reqwest)
   --proxies instead of the rest: ReverseProxy against axum-reverse-proxy
            and plain forwarding, with and without a drop at 50%
            (--features proxy,spill)
@@ -53,6 +56,7 @@ pub(crate) struct Options {
     pub(crate) small: bool,
     pub(crate) lease_break: bool,
     pub(crate) resume: bool,
+    pub(crate) forms: bool,
     pub(crate) proxies: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
@@ -64,7 +68,7 @@ impl Options {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
-        let (mut resume, mut proxies, mut lease_break) = (false, false, false);
+        let (mut resume, mut proxies, mut lease_break, mut forms) = (false, false, false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -74,6 +78,7 @@ impl Options {
                 Long("small") => small = true,
                 Long("resume") => resume = true,
                 Long("lease-break") => lease_break = true,
+                Long("forms") => forms = true,
                 Long("proxies") => proxies = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
@@ -114,6 +119,7 @@ impl Options {
             small,
             lease_break,
             resume,
+            forms,
             proxies,
             only,
         })

@@ -33,6 +33,12 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         #[cfg(not(all(feature = "proxy", feature = "spill")))]
         return Err("--proxies needs --features proxy,spill".into());
     }
+    if options.forms {
+        #[cfg(all(feature = "multipart", feature = "reqwest"))]
+        return crate::forms::run(options.size, options.runs, options.record.as_deref());
+        #[cfg(not(all(feature = "multipart", feature = "reqwest")))]
+        return Err("--forms needs --features multipart,reqwest".into());
+    }
     if options.resume {
         #[cfg(all(feature = "resume", feature = "progress"))]
         return crate::resume::run(options.size, options.runs, options.record.as_deref());

@@ -3,7 +3,8 @@
 //! type.
 //!
 //! The crate's own cheap bodies ([`MmapBody`], [`FileBody`], [`Full<Bytes>`],
-//! [`Empty<Bytes>`]) are known by type. A [`ReplayBody`] of any inner body
+//! [`Empty<Bytes>`], and with feature `multipart` the forms' `FormBody`)
+//! are known by type. A [`ReplayBody`] of any inner body
 //! restarts by cloning too, whatever the inner body is, but a generic type
 //! cannot be recognised behind `dyn Any`; so every `ReplayBody<X>` type,
 //! when one is first made, leaves its [`Restart`] in a registry keyed by its
@@ -22,6 +23,8 @@ use http_body_util::{Empty, Full};
 
 use super::ReplayBody;
 use crate::error::Error;
+#[cfg(feature = "multipart")]
+use crate::multipart::FormBody;
 use crate::sync::{read, write};
 use crate::{FileBody, MmapBody};
 
@@ -63,6 +66,17 @@ impl<B: 'static> Restart<B> {
     /// bodies, or a [`ReplayBody`] type registered by [`register`].
     pub(super) fn find() -> Option<Restart<B>> {
         let id = TypeId::of::<B>();
+        #[cfg(feature = "multipart")]
+        if id == TypeId::of::<FormBody>() {
+            // A form restarts from its first byte by cloning (one reference
+            // count); its file parts' checks say whether it changed. No
+            // slicing: a resumed upload's copy skips the bytes sent.
+            return cast(Restart::<FormBody> {
+                clone: |body| Some(body.clone()),
+                intact: |body| body.verify().map(|()| true),
+                slice: |_, _| None,
+            });
+        }
         if id == TypeId::of::<MmapBody>() {
             cast(Restart::<MmapBody> {
                 clone: |body| Some(body.clone()),
@@ -142,6 +156,8 @@ mod tests {
         assert!(Restart::<Full<Bytes>>::find().is_some());
         assert!(Restart::<Empty<Bytes>>::find().is_some());
         assert!(Restart::<MmapBody>::find().is_some());
+        #[cfg(feature = "multipart")]
+        assert!(Restart::<FormBody>::find().is_some());
         assert!(Restart::<Mine>::find().is_none());
     }
 

@@ -2,12 +2,7 @@
 //! header, the layer that adds it, and the keys; the policy's side is
 //! `RetryPolicy::retry_idempotency_key`.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request};
@@ -172,23 +167,8 @@ pub(crate) fn has_key<B>(request: &Request<B>) -> bool {
 /// A new key: `"xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"` (see
 /// [`IdempotencyKeyLayer`]'s "The keys").
 fn new_key() -> HeaderValue {
-    static SEED: OnceLock<(RandomState, u64)> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let (state, started) = SEED.get_or_init(|| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH);
-        (RandomState::new(), now.map_or(0, |d| d.as_nanos() as u64))
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    let half = |lane: u8| {
-        let mut hasher = state.build_hasher();
-        hasher.write_u8(lane);
-        hasher.write_u32(pid);
-        hasher.write_u64(*started);
-        hasher.write_u64(n);
-        hasher.finish()
-    };
-    uuid_v4_key(half(0), half(1))
+    let (high, low) = crate::random::unique_128();
+    uuid_v4_key(high, low)
 }
 
 /// 128 bits in a version-4 UUID's layout (RFC 9562 §5.4: version 4,

@@ -22,6 +22,8 @@ mod latency;
 mod mmap_body;
 #[cfg(feature = "serve")]
 mod multipart;
+#[cfg(feature = "multipart")]
+mod multipart_form;
 #[cfg(all(feature = "progress", feature = "retry"))]
 mod progress;
 #[cfg(feature = "proxy")]

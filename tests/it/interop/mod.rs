@@ -1,7 +1,8 @@
 //! Interop with programs no one here wrote (issue #22): nginx as an
 //! upstream, in front of this crate's proxy and over TLS; curl as a
-//! downloader; Python HTTP/2 (`h2`) and HTTP/1.1 (`aiohttp`) servers; a
-//! headless Chromium playing and seeking a video. Every peer is a real
+//! downloader; Python HTTP/2 (`h2`) and HTTP/1.1 (`aiohttp`) servers;
+//! `multipart::Form` uploads read by python-multipart and by moto, a real
+//! S3 (issue #34); a headless Chromium playing and seeking a video. Every peer is a real
 //! program started by its test on 127.0.0.1 and stopped when the test
 //! ends (killed on drop), and every case asserts what the peer observed:
 //! its access log, its stored file, its own hash.
@@ -20,6 +21,8 @@
 
 mod browser;
 mod curl;
+#[cfg(feature = "multipart")]
+mod forms;
 mod nginx;
 mod python;
 
@@ -157,6 +160,8 @@ pub(crate) fn venv(packages: &[&str]) -> Option<PathBuf> {
     let python = dir.join("venv/bin/python");
     let have = |package: &str| {
         let (name, version) = package.split_once("==").expect("a pinned package");
+        // `pip show` knows `moto`, not `moto[server]`.
+        let name = name.split('[').next().unwrap_or(name);
         std::process::Command::new(&python)
             .args(["-m", "pip", "show", name])
             .output()
