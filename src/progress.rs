@@ -52,7 +52,7 @@
 //!
 //! [`sent`](Progress::sent) is the current attempt's figure; a resumed
 //! upload's attempt (a request with `Upload-Offset`, as
-//! [`ResumeLayer`](crate::resume) sends: put `TrackProgressLayer` inside it)
+//! `ResumeLayer` sends: put `TrackProgressLayer` inside it)
 //! starts at the offset the server holds, of the whole length.
 //! [`sent_in_all`](Progress::sent_in_all) adds every attempt's bytes: what
 //! the retries cost on the wire.

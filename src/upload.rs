@@ -1,10 +1,10 @@
 //! The whole client stack in one layer: [`UploadLayer`] puts
 //! [`IdempotencyKeyLayer`] (off until
 //! [`idempotency_keys(true)`](UploadLayer::idempotency_keys)),
-//! [`ReplayLayer`], `RetryLayer(`[`RetryPolicy`]`)`, [`ResumeLayer`] (feature
+//! [`ReplayLayer`], `RetryLayer(`[`RetryPolicy`]`)`, `ResumeLayer` (feature
 //! `resume`) and [`TrackProgressLayer`] around a client in the one order in
 //! which they work, for hyper-util's `Client` and for
-//! [`ReqwestService`](crate::reqwest) alike.
+//! `ReqwestService` (feature `reqwest`) alike.
 //!
 //! ```no_run
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -36,16 +36,16 @@
 //! retries (a key given to each attempt would be given after the policy
 //! decided, and differ between attempts), [`ReplayLayer`] outside the retries
 //! (a request must be cloneable before `tower::retry` clones it),
-//! [`ResumeLayer`] inside them (each attempt, not the request, is resumed:
+//! `ResumeLayer` inside them (each attempt, not the request, is resumed:
 //! outside, it compiles and every retry resends a whole append the server
 //! then refuses), [`TrackProgressLayer`] inside both (it counts each attempt,
 //! from the offset a resumed one starts at). `UploadLayer` is that order,
 //! with each part's own settings: [`replay`](UploadLayer::replay),
-//! [`retry`](UploadLayer::retry), [`resume`](UploadLayer::resume),
+//! [`retry`](UploadLayer::retry), `resume` (feature `resume`),
 //! [`idempotency_keys`](UploadLayer::idempotency_keys).
 //!
 //! The client below it receives `http::Request<ProgressBody<ReplayBody<B>>>`;
-//! hyper-util's `build_http()` and [`ReqwestService`](crate::reqwest) take
+//! hyper-util's `build_http()` and `ReqwestService` (feature `reqwest`) take
 //! that as it is. A timeout per attempt belongs to the client (reqwest's
 //! `timeout`, or a `tower::timeout::TimeoutLayer` on the service given to
 //! `layer`), so that a stalled attempt is an error the policy retries.
@@ -86,7 +86,7 @@ impl Default for UploadLayer {
 impl UploadLayer {
     /// Records up to [`DEFAULT_MAX_REPLAY_BYTES`] of each streamed body and
     /// retries with [`RetryPolicy::default`]; resumes nothing until
-    /// [`resume`](UploadLayer::resume) says so (a resumable upload costs
+    /// `resume` (feature `resume`) says so (a resumable upload costs
     /// two round trips more, against servers that may not speak the draft).
     pub fn new() -> UploadLayer {
         UploadLayer {

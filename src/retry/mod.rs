@@ -99,7 +99,7 @@ use retry_after::retry_after;
 /// see its docs for when to use it.
 ///
 /// With feature `resume`, a request whose upload resource holds part of
-/// its body (see [`resume`](crate::resume)) is retried whatever its method
+/// its body (see [`resume`][resume-mod]) is retried whatever its method
 /// too: the retry appends at the offset the server reports.
 ///
 /// Anything else that fails a non-idempotent request — a connection reset
@@ -115,6 +115,11 @@ use retry_after::retry_after;
 /// [`retry_unsent`]: RetryPolicy::retry_unsent
 /// [`retry_idempotency_key`]: RetryPolicy::retry_idempotency_key
 /// [`IDEMPOTENCY_KEY`]: crate::retry::IDEMPOTENCY_KEY
+#[cfg_attr(feature = "resume", doc = "\n[resume-mod]: crate::resume")]
+#[cfg_attr(
+    not(feature = "resume"),
+    doc = "\n[resume-mod]: https://docs.rs/mmap-body/latest/mmap_body/resume/index.html"
+)]
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_attempts: usize,
