@@ -57,7 +57,7 @@ fn a_writer_waits_for_the_copy_and_the_bytes_stay_the_files() {
 }
 
 #[test]
-fn a_body_of_a_leased_mapping_keeps_its_frames_and_ends_modified() {
+fn a_body_of_a_leased_mapping_keeps_its_frames_and_ends_truncated() {
     use mmap_body::ErrorKind;
     use mmap_body_devkit::bodies::poll_now;
     let file = test_file(8 * MIB);
@@ -77,8 +77,9 @@ fn a_body_of_a_leased_mapping_keeps_its_frames_and_ends_modified() {
     // The frames held keep the file's bytes; no new frame is handed out.
     assert!(first[..] == original[..MIB as usize]);
     assert!(second[..] == original[MIB as usize..2 * MIB as usize]);
+    // The shell truncated it (`>`): the kind says so.
     let err = poll_now(&mut body).unwrap().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Modified, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
     assert!(err.to_string().contains("lease"), "{err}");
 }
 

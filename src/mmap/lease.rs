@@ -93,23 +93,30 @@ impl Leased {
     }
 
     /// The error of a body whose file's lease was broken:
-    /// [`ErrorKind::Truncated`] if the file is now `truncated`, else
-    /// [`ErrorKind::Modified`].
-    pub(super) fn error(name: &str, truncated: bool) -> Error {
-        let (kind, what) = if truncated {
-            (ErrorKind::Truncated, "truncated")
-        } else {
-            (ErrorKind::Modified, "opened for writing")
-        };
-        Error::new(
-            kind,
-            format!(
-                "{name} was {what} by another process while it was being sent: the \
-                 body's read lease on it was broken, the frames already handed out were \
-                 copied out of the file first (they keep its bytes as they were), and the \
-                 body stops here. Send it again once the writer has finished with it."
+    /// [`ErrorKind::Truncated`] if the file shrank (`shrank`: from, to),
+    /// else [`ErrorKind::Modified`].
+    pub(super) fn error(name: &str, shrank: Option<(u64, u64)>) -> Error {
+        const HELD: &str = "the body's read lease on it was broken, the frames already \
+                            handed out were copied out of the file first (they keep its bytes \
+                            as they were), and the body stops here";
+        match shrank {
+            Some((from, to)) => Error::new(
+                ErrorKind::Truncated,
+                format!(
+                    "{name} shrank from {from} to {to} bytes (truncated by another process) \
+                     while it was being sent: {HELD}. Send it again once the writer has \
+                     finished with it."
+                ),
             ),
-        )
+            None => Error::new(
+                ErrorKind::Modified,
+                format!(
+                    "{name} was opened for writing by another process while it was being \
+                     sent: {HELD}. Open the file again to send its new contents once the \
+                     writer has finished with it."
+                ),
+            ),
+        }
     }
 }
 

@@ -310,13 +310,11 @@ impl Mapping {
     /// The error of a body of this mapping once its lease was broken: the
     /// file truncated (now shorter than mapped) or otherwise written.
     pub(super) fn broken_error(&self) -> Error {
-        let truncated = self.origin.as_ref().is_some_and(|origin| {
-            origin
-                .file
-                .metadata()
-                .is_ok_and(|meta| meta.len() < origin.len)
+        let shrank = self.origin.as_ref().and_then(|origin| {
+            let now = origin.file.metadata().ok()?.len();
+            (now < origin.len).then_some((origin.len, now))
         });
-        Leased::error(&self.name(), truncated)
+        Leased::error(&self.name(), shrank)
     }
 
     pub(super) fn name(&self) -> String {
