@@ -20,6 +20,8 @@
 
 mod browser;
 mod curl;
+#[cfg(feature = "download")]
+mod download;
 mod nginx;
 mod python;
 
