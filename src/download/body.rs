@@ -65,14 +65,13 @@ where
         if !parts.status.is_success() {
             return DownloadBody::plain(body);
         }
-        let size_hint = body.size_hint();
         let resumable = first_answer(parts.status, &parts.headers);
         let extent = resumable.as_ref().map(|(extent, _)| *extent);
         #[cfg(feature = "progress")]
         let progress = self.progress.map(|progress| {
             let (offset, total) = match extent {
                 Some(e) => (e.start, Some(e.end)),
-                None => (0, size_hint.exact()),
+                None => (0, body.size_hint().exact()),
             };
             let attempt = progress.begin(offset, total);
             (progress, attempt)
@@ -104,7 +103,6 @@ where
             extent,
             stall: self.settings.stall_timeout.map(Stall::new),
             resume,
-            size_hint,
             #[cfg(feature = "progress")]
             progress,
         }
@@ -138,7 +136,6 @@ pub struct DownloadBody<B> {
     extent: Option<Extent>,
     stall: Option<Stall>,
     resume: Option<Box<Resume<B>>>,
-    size_hint: SizeHint,
     #[cfg(feature = "progress")]
     progress: Option<(Progress, u32)>,
 }
@@ -205,7 +202,6 @@ impl<B> DownloadBody<B> {
         B: Body,
     {
         DownloadBody {
-            size_hint: body.size_hint(),
             phase: Phase::Body(Box::pin(body)),
             delivered: 0,
             extent: None,
@@ -542,7 +538,8 @@ where
         match (self.extent, &self.phase) {
             (Some(extent), _) => SizeHint::with_exact(extent.len() - self.delivered),
             (None, Phase::Body(body)) => body.size_hint(),
-            (None, _) => self.size_hint.clone(),
+            (None, Phase::Ended) => SizeHint::with_exact(0),
+            (None, _) => SizeHint::default(),
         }
     }
 }

@@ -310,7 +310,8 @@ mod tests {
         let lm = Some(Validator::LastModified(HeaderValue::from_static(
             SECOND_BEFORE,
         )));
-        let cases: &[(&[(&str, &str)], Option<Validator>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<Validator>);
+        let cases: &[Case] = &[
             (&[("etag", "\"abc\"")], etag("\"abc\"")),
             (&[("etag", "\"\"")], etag("\"\"")),
             (&[("etag", "W/\"abc\"")], None),
