@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -18,6 +18,10 @@ pub(crate) const USAGE: &str =
            by serve::respond and by ServeFile, requests per second
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
+  --download instead of the rest: one download cut three times (a
+           relay), resumed (ResumeDownloadLayer) against restarted from
+           zero, bytes on the wire and time; and the layer's CPU with no
+           cut against the bare client (--features download)
   --proxies instead of the rest: ReverseProxy against axum-reverse-proxy
            and plain forwarding, with and without a drop at 50%
            (--features proxy,spill)
@@ -48,6 +52,7 @@ pub(crate) struct Options {
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
     pub(crate) resume: bool,
+    pub(crate) download: bool,
     pub(crate) proxies: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
@@ -59,7 +64,7 @@ impl Options {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
-        let (mut resume, mut proxies) = (false, false);
+        let (mut resume, mut proxies, mut download) = (false, false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -68,6 +73,7 @@ impl Options {
                 Long("h2-large") => h2_large = true,
                 Long("small") => small = true,
                 Long("resume") => resume = true,
+                Long("download") => download = true,
                 Long("proxies") => proxies = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
@@ -107,6 +113,7 @@ impl Options {
             h2_large,
             small,
             resume,
+            download,
             proxies,
             only,
         })

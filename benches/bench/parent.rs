@@ -33,6 +33,12 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         #[cfg(not(all(feature = "proxy", feature = "spill")))]
         return Err("--proxies needs --features proxy,spill".into());
     }
+    if options.download {
+        #[cfg(feature = "download")]
+        return crate::download::run(options.size, options.runs, options.record.as_deref());
+        #[cfg(not(feature = "download"))]
+        return Err("--download needs --features download".into());
+    }
     if options.resume {
         #[cfg(all(feature = "resume", feature = "progress"))]
         return crate::resume::run(options.size, options.runs, options.record.as_deref());
