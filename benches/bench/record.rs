@@ -57,6 +57,7 @@ pub(crate) fn command() -> String {
         ("serve", cfg!(feature = "serve")),
         ("spill", cfg!(feature = "spill")),
         ("reqwest", cfg!(feature = "reqwest")),
+        ("download", cfg!(feature = "download")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
