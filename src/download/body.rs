@@ -9,105 +9,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, Uri};
+use http::{Response, Uri};
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower::retry::backoff::{Backoff, ExponentialBackoff};
 use tower::util::rng::HasherRng;
 
-use super::continuation::{continuation, first_answer, Extent, Validator, Verdict};
+use super::continuation::{continuation, Extent, Validator, Verdict};
+use super::plan::{BoxFuture, Refetch};
+use super::stall::Stall;
 use super::ResumeDownloadLayer;
 use crate::error::{BoxError, Error, ErrorKind};
 #[cfg(feature = "progress")]
 use crate::progress::Progress;
 use crate::trace::trace_event;
-
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// Sends the original request again with `range` and `if_range`.
-pub(crate) trait Refetch<B>: Send {
-    fn refetch(
-        &mut self,
-        range: HeaderValue,
-        if_range: HeaderValue,
-    ) -> BoxFuture<Result<Response<B>, BoxError>>;
-}
-
-/// What the service keeps of a `GET` for its response's body.
-pub(crate) struct Plan<B> {
-    refetch: Box<dyn Refetch<B>>,
-    settings: ResumeDownloadLayer,
-    uri: Uri,
-    #[cfg(feature = "progress")]
-    progress: Option<Progress>,
-}
-
-impl<B: Body<Data = Bytes>> Plan<B>
-where
-    B::Error: Into<BoxError>,
-{
-    pub(crate) fn new<R>(
-        refetch: Box<dyn Refetch<B>>,
-        settings: ResumeDownloadLayer,
-        request: &http::Request<R>,
-    ) -> Plan<B> {
-        Plan {
-            refetch,
-            settings,
-            uri: request.uri().clone(),
-            #[cfg(feature = "progress")]
-            progress: request.extensions().get::<Progress>().cloned(),
-        }
-    }
-
-    /// The body of the first answer (`parts`, `body`).
-    pub(crate) fn body(self, parts: &http::response::Parts, body: B) -> DownloadBody<B> {
-        if !parts.status.is_success() {
-            return DownloadBody::plain(body);
-        }
-        let resumable = first_answer(parts.status, &parts.headers);
-        let extent = resumable.as_ref().map(|(extent, _)| *extent);
-        #[cfg(feature = "progress")]
-        let progress = self.progress.map(|progress| {
-            let (offset, total) = match extent {
-                Some(e) => (e.start, Some(e.end)),
-                None => (0, body.size_hint().exact()),
-            };
-            let attempt = progress.begin(offset, total);
-            (progress, attempt)
-        });
-        let resume = match resumable {
-            Some((extent, validator)) if self.settings.max_resumes > 0 => Some(Box::new(Resume {
-                refetch: self.refetch,
-                validator,
-                extent,
-                settings: self.settings,
-                backoff: None,
-                resumed_at: Vec::new(),
-                uri: self.uri,
-            })),
-            _ => {
-                trace_event!(
-                    target: "mmap_body::download",
-                    tracing::Level::DEBUG,
-                    uri = %self.uri,
-                    status = parts.status.as_u16(),
-                    "not resumable: no strong validator, no length, or resumes off"
-                );
-                None
-            }
-        };
-        DownloadBody {
-            phase: Phase::Body(Box::pin(body)),
-            delivered: 0,
-            extent,
-            stall: self.settings.stall_timeout.map(Stall::new),
-            resume,
-            #[cfg(feature = "progress")]
-            progress,
-        }
-    }
-}
 
 /// The response body of [`ResumeDownload`](super::ResumeDownload).
 ///
@@ -149,7 +64,7 @@ enum Phase<B> {
     Ended,
 }
 
-struct Resume<B> {
+pub(super) struct Resume<B> {
     refetch: Box<dyn Refetch<B>>,
     validator: Validator,
     extent: Extent,
@@ -160,42 +75,46 @@ struct Resume<B> {
     uri: Uri,
 }
 
-/// No byte for `timeout`: a drop. The deadline moves with each byte
-/// without touching the timer (an `Instant` per frame); the timer is reset
-/// only when the body is waiting.
-struct Stall {
-    timeout: Duration,
-    last: Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
-}
-
-impl Stall {
-    fn new(timeout: Duration) -> Stall {
-        Stall {
-            timeout,
-            last: Instant::now(),
-            sleep: None,
-        }
-    }
-
-    fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Whether the deadline passed; otherwise a wake-up is registered.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.last + self.timeout;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() != deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        sleep.as_mut().poll(cx).is_ready()
+impl<B> Resume<B> {
+    pub(super) fn new(
+        refetch: Box<dyn Refetch<B>>,
+        validator: Validator,
+        extent: Extent,
+        settings: ResumeDownloadLayer,
+        uri: Uri,
+    ) -> Box<Resume<B>> {
+        Box::new(Resume {
+            refetch,
+            validator,
+            extent,
+            settings,
+            backoff: None,
+            resumed_at: Vec::new(),
+            uri,
+        })
     }
 }
 
 impl<B> DownloadBody<B> {
+    /// The first answer's `body`, resumable when `resume` is given.
+    pub(super) fn first(
+        body: B,
+        extent: Option<Extent>,
+        resume: Option<Box<Resume<B>>>,
+        stall_timeout: Option<Duration>,
+        #[cfg(feature = "progress")] progress: Option<(Progress, u32)>,
+    ) -> DownloadBody<B> {
+        DownloadBody {
+            phase: Phase::Body(Box::pin(body)),
+            delivered: 0,
+            extent,
+            stall: stall_timeout.map(Stall::new),
+            resume,
+            #[cfg(feature = "progress")]
+            progress,
+        }
+    }
+
     /// `body` passed through: not a `GET`, not a success.
     pub(crate) fn plain(body: B) -> DownloadBody<B>
     where
@@ -249,12 +168,13 @@ impl<B> DownloadBody<B> {
         if made >= resume.settings.max_resumes as usize {
             trace_event!(
                 target: "mmap_body::download",
-                tracing::Level::WARN,
+                tracing::Level::DEBUG,
                 uri = %resume.uri,
                 offset = at,
                 resumes = made,
+                why = "max_resumes reached",
                 error = %err,
-                "not resumed: max_resumes reached"
+                "not resuming download"
             );
             self.phase = Phase::Ended;
             return Err(Error::new(
@@ -270,6 +190,16 @@ impl<B> DownloadBody<B> {
         }
         let sleep = match after {
             Some(wait) if wait > resume.settings.max_retry_after => {
+                trace_event!(
+                    target: "mmap_body::download",
+                    tracing::Level::DEBUG,
+                    uri = %resume.uri,
+                    offset = at,
+                    resumes = made,
+                    why = "Retry-After longer than max_retry_after",
+                    error = %err,
+                    "not resuming download"
+                );
                 self.phase = Phase::Ended;
                 return Err(Error::new(
                     ErrorKind::Io,
@@ -297,14 +227,15 @@ impl<B> DownloadBody<B> {
         };
         trace_event!(
             target: "mmap_body::download",
-            tracing::Level::INFO,
+            tracing::Level::DEBUG,
             uri = %resume.uri,
             offset = at,
             complete = resume.extent.complete,
             resume = made + 1,
-            wait_ms = sleep.deadline().saturating_duration_since(Instant::now()).as_millis() as u64,
+            retry_after = after.is_some(),
+            wait_ms = sleep.deadline().saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
             error = %err,
-            "the download broke off: resuming"
+            "resuming download"
         );
         self.phase = Phase::Wait(sleep);
         Ok(())
@@ -348,7 +279,7 @@ impl<B> DownloadBody<B> {
                     tracing::Level::DEBUG,
                     uri = %uri,
                     offset = at,
-                    "resumed: the 206 continues the same representation"
+                    "resumed download"
                 );
                 #[cfg(feature = "progress")]
                 if let Some((progress, attempt)) = &mut self.progress {
@@ -370,11 +301,12 @@ impl<B> DownloadBody<B> {
             Verdict::Modified(why) => {
                 trace_event!(
                     target: "mmap_body::download",
-                    tracing::Level::WARN,
+                    tracing::Level::DEBUG,
                     uri = %uri,
                     offset = at,
                     status = status.as_u16(),
-                    "not resumed: {}", why
+                    why = %why,
+                    "not resuming download"
                 );
                 self.phase = Phase::Ended;
                 Err(Error::new(
@@ -389,11 +321,12 @@ impl<B> DownloadBody<B> {
             Verdict::Protocol(why) => {
                 trace_event!(
                     target: "mmap_body::download",
-                    tracing::Level::WARN,
+                    tracing::Level::DEBUG,
                     uri = %uri,
                     offset = at,
                     status = status.as_u16(),
-                    "not resumed: {}", why
+                    why = %why,
+                    "not resuming download"
                 );
                 self.phase = Phase::Ended;
                 Err(Error::new(

@@ -144,6 +144,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// `Content-Range`, and a strong validator either way. `None`: not
 /// resumable (a drop stays an error).
 pub(crate) fn first_answer(status: StatusCode, headers: &HeaderMap) -> Option<(Extent, Validator)> {
+    Some((extent_of(status, headers)?, strong_validator(headers)?))
+}
+
+/// Which bytes a `200` with a `Content-Length`, or a `206` with one
+/// `Content-Range` (and a `Content-Length` that agrees, if any), carries.
+pub(crate) fn extent_of(status: StatusCode, headers: &HeaderMap) -> Option<Extent> {
     let extent = match status {
         StatusCode::OK => {
             let len = content_length(headers)?;
@@ -165,7 +171,7 @@ pub(crate) fn first_answer(status: StatusCode, headers: &HeaderMap) -> Option<(E
         }
         _ => return None,
     };
-    Some((extent, strong_validator(headers)?))
+    Some(extent)
 }
 
 /// What to do with the answer to a range request.

@@ -10,7 +10,7 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::Plan;
+use super::plan::Plan;
 use super::DownloadBody;
 use crate::error::BoxError;
 

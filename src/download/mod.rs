@@ -117,17 +117,26 @@
 //!
 //! # Events
 //!
-//! With feature `tracing`, events of target `mmap_body::download`: a
-//! drop and the resume it starts (`INFO`: offset, resume number, wait,
-//! error), a resume accepted (`DEBUG`), one refused or given up (`WARN`:
-//! why), and what [`save`] found on disk (`DEBUG` / `INFO`).
+//! With feature `tracing`, `DEBUG` events of target
+//! `mmap_body::download`, as the upload side's `retrying request` /
+//! `not retrying request`: `resuming download` (a drop: `uri`, `offset`,
+//! `complete`, `resume` (its number), `retry_after`, `wait_ms`, `error`),
+//! `resumed download` (the `206` continues it), `not resuming download`
+//! (`why`: another version, a wrong range, a redirect, `max_resumes`...),
+//! `download not resumable` (no strong validator or length), and
+//! [`save`]'s `saving download`, `saving download from its .part` and
+//! `the .part is of another version: saving from the start`.
 
 mod body;
 mod continuation;
 mod future;
 mod layer;
+mod plan;
 mod save;
 mod service;
+mod stall;
+#[cfg(test)]
+mod tests;
 
 pub use body::DownloadBody;
 pub use future::ResponseFuture;

@@ -226,10 +226,11 @@ where
             Verdict::Modified(_why) => {
                 trace_event!(
                     target: "mmap_body::download",
-                    tracing::Level::INFO,
+                    tracing::Level::DEBUG,
                     uri = %uri,
                     part = %part.display(),
-                    "the .part is of another version, starting over: {}", _why
+                    why = %_why,
+                    "the .part is of another version: saving from the start"
                 );
                 if res.status() != StatusCode::OK {
                     response = None;
@@ -283,7 +284,7 @@ where
             uri = %uri,
             part = %part.display(),
             resumable = len.is_some(),
-            "saving from the start"
+            "saving download"
         );
         len
     } else {
@@ -295,7 +296,7 @@ where
             uri = %uri,
             part = %part.display(),
             offset = from,
-            "saving: resuming the .part"
+            "saving download from its .part"
         );
         resume.as_ref().map(|(m, _, _)| m.complete)
     };

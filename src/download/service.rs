@@ -13,7 +13,7 @@ use http::{Extensions, Method, Request, Response, Uri, Version};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{BoxFuture, Plan, Refetch};
+use super::plan::{BoxFuture, Plan, Refetch};
 use super::{ResponseFuture, ResumeDownloadLayer};
 use crate::error::BoxError;
 

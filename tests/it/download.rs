@@ -195,6 +195,25 @@ async fn three_cuts_from_tower_http_serve_file() {
     three_cuts(server, "/f", &file.sha256, file.len).await;
 }
 
+/// The same over HTTP/2 (prior knowledge): the cut takes the connection,
+/// the resume opens another.
+#[tokio::test]
+async fn three_cuts_over_http2() {
+    let file = test_file(24 * MIB);
+    let server = own_server(file.path.clone()).await;
+    let relay = Relay::start(server, [5 * MIB, 6 * MIB, 7 * MIB].map(Cut::After)).await;
+    let service = layer().layer(client::<Empty<Bytes>>(true));
+    let got = fetch(service, &relay.uri("/f"), &[], || {}).await;
+    assert!(
+        got.end.is_ok(),
+        "{}",
+        chain(&**got.end.as_ref().unwrap_err())
+    );
+    assert_eq!(sha256(&got.bytes), file.sha256);
+    assert_eq!(got.resumed_at.len(), 3);
+    assert_eq!(relay.connections(), 4);
+}
+
 /// Without a cut the layer passes the body through: no range request.
 #[tokio::test]
 async fn no_cut_no_resume() {
