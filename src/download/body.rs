@@ -243,7 +243,11 @@ impl<B> DownloadBody<B> {
 
     /// Sends the range request for the bytes from where the body stopped.
     fn ask(&mut self) {
-        let resume = self.resume.as_mut().expect("only a resumable body waits");
+        let Some(resume) = self.resume.as_mut() else {
+            // (only a resumable body waits)
+            self.phase = Phase::Ended;
+            return;
+        };
         let at = resume.extent.start + self.delivered;
         resume.resumed_at.push(at);
         let range = resume.extent.range_from(at);
@@ -260,7 +264,11 @@ impl<B> DownloadBody<B> {
     /// The answer to a range request: its body goes on, or the download
     /// ends, or another request is made.
     fn answer(&mut self, response: Response<B>) -> Result<(), BoxError> {
-        let resume = self.resume.as_mut().expect("only a resumable body asks");
+        let Some(resume) = self.resume.as_mut() else {
+            // (only a resumable body asks)
+            self.phase = Phase::Ended;
+            return Ok(());
+        };
         let at = resume.extent.start + self.delivered;
         let status = response.status();
         let verdict = continuation(

@@ -231,7 +231,7 @@ async fn a_spilled_replay_a_refused_length_and_a_changed_file() {
         .expect_err("a changed file");
     let changed = recorder.events("file changed under its mapping");
     assert!(!changed.is_empty());
-    assert_eq!(changed[0].field("kind"), "file modified while mapped");
+    assert_eq!(changed[0].field("kind"), "modified since the body began");
     assert_eq!(changed[0].target, "mmap_body::mmap");
 }
 
