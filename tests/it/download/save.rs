@@ -262,3 +262,52 @@ fn a_full_disk_keeps_the_part() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A real `kill -9` of a process in the middle of `save` (a child running
+/// this test with `MMAP_BODY_CHILD=download-kill`): the `.part` and
+/// `.meta` it leaves are resumed by the next call, here, to the whole file.
+#[tokio::test]
+async fn a_save_killed_with_sigkill_is_resumed() {
+    if std::env::var("MMAP_BODY_CHILD").as_deref() == Ok("download-kill") {
+        let uri = std::env::var("MMAP_BODY_URI").unwrap();
+        let path = PathBuf::from(std::env::var("MMAP_BODY_PATH").unwrap());
+        // The relay stalls the answer: this never returns, it is killed.
+        let _ = save(client::<Empty<Bytes>>(false), get(&uri), &path).await;
+        std::process::exit(3);
+    }
+    let file = test_file(16 * MIB);
+    let server = own_server(file.path.clone()).await;
+    let relay = Relay::start(server, [Cut::StallAfter(10 * MIB)]).await;
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("big.bin");
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--exact")
+        .arg(mmap_body_devkit::harness::test_name(
+            module_path!(),
+            "a_save_killed_with_sigkill_is_resumed",
+        ))
+        .env("MMAP_BODY_CHILD", "download-kill")
+        .env("MMAP_BODY_URI", relay.uri("/f"))
+        .env("MMAP_BODY_PATH", &path)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let grown = async {
+        while std::fs::metadata(part(&path)).map_or(0, |m| m.len()) < 4 * MIB {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, grown)
+        .await
+        .expect("the .part grew");
+    child.start_kill().unwrap(); // SIGKILL
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(names(out.path()), ["big.bin.part", "big.bin.part.meta"]);
+    let held = std::fs::metadata(part(&path)).unwrap().len();
+    let saved = save_ok(&relay.uri("/f"), &path).await;
+    assert_eq!(saved.resumed_from, held);
+    assert_eq!(sha256_file(&path).unwrap(), file.sha256);
+    assert_eq!(names(out.path()), ["big.bin"]);
+}
