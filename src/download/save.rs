@@ -125,7 +125,14 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BoxError {
 ///
 /// The request's `Range` and `If-Range` are replaced; its other headers
 /// (credentials included) go with every request of the download, all to
-/// its own URI. The writes run on tokio's blocking pool, 4 MiB at a time.
+/// its own URI. Its body type is `Default` (a `GET` has none): when the
+/// `.part` turns out to be of another version, the request is sent again,
+/// built from its parts. The writes run on tokio's blocking pool, 4 MiB at
+/// a time. One download at a time per `path`: two calls saving to the
+/// same `path` at once write the same `.part`.
+///
+/// One connection: several connections on ranges of one file (aria2's
+/// `-x`) are not done here.
 ///
 /// # Errors
 ///
