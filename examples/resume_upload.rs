@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmap_body::progress::Progress;
 use mmap_body::resume::{Handled, ResumeLayer, Resumed, Uploads};
-use mmap_body::{MmapBody, UploadLayer};
+use mmap_body::{FileBody, UploadLayer};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tower::{ServiceBuilder, ServiceExt};
@@ -160,8 +160,7 @@ async fn main() -> Result<(), BoxError> {
     let service = ServiceBuilder::new()
         .layer(UploadLayer::new().resume(ResumeLayer::new()))
         .service(Client::builder(TokioExecutor::new()).build_http());
-    // SAFETY: the demo owns the file and nothing changes it while it is sent.
-    let body = unsafe { MmapBody::open(&path)? };
+    let body = FileBody::open(&path)?;
     let mut request = http::Request::post(format!("http://{addr}/files")).body(body)?;
     let progress = Progress::new();
     request.extensions_mut().insert(progress.clone());

@@ -29,7 +29,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mmap_body::progress::{Progress, ProgressBody, TrackProgressLayer};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
+use mmap_body::{FileBody, ReplayBody, ReplayLayer, DEFAULT_MAX_REPLAY_BYTES};
 use sha2::{Digest, Sha256};
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
@@ -150,7 +150,7 @@ async fn main() -> Result<(), BoxError> {
     .await?;
     let attempts = Arc::new(AtomicUsize::new(0));
     let client =
-        Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<MmapBody>>>();
+        Client::builder(TokioExecutor::new()).build_http::<ProgressBody<ReplayBody<FileBody>>>();
     let progress = Progress::new();
     let service = ServiceBuilder::new()
         // A file body is cloned for each retry: no cap applies to it.
@@ -189,8 +189,7 @@ async fn main() -> Result<(), BoxError> {
         .layer(TimeoutLayer::new(Duration::from_secs(3)))
         .service(client);
 
-    // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
-    let body = unsafe { MmapBody::open(&path)? };
+    let body = FileBody::open(&path)?;
     let mut request = http::Request::put(format!("http://{addr}/upload")).body(body)?;
     request.extensions_mut().insert(progress.clone());
     let started = Instant::now();

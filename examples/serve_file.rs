@@ -1,4 +1,4 @@
-//! An axum server on 127.0.0.1 that serves a temp file as an `MmapBody`
+//! An axum server on 127.0.0.1 that serves a temp file as a `FileBody`
 //! with `mmap_body::serve::respond` (Range, If-Range, If-None-Match, HEAD),
 //! asked by a reqwest client for the whole file (SHA-256 checked), a resumed
 //! download and a revalidation. Prints what each request got.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::serve::{Listener, ListenerExt};
-use mmap_body::MmapBody;
+use mmap_body::FileBody;
 use sha2::{Digest, Sha256};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,10 +26,8 @@ async fn download(
     State(path): State<Arc<PathBuf>>,
     method: Method,
     headers: HeaderMap,
-) -> Result<Response<MmapBody>, StatusCode> {
-    // SAFETY: the example owns the file in its temp dir and never changes it
-    // while it is mapped.
-    let body = unsafe { MmapBody::open(&*path) }.map_err(|_| StatusCode::NOT_FOUND)?;
+) -> Result<Response<FileBody>, StatusCode> {
+    let body = FileBody::open(&*path).map_err(|_| StatusCode::NOT_FOUND)?;
     let mut response = mmap_body::serve::respond(&method, &headers, body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -3,7 +3,7 @@
 //! `UploadLayer` (idempotency keys, replay, retries, progress) over
 //! `mmap_body::reqwest::ReqwestService`, and the answer a `reqwest::Response`
 //! (`error_for_status()`, `text()`). The body is a temp file as an
-//! `MmapBody`; the server, a local hyper server that keeps
+//! `FileBody`; the server, a local hyper server that keeps
 //! `Idempotency-Key`s, drops the first connection mid-body and answers 503
 //! with `Retry-After: 1` to the second attempt. The POST is retried because
 //! it carries a key (the same for every attempt). Prints each attempt as the
@@ -33,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use mmap_body::progress::Progress;
 use mmap_body::reqwest::{RequestBuilderExt, ReqwestService};
 use mmap_body::retry::RetryPolicy;
-use mmap_body::{MmapBody, UploadLayer};
+use mmap_body::{FileBody, UploadLayer};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 
@@ -183,8 +183,7 @@ async fn main() -> Result<(), BoxError> {
         .layer(UploadLayer::new().idempotency_keys(true).retry(policy))
         .service(ReqwestService::new(client.clone()));
 
-    // SAFETY: the file is ours, in a temp dir, unchanged while mapped.
-    let body = unsafe { MmapBody::open(&path)? };
+    let body = FileBody::open(&path)?;
     let progress = Progress::new();
 
     // Peak RSS from here on (Linux): the file is written, the server is up.

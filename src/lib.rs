@@ -4,7 +4,7 @@
 //! ```
 //! use http_body::Body;
 //! use http_body_util::BodyExt;
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -12,8 +12,9 @@
 //! let path = dir.path().join("report.csv");
 //! std::fs::write(&path, "id,total\n1,42\n")?;
 //!
-//! // SAFETY: nothing truncates or rewrites the file while it is mapped.
-//! let body = unsafe { MmapBody::open(&path)? };
+//! // No `unsafe`: a read lease (Linux) or `pread` keeps every frame sound,
+//! // whoever rewrites the file.
+//! let body = FileBody::open(&path)?;
 //! // An exact size: hyper sends `Content-Length: 14`, not chunked encoding.
 //! assert_eq!(body.size_hint().exact(), Some(14));
 //! // A clone for a retry costs a reference count and starts from the top.
@@ -29,12 +30,11 @@
 //! ```no_run
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! // SAFETY: nothing truncates or rewrites the file while it is being sent.
-//! let body = unsafe { MmapBody::open("big.iso")? };
+//! let body = FileBody::open("big.iso")?;
 //!
 //! let client = Client::builder(TokioExecutor::new()).build_http();
 //! let request = http::Request::put("http://127.0.0.1:3000/upload").body(body)?;
@@ -48,6 +48,9 @@
 //!
 //! # What is here
 //!
+//! - [`FileBody`]: a file body whose `open` is safe: zero-copy slices of a
+//!   mapping under a read lease where Linux grants one (a writer waits
+//!   until the frames still held were copied), `pread` elsewhere.
 //! - [`MmapBody`]: an [`http_body::Body`] over a memory-mapped file. Its
 //!   frames are [`bytes::Bytes`] slices of one shared mapping: no byte is
 //!   copied in user space, the heap it uses does not grow with the file, the
@@ -129,6 +132,13 @@
 //!
 //! # Safety
 //!
+//! [`FileBody::open`] is safe, and no byte of a `Bytes` it handed out ever
+//! changes: under a read lease the kernel makes writers wait until the
+//! frames still held were copied out of the file, and without one frames
+//! are copies read with `pread` (see [`FileBody`]'s `# Hazards`). Use it
+//! for files others may rewrite; the rest of this section is about
+//! [`MmapBody`], whose caller makes the promise instead.
+//!
 //! Mapping a file is `unsafe`, as in [`memmap2`]: another process may
 //! truncate or rewrite the file while it is mapped, and reading a page past
 //! the new end of a file raises `SIGBUS`, which kills the process.
@@ -139,14 +149,17 @@
 //!
 //! What the crate does when that promise is broken anyway:
 //!
-//! - On Linux, `Bytes::from(MmapBody)` (the whole file as one `Bytes`,
-//!   which no check can stand in front of) takes a read lease on the file
-//!   where the kernel gives one (nobody has the file open for writing, and
+//! - On Linux, an `MmapBody` opened with [`MmapBody::open`] or
+//!   [`MmapBody::from_file`] (and so `Bytes::from(MmapBody)`, the whole
+//!   file as one `Bytes`, which no check can stand in front of) holds a
+//!   read lease on the file where the kernel gives one (nobody has the file open for writing, and
 //!   the process owns it or has `CAP_LEASE`). Another process (or this one)
 //!   that opens the file for writing or truncates it then waits, a few
-//!   milliseconds, while a thread of the crate's copies the mapping's pages
-//!   out of the file: the `Bytes` keeps the file's bytes as they were, and
-//!   bodies of the same mapping end with [`ErrorKind::Modified`]. The lease
+//!   milliseconds, while a thread of the crate's copies the frames still
+//!   held (all of the mapping while a `Bytes::from(MmapBody)` lives) out of
+//!   the file: they keep the file's bytes as they were, and bodies of the
+//!   same mapping end with [`ErrorKind::Truncated`] or
+//!   [`ErrorKind::Modified`]. The lease
 //!   is told with `SIGRTMIN + 7`, directed at that thread alone
 //!   (`F_SETOWN_EX`) and read from a `signalfd`: no handler is installed
 //!   and no other thread sees it. A process stopped longer than
@@ -236,6 +249,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "download")))]
 pub mod download;
 mod error;
+mod file;
 mod mmap;
 #[cfg(feature = "progress")]
 #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
@@ -265,6 +279,7 @@ mod trace;
 pub mod upload;
 
 pub use error::{Error, ErrorKind};
+pub use file::FileBody;
 pub use mmap::guard;
 pub use mmap::{MmapBody, DEFAULT_CHUNK_SIZE};
 #[cfg(feature = "replay")]

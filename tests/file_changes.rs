@@ -24,6 +24,10 @@ const MIB: u64 = 1024 * 1024;
 
 fn open(path: &std::path::Path) -> MmapBody {
     mmap_body::guard::install().expect("install the SIGBUS guard");
+    // The guard's case: no read lease, as where the kernel gives none (a
+    // lease makes a truncation wait for the held frames' copy instead:
+    // `file_body.rs`).
+    mmap_body::FileBody::disable_leases();
     // SAFETY: the temp file is private to this test; the changes made to it
     // while mapped are the point of the test, made with the guard installed
     // or in a child process expected to die.

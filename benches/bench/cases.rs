@@ -27,10 +27,14 @@ pub(crate) enum Sender {
     ManyReader64K,
     ManyServeMmap,
     ManyServeFile,
+    FileLeased,
+    FilePread,
+    ServeFileBody,
+    ServeFilePread,
 }
 
 impl Sender {
-    pub(crate) const ALL: [Sender; 24] = [
+    pub(crate) const ALL: [Sender; 28] = [
         Sender::FullCopy,
         Sender::Reader4K,
         Sender::Reader64K,
@@ -55,6 +59,10 @@ impl Sender {
         Sender::ManyReader64K,
         Sender::ManyServeMmap,
         Sender::ManyServeFile,
+        Sender::FileLeased,
+        Sender::FilePread,
+        Sender::ServeFileBody,
+        Sender::ServeFilePread,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -83,6 +91,10 @@ impl Sender {
             Sender::ManyReader64K => "many-reader-64k",
             Sender::ManyServeMmap => "many-serve-mmap",
             Sender::ManyServeFile => "many-serve-file",
+            Sender::FileLeased => "file-leased",
+            Sender::FilePread => "file-pread",
+            Sender::ServeFileBody => "serve-filebody",
+            Sender::ServeFilePread => "serve-filebody-pread",
         }
     }
 
@@ -112,6 +124,10 @@ impl Sender {
             Sender::ManyReader64K => "`ReaderStream` 64 KiB, 32 files at once",
             Sender::ManyServeMmap => "**`serve::respond`**, 8 clients at once",
             Sender::ManyServeFile => "tower-http `ServeFile`, 8 clients at once",
+            Sender::FileLeased => "**`FileBody`**, leased (zero-copy)",
+            Sender::FilePread => "`FileBody`, no lease (`pread`, 1 MiB)",
+            Sender::ServeFileBody => "**`FileBody`** (leased) from `serve::respond`",
+            Sender::ServeFilePread => "`FileBody` (`pread`) from `serve::respond`",
         }
     }
 
@@ -122,7 +138,12 @@ impl Sender {
     pub(crate) fn is_download(self) -> bool {
         matches!(
             self,
-            Sender::ServeMmap | Sender::ServeFile | Sender::ManyServeMmap | Sender::ManyServeFile
+            Sender::ServeMmap
+                | Sender::ServeFile
+                | Sender::ManyServeMmap
+                | Sender::ManyServeFile
+                | Sender::ServeFileBody
+                | Sender::ServeFilePread
         )
     }
 

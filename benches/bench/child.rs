@@ -236,6 +236,17 @@ pub(crate) async fn upload(
             let body = mmap(mmap_body::DEFAULT_CHUNK_SIZE)?.release_sent_pages(false);
             send(proto, &uri, body).await?
         }
+        Sender::FileLeased => {
+            let body = mmap_body::FileBody::open(path)?;
+            if !body.is_mapped() {
+                return Err("file-leased: the kernel gave no lease".into());
+            }
+            send(proto, &uri, body).await?
+        }
+        Sender::FilePread => {
+            mmap_body::FileBody::disable_leases();
+            send(proto, &uri, mmap_body::FileBody::open(path)?).await?
+        }
         Sender::MmapReplay => {
             let service = ReplayLayer::new(64 << 10).layer(client(proto));
             let request = http::Request::put(&uri).body(mmap(mmap_body::DEFAULT_CHUNK_SIZE)?)?;
@@ -247,6 +258,8 @@ pub(crate) async fn upload(
         | Sender::ServeFile
         | Sender::ManyServeMmap
         | Sender::ManyServeFile
+        | Sender::ServeFileBody
+        | Sender::ServeFilePread
         | Sender::ReqwestFile
         | Sender::ReqwestBytes
         | Sender::ReqwestStack
@@ -292,6 +305,9 @@ pub(crate) fn serve(
     std::io::stdout().flush()?;
 
     let path = Arc::new(path);
+    if sender == Sender::ServeFilePread {
+        mmap_body::FileBody::disable_leases();
+    }
     // The runtime runs on this thread (`current_thread`, in `block_on`).
     let ticker = Ticker::start(rt);
     let faults_before = thread_major_faults();
@@ -313,6 +329,17 @@ pub(crate) fn serve(
                                 // SAFETY: the bench owns the file in its temp dir
                                 // and nothing changes it while it is mapped.
                                 let body = unsafe { MmapBody::open(&*path) };
+                                let response = body.map(|body| {
+                                    mmap_body::serve::respond(req.method(), req.headers(), body)
+                                });
+                                async move { response }
+                            });
+                        builder.serve_connection(io, service).await
+                    }
+                    Sender::ServeFileBody | Sender::ServeFilePread => {
+                        let service =
+                            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                                let body = mmap_body::FileBody::open(&*path);
                                 let response = body.map(|body| {
                                     mmap_body::serve::respond(req.method(), req.headers(), body)
                                 });

@@ -87,6 +87,7 @@ mod child;
 mod compare;
 #[cfg(feature = "download")]
 mod download;
+mod file_body;
 mod measure;
 mod neighbour;
 mod options;

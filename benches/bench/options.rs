@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -16,6 +16,9 @@ pub(crate) const USAGE: &str =
            root, cgroup v1)
   --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
            by serve::respond and by ServeFile, requests per second
+  --lease-break  instead of the rest: a FileBody of --size with every
+           frame held, then another process opens the file for writing:
+           how long it waited for the lease break (Linux)
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
   --download instead of the rest: one download cut three times (a
@@ -36,7 +39,8 @@ pub(crate) const USAGE: &str =
            serve-mmap,
            serve-file, reqwest-file, reqwest-bytes, reqwest-stack,
            proxy-plain, proxy-spill, proxy-replay, many-mmap,
-           many-reader-64k, many-serve-mmap, many-serve-file (the reqwest
+           many-reader-64k, many-serve-mmap, many-serve-file, file-leased,
+           file-pread, serve-filebody, serve-filebody-pread (the reqwest
            cases need --features reqwest, the proxy ones --features spill;
            many-mmap and many-reader-64k send 32 files of 1/16 of --size at
            once, the many-serve ones serve the file to 8 clients at once)";
@@ -51,6 +55,7 @@ pub(crate) struct Options {
     pub(crate) record: Option<std::path::PathBuf>,
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
+    pub(crate) lease_break: bool,
     pub(crate) resume: bool,
     pub(crate) download: bool,
     pub(crate) proxies: bool,
@@ -64,7 +69,8 @@ impl Options {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
-        let (mut resume, mut proxies, mut download) = (false, false, false);
+        let (mut resume, mut proxies, mut lease_break) = (false, false, false);
+        let mut download = false;
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -74,6 +80,7 @@ impl Options {
                 Long("small") => small = true,
                 Long("resume") => resume = true,
                 Long("download") => download = true,
+                Long("lease-break") => lease_break = true,
                 Long("proxies") => proxies = true,
                 Long("bench") => {}
                 Long("size") => size = Some(parse_size(&parser.value()?.string()?)?),
@@ -112,6 +119,7 @@ impl Options {
             record,
             h2_large,
             small,
+            lease_break,
             resume,
             download,
             proxies,

@@ -45,6 +45,13 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         #[cfg(not(all(feature = "resume", feature = "progress")))]
         return Err("--resume needs --features resume".into());
     }
+    if options.lease_break {
+        return crate::file_body::lease_break(
+            options.size,
+            options.runs,
+            options.record.as_deref(),
+        );
+    }
     if options.small {
         let requests = if options.quick { 400 } else { 4000 };
         return crate::small::run(options.runs, requests, options.record.as_deref());

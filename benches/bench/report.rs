@@ -11,6 +11,7 @@ macro_rules! say {
         let _ = writeln!($out, $($arg)*);
     }};
 }
+pub(crate) use say;
 
 pub(crate) fn gib_per_s(size: u64, secs: f64) -> f64 {
     size as f64 / secs / (1u64 << 30) as f64
@@ -288,6 +289,7 @@ pub(crate) fn print_ratios(
         if let Some(r) = paired_ratio(results, serve, case(Sender::ServeFile, proto), time) {
             say!(out, "  {p} download {:<28} {r}", "MmapBody / ServeFile");
         }
+        crate::file_body::ratios(out, &mut goals, results, proto);
         let serve_many = case(Sender::ManyServeMmap, proto);
         let file_many = case(Sender::ManyServeFile, proto);
         if let Some(r) = paired_ratio(results, serve_many, file_many, time) {

@@ -17,6 +17,7 @@
 //! file's owner nor has `CAP_LEASE`, the file system has no leases, or the
 //! descriptor was opened for writing. Elsewhere than Linux there are none.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use super::chunk::InFlight;
@@ -42,10 +43,10 @@ impl Leased {
         &mut self,
         in_flight: &Arc<InFlight>,
         (start, end): (usize, usize),
-        name: impl FnOnce() -> String,
+        broken: impl FnOnce() -> Error,
     ) -> Result<(), Error> {
         if self.broken {
-            return Err(Leased::error(&name()));
+            return Err(broken());
         }
         if !self
             .attempts
@@ -91,19 +92,39 @@ impl Leased {
         self.broken
     }
 
-    /// The error of a body whose file's lease was broken.
-    pub(super) fn error(name: &str) -> Error {
+    /// The error of a body whose file's lease was broken:
+    /// [`ErrorKind::Truncated`] if the file is now `truncated`, else
+    /// [`ErrorKind::Modified`].
+    pub(super) fn error(name: &str, truncated: bool) -> Error {
+        let (kind, what) = if truncated {
+            (ErrorKind::Truncated, "truncated")
+        } else {
+            (ErrorKind::Modified, "opened for writing")
+        };
         Error::new(
-            ErrorKind::Modified,
+            kind,
             format!(
-                "{name} was opened for writing (or truncated) by another process while it \
-                 was being sent: the body's read lease on it was broken, the frames already \
-                 handed out were copied out of the file first (they keep its bytes as they \
-                 were), and the body stops here. Send it again once the writer has finished \
-                 with it."
+                "{name} was {what} by another process while it was being sent: the \
+                 body's read lease on it was broken, the frames already handed out were \
+                 copied out of the file first (they keep its bytes as they were), and the \
+                 body stops here. Send it again once the writer has finished with it."
             ),
         )
     }
+}
+
+/// Set by [`disable`]: no lease is taken from then on.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// No read lease is taken from now on (see
+/// [`FileBody::disable_leases`](crate::FileBody::disable_leases)).
+pub(crate) fn disable() {
+    DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether leases may be taken: not [`disable`]d, and on Linux.
+pub(crate) fn enabled() -> bool {
+    cfg!(target_os = "linux") && !DISABLED.load(Ordering::Relaxed)
 }
 
 /// A read lease on a mapping's file, held while this lives.
@@ -118,6 +139,9 @@ impl Lease {
     /// mapping before it lets go; `None` where the kernel (or the
     /// platform) gives none.
     pub(super) fn take(mapping: &Arc<Mapping>) -> Option<Lease> {
+        if !enabled() {
+            return None;
+        }
         imp::take(mapping)
     }
 }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use memmap2::Mmap;
 
 use super::lease::{Lease, Leased};
+use super::open::{maybe_with_path, reject_non_regular, reject_pseudo_file};
 use super::{guard, sys};
 use crate::error::{Error, ErrorKind};
 
@@ -17,23 +18,96 @@ use crate::error::{Error, ErrorKind};
 /// step is never mapped back in for the frame after it.
 const RELEASE_STEP: usize = 64 << 10;
 
-/// The file behind a mapping, kept open to check it has not changed.
+/// The file behind a mapping (or a [`FileBody`](crate::FileBody) read with
+/// `pread`), kept open to check it has not changed.
 #[derive(Debug)]
-pub(super) struct Origin {
-    pub(super) file: File,
-    pub(super) path: Option<PathBuf>,
-    pub(super) len: u64,
-    pub(super) modified: Option<SystemTime>,
+pub(crate) struct Origin {
+    pub(crate) file: File,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
     /// The inode's change time and link count, where the platform has them.
     pub(super) stamp: Option<sys::Stamp>,
 }
 
 impl Origin {
-    fn name(&self) -> String {
+    /// The open regular `file` as it is now (one `fstat`), named by `path`
+    /// in errors.
+    ///
+    /// # Errors
+    ///
+    /// The `fstat`'s; [`std::io::ErrorKind::InvalidInput`] for a file that
+    /// is not a regular one, or a `/proc`-style file (size 0, not empty).
+    pub(crate) fn of(file: File, path: Option<PathBuf>) -> std::io::Result<Origin> {
+        let meta = file
+            .metadata()
+            .map_err(|e| maybe_with_path(e, "cannot stat", path.as_deref()))?;
+        reject_non_regular(&meta, path.as_deref())?;
+        if meta.len() == 0 {
+            reject_pseudo_file(&file, path.as_deref())?;
+        }
+        Ok(Origin {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            stamp: sys::stamp(&meta),
+            file,
+            path,
+        })
+    }
+
+    pub(crate) fn name(&self) -> String {
         match &self.path {
             Some(path) => format!("`{}`", path.display()),
-            None => "the mapped file".to_owned(),
+            None => "the file".to_owned(),
         }
+    }
+
+    /// One `fstat`: bytes up to `end` are still in the file, and it has
+    /// not changed since it was opened ([`ErrorKind::Truncated`] or
+    /// [`ErrorKind::Modified`] if it has), traced (feature `tracing`).
+    pub(crate) fn check(&self, end: u64) -> Result<(), Error> {
+        traced(self.check_quietly(end))
+    }
+
+    fn check_quietly(&self, end: u64) -> Result<(), Error> {
+        let meta = self.file.metadata().map_err(|e| {
+            Error::io(
+                format!("could not fstat {} to check it is unchanged", self.name()),
+                e,
+            )
+        })?;
+        if meta.len() < end {
+            return Err(Error::new(
+                ErrorKind::Truncated,
+                format!(
+                    "{} shrank from {} to {} bytes while {} bytes of it were being sent; \
+                     the body stopped before reading past the end of the file. \
+                     Send it again once the writer has finished with it.",
+                    self.name(),
+                    self.len,
+                    meta.len(),
+                    end
+                ),
+            ));
+        }
+        if meta.len() != self.len
+            || meta.modified().ok() != self.modified
+            || sys::changed_in_place(self.stamp, sys::stamp(&meta))
+        {
+            return Err(Error::new(
+                ErrorKind::Modified,
+                format!(
+                    "{} changed since it was opened (size {} -> {} bytes, or a new \
+                     modification or inode change time: written, or its mode or owner \
+                     changed); the bytes sent would not be the bytes opened. \
+                     Open the file again to send its new contents.",
+                    self.name(),
+                    self.len,
+                    meta.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -90,8 +164,8 @@ impl Mapping {
     /// [`Lease`]), the first time it is asked: when a whole `Bytes` of the
     /// mapping is made. From then on a break also covers the frames of
     /// every body of the mapping ([`Leased`]).
-    pub(super) fn take_lease(self: &Arc<Self>) {
-        self.lease.get_or_init(|| Lease::take(self));
+    pub(super) fn take_lease(self: &Arc<Self>) -> bool {
+        self.lease.get_or_init(|| Lease::take(self)).is_some()
     }
 
     /// Gives the pages of the frame `start..end` back to the kernel, in
@@ -233,6 +307,18 @@ impl Mapping {
         let _ = self.detach(&ranges);
     }
 
+    /// The error of a body of this mapping once its lease was broken: the
+    /// file truncated (now shorter than mapped) or otherwise written.
+    pub(super) fn broken_error(&self) -> Error {
+        let truncated = self.origin.as_ref().is_some_and(|origin| {
+            origin
+                .file
+                .metadata()
+                .is_ok_and(|meta| meta.len() < origin.len)
+        });
+        Leased::error(&self.name(), truncated)
+    }
+
     pub(super) fn name(&self) -> String {
         self.origin
             .as_ref()
@@ -248,7 +334,7 @@ impl Mapping {
 
     fn verify_quietly(&self, end: usize) -> Result<(), Error> {
         if crate::sync::lock(&self.leased).is_broken() {
-            return Err(Leased::error(&self.name()));
+            return Err(self.broken_error());
         }
         if self.poisoned() {
             return Err(Error::new(
@@ -273,47 +359,14 @@ impl Mapping {
     }
 
     fn check_file_quietly(&self, end: usize) -> Result<(), Error> {
-        let Some(origin) = &self.origin else {
-            return Ok(());
-        };
-        let meta = origin.file.metadata().map_err(|e| {
-            Error::io(
-                format!("could not fstat {} to check it is unchanged", origin.name()),
-                e,
-            )
-        })?;
-        if meta.len() < end as u64 {
-            return Err(Error::new(
-                ErrorKind::Truncated,
-                format!(
-                    "{} shrank from {} to {} bytes while {} bytes of it were being sent; \
-                     the body stopped before reading past the end of the file. \
-                     Send it again once the writer has finished with it.",
-                    origin.name(),
-                    origin.len,
-                    meta.len(),
-                    end
-                ),
-            ));
+        // A break's error first: it says why the file changed.
+        if crate::sync::lock(&self.leased).is_broken() {
+            return Err(self.broken_error());
         }
-        if meta.len() != origin.len
-            || meta.modified().ok() != origin.modified
-            || sys::changed_in_place(origin.stamp, sys::stamp(&meta))
-        {
-            return Err(Error::new(
-                ErrorKind::Modified,
-                format!(
-                    "{} changed since it was mapped (size {} -> {} bytes, or a new \
-                     modification or inode change time: written, or its mode or owner \
-                     changed); the bytes sent would not be the bytes mapped. \
-                     Open the file again to send its new contents.",
-                    origin.name(),
-                    origin.len,
-                    meta.len()
-                ),
-            ));
+        match &self.origin {
+            Some(origin) => origin.check_quietly(end as u64),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

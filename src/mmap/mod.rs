@@ -24,8 +24,12 @@ use memmap2::Mmap;
 
 use crate::error::{Error, ErrorKind};
 use chunk::{Chunk, InFlight, Whole};
+pub(crate) use lease::disable as disable_leases;
+pub(crate) use mapping::Origin as FileOrigin;
 use mapping::{Mapping, Origin};
-use open::{maybe_with_path, reject_non_regular, reject_pseudo_file, with_path};
+pub(crate) use open::with_path;
+use open::{maybe_with_path, reject_non_regular};
+pub(crate) use sys::{open_read, read_exact_at};
 use warm::Warm;
 
 /// The frame size an [`MmapBody`] uses unless told otherwise: 1 MiB.
@@ -239,6 +243,17 @@ impl MmapBody {
     /// but cannot close it: bytes rewritten between the check and the
     /// socket write are still read. Map only files that your program owns
     /// or that are written once and then left alone.
+    ///
+    /// On Linux, where the kernel grants this process a read lease on the
+    /// file (see [`FileBody`](crate::FileBody)), the body holds one for as
+    /// long as the mapping lives: a writer that comes anyway waits until
+    /// the frames still held were copied out of the file, and the body ends
+    /// with [`ErrorKind::Truncated`] or [`ErrorKind::Modified`]; a truncated
+    /// file then never fails other streams of an HTTP/2 connection. The
+    /// promise still stands where no lease is given. [`FileBody::open`]
+    /// needs none.
+    ///
+    /// [`FileBody::open`]: crate::FileBody::open
     pub unsafe fn open(path: impl AsRef<Path>) -> io::Result<MmapBody> {
         let path = path.as_ref();
         // For the message: a socket or device is named as such before any
@@ -290,26 +305,60 @@ impl MmapBody {
     /// # Safety
     /// The caller's promise of [`MmapBody::open`].
     unsafe fn map_file(file: File, path: Option<PathBuf>) -> io::Result<MmapBody> {
-        let meta = file
-            .metadata()
-            .map_err(|e| maybe_with_path(e, "cannot stat", path.as_deref()))?;
-        reject_non_regular(&meta, path.as_deref())?;
-        if meta.len() == 0 {
-            reject_pseudo_file(&file, path.as_deref())?;
-        }
-        // SAFETY: `file` is a regular file, and the caller promised not to
-        // truncate or change it while the mapping lives.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| maybe_with_path(e, "cannot map", path.as_deref()))?;
+        let origin = Origin::of(file, path)?;
+        // SAFETY: `origin.file` is a regular file, and the caller promised
+        // not to truncate or change it while the mapping lives.
+        let map = unsafe { Mmap::map(&origin.file) }
+            .map_err(|e| maybe_with_path(e, "cannot map", origin.path.as_deref()))?;
         sys::advise_sequential(&map);
-        let origin = Origin {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            stamp: sys::stamp(&meta),
-            file,
-            path,
-        };
-        Ok(MmapBody::new(Mapping::new(map, Some(origin)), true))
+        let body = MmapBody::new(Mapping::new(map, Some(origin)), true);
+        // Where the kernel gives one, a read lease backs the caller's
+        // promise: a writer that comes anyway waits until the frames still
+        // held were copied out of the file (see `FileBody`).
+        body.mapping.take_lease();
+        Ok(body)
+    }
+
+    /// Maps `origin`'s file under a read lease (see [`FileBody`]): the
+    /// body, or the file back (as it is now) where the kernel gives no
+    /// lease, or the file changed between its `fstat` and the lease.
+    ///
+    /// [`FileBody`]: crate::FileBody
+    pub(crate) fn map_leased(origin: Origin) -> io::Result<Result<MmapBody, Origin>> {
+        if !lease::enabled() {
+            return Ok(Err(origin));
+        }
+        let path = origin.path.clone();
+        // Kept for a read with `pread` if the lease is refused: the
+        // mapping's own descriptor closes with it.
+        let spare = origin.file.try_clone().map_err(|e| {
+            maybe_with_path(
+                e,
+                "cannot duplicate the descriptor of",
+                origin.path.as_deref(),
+            )
+        })?;
+        // SAFETY: no byte of the mapping is read before the lease is
+        // held: a mapping itself reads nothing, and `advise_sequential`
+        // is advice. Once the lease is held, the kernel makes every writer
+        // and truncation of the file wait until a break was answered, and
+        // a break copies every range handed out before it lets go (and no
+        // frame is handed out after it), which is the promise `map` needs.
+        // Without the lease the mapping is dropped unread.
+        let map = unsafe { Mmap::map(&origin.file) }
+            .map_err(|e| maybe_with_path(e, "cannot map", origin.path.as_deref()))?;
+        sys::advise_sequential(&map);
+        let len = origin.len;
+        let body = MmapBody::new(Mapping::new(map, Some(origin)), true);
+        // The file as it was when its size was read is the file leased: a
+        // writer that came and went between the two leaves a new change
+        // time, and the body would be of a file that no longer is.
+        if body.mapping.take_lease() && body.mapping.check_file(len as usize).is_ok() {
+            return Ok(Ok(body));
+        }
+        drop(body);
+        // The file again, as it is now.
+        Origin::of(spare, path).map(Err)
     }
 
     fn new(mapping: Mapping, release: bool) -> MmapBody {
@@ -486,7 +535,7 @@ impl MmapBody {
         let in_flight = if self.mapping.origin.is_some() {
             let in_flight = self.in_flight.get_or_insert_with(Arc::default);
             crate::sync::lock(&self.mapping.leased)
-                .hand_out(in_flight, (self.pos, end), || self.mapping.name())?;
+                .hand_out(in_flight, (self.pos, end), || self.mapping.broken_error())?;
             Some(Arc::clone(in_flight))
         } else {
             None
@@ -589,7 +638,8 @@ impl From<MmapBody> for Bytes {
     /// Where the kernel gives this process a read lease on the file (Linux:
     /// a file opened read-only, as [`MmapBody::open`] does, that nobody has
     /// open for writing, and that the process owns or has `CAP_LEASE` for),
-    /// it holds one for as long as it lives: another `open` of the file for
+    /// the mapping holds one (taken when the file was opened, or now) for
+    /// as long as it lives: another `open` of the file for
     /// writing, or its truncation, then waits until the mapping's pages were
     /// copied out of the file (if the copy fits in half the memory the
     /// process may still take), so its bytes stay the file's as they were

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::sys;
 
-pub(super) fn with_path(err: io::Error, what: &str, path: &Path) -> io::Error {
+pub(crate) fn with_path(err: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(err.kind(), format!("{what} `{}`: {err}", path.display()))
 }
 

@@ -2,7 +2,7 @@
 //! functions a cloned [`Source`](super::source::Source) needs for one body
 //! type.
 //!
-//! The crate's own cheap bodies ([`MmapBody`], [`Full<Bytes>`],
+//! The crate's own cheap bodies ([`MmapBody`], [`FileBody`], [`Full<Bytes>`],
 //! [`Empty<Bytes>`]) are known by type. A [`ReplayBody`] of any inner body
 //! restarts by cloning too, whatever the inner body is, but a generic type
 //! cannot be recognised behind `dyn Any`; so every `ReplayBody<X>` type,
@@ -23,7 +23,7 @@ use http_body_util::{Empty, Full};
 use super::ReplayBody;
 use crate::error::Error;
 use crate::sync::{read, write};
-use crate::MmapBody;
+use crate::{FileBody, MmapBody};
 
 /// How to restart a body of type `B` by cloning it.
 pub(super) struct Restart<B> {
@@ -65,6 +65,12 @@ impl<B: 'static> Restart<B> {
         let id = TypeId::of::<B>();
         if id == TypeId::of::<MmapBody>() {
             cast(Restart::<MmapBody> {
+                clone: |body| Some(body.clone()),
+                intact: |body| body.verify().map(|()| true),
+                slice: |body, offset| Some(body.slice(offset..)),
+            })
+        } else if id == TypeId::of::<FileBody>() {
+            cast(Restart::<FileBody> {
                 clone: |body| Some(body.clone()),
                 intact: |body| body.verify().map(|()| true),
                 slice: |body, offset| Some(body.slice(offset..)),

@@ -95,23 +95,21 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The dictionary of `Upload-Limit`, `None` when there is no limit.
-    pub(crate) fn to_header(self) -> Option<HeaderValue> {
+    /// The dictionary's text, the lifetime under `age_key` (`max-age`, or
+    /// `expires` for interop version 6); `None` when there is no limit.
+    pub(crate) fn to_text(self, age_key: &str) -> Option<String> {
         let members = [
             ("max-size", self.max_size),
             ("min-size", self.min_size),
             ("max-append-size", self.max_append_size),
             ("min-append-size", self.min_append_size),
-            ("max-age", self.max_age.map(|age| age.as_secs())),
+            (age_key, self.max_age.map(|age| age.as_secs())),
         ];
         let text: Vec<String> = members
             .iter()
             .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
             .collect();
-        if text.is_empty() {
-            return None;
-        }
-        HeaderValue::from_str(&text.join(", ")).ok()
+        (!text.is_empty()).then(|| text.join(", "))
     }
 
     /// `Upload-Limit` as the draft says a receiver reads it: unknown keys
@@ -247,16 +245,16 @@ mod tests {
             max_age: Some(Duration::from_secs(3600)),
             ..Limits::default()
         };
-        let value = limits.to_header().unwrap();
+        let value = limits.to_text("max-age").unwrap();
         assert_eq!(value, "max-size=1073741824, max-age=3600");
-        let headers = map(&[(&UPLOAD_LIMIT, value.to_str().unwrap())]);
+        let headers = map(&[(&UPLOAD_LIMIT, &value)]);
         assert_eq!(Limits::from_headers(&headers), limits);
         let unknown = map(&[(&UPLOAD_LIMIT, "max-size=5, shiny=?1, min-size=1")]);
         let read = Limits::from_headers(&unknown);
         assert_eq!((read.max_size, read.min_size), (Some(5), Some(1)));
         let wrong_type = map(&[(&UPLOAD_LIMIT, "max-size=5, max-age=\"soon\"")]);
         assert_eq!(Limits::from_headers(&wrong_type), Limits::default());
-        assert_eq!(Limits::default().to_header(), None);
+        assert_eq!(Limits::default().to_text("max-age"), None);
     }
 
     #[test]

@@ -70,6 +70,35 @@
 //!   next attempt's `HEAD`, whose `204` is then the caller's answer: the
 //!   draft has no way to fetch the lost answer.
 
+//! # What the server speaks
+//!
+//! [`Uploads`] answers each request in the interop version it names: 3
+//! (URLSession on iOS 17 and macOS 14), 4, 5 (iOS 18.0; tus-js-client's
+//! `ietf-draft-03`), 6 (iOS 18.1 and later; tus-js-client's
+//! `ietf-draft-05`; tusd), 7 and 8 (the newest text; 9 is taken as 8). The
+//! words differ (`Upload-Incomplete` in 3; an append without a
+//! completeness field is the last one up to 6; `application/partial-upload`
+//! required from 6; `201` or `204` for an append that leaves the upload
+//! incomplete; `expires` or `max-age` in `Upload-Limit`), the upload does
+//! not: one created in one version can be resumed in another. Every answer
+//! carries `Upload-Offset` and the version the request named. A request in
+//! another version is not a creation ([`Uploads::is_creation`]): the
+//! application takes it as a plain upload.
+//!
+//! **No `104` interim response.** hyper 1.x cannot send one from a server
+//! (its HTTP/1.1 encoder answers `500` for a 1xx status; server-side 1xx
+//! is an open pull request, hyperium/hyper#3815), so neither can axum. What
+//! each client does without it:
+//!
+//! - URLSession sends the whole body in the creation request and learns
+//!   the upload's URI only from a `104`. Its uploads to an `Uploads`
+//!   server succeed as plain uploads, in its dialect; one cut mid-body is
+//!   not resumed but sent again (the server keeps nothing of it: no one
+//!   knows where it is).
+//! - tus-js-client and this crate's [`ResumeLayer`] create the upload with
+//!   an empty request first (the draft's careful creation) and read its URI
+//!   from the `201`: cut uploads resume from the server's offset.
+
 mod body;
 mod client;
 mod fields;

@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::{Error, MmapBody};
+use crate::{Error, FileBody};
 
-/// The body of a [`Serve`](super::Serve) answer: an [`MmapBody`] (the
+/// The body of a [`Serve`](super::Serve) answer: a [`FileBody`] (the
 /// whole file, one range of it, or nothing), or a `multipart/byteranges`
-/// body. Either way its length is exact (hyper sends `Content-Length`) and
-/// no byte of the file is copied: each part is a slice of the mapping.
+/// body. Either way its length is exact (hyper sends `Content-Length`), and
+/// each part is a slice of the file: zero-copy where the file is mapped.
 #[derive(Debug)]
 pub struct ServeBody {
     inner: Inner,
@@ -22,7 +22,7 @@ pub struct ServeBody {
 
 #[derive(Debug)]
 enum Inner {
-    File(MmapBody),
+    File(FileBody),
     Parts {
         segments: VecDeque<Segment>,
         left: u64,
@@ -35,7 +35,7 @@ pub(super) enum Segment {
     /// A delimiter and part headers (or the closing delimiter).
     Head(Bytes),
     /// A part's bytes.
-    File(MmapBody),
+    File(FileBody),
 }
 
 impl Segment {
@@ -48,7 +48,7 @@ impl Segment {
 }
 
 impl ServeBody {
-    pub(super) fn file(body: MmapBody) -> ServeBody {
+    pub(super) fn file(body: FileBody) -> ServeBody {
         ServeBody {
             inner: Inner::File(body),
         }
@@ -78,7 +78,7 @@ impl ServeBody {
     }
 
     /// The file body, unless this is a multipart one.
-    pub fn into_file(self) -> Option<MmapBody> {
+    pub fn into_file(self) -> Option<FileBody> {
         match self.inner {
             Inner::File(body) => Some(body),
             Inner::Parts { .. } => None,

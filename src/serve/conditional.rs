@@ -15,7 +15,7 @@ use headers::{
 };
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::MmapBody;
+use crate::FileBody;
 
 /// The file's validators: a strong `ETag` and `Last-Modified`, when the file
 /// has a modification time that an HTTP date can express (1970 to 9999);
@@ -39,7 +39,7 @@ fn http_time(time: SystemTime) -> Option<SystemTime> {
 
 /// The strong entity tag of `body`'s version, quotes included, or `None`
 /// when the file has no modification time.
-pub(super) fn strong_etag(body: &MmapBody) -> Option<String> {
+pub(super) fn strong_etag(body: &FileBody) -> Option<String> {
     // Size and modification time name the file's version, as in nginx; a
     // slice of a file also names where it starts. Times before 1970 count
     // back from it.
@@ -100,7 +100,7 @@ fn blank_inside_quotes(bytes: &[u8]) -> bool {
 }
 
 impl Validators {
-    pub(super) fn of(body: &MmapBody) -> Validators {
+    pub(super) fn of(body: &FileBody) -> Validators {
         Validators {
             // Hex digits, `+`, `-` and `.` between quotes: always an ETag.
             etag: strong_etag(body).and_then(|tag| tag.parse().ok()),

@@ -1,5 +1,6 @@
 //! Serving a file from a handler: `Range` requests, conditional requests and
-//! `HEAD`, answered with an [`MmapBody`] or a zero-copy slice of it.
+//! `HEAD`, answered with a [`FileBody`] (or an [`MmapBody`]) or a slice of
+//! it.
 //!
 //! [`respond`] turns a request's method and headers and the file's body into
 //! the response a download needs. It depends only on `http`, so the same
@@ -7,13 +8,11 @@
 //!
 //! ```no_run
 //! use axum::{http::{HeaderMap, Method, Response, StatusCode}, routing::get, Router};
-//! use mmap_body::MmapBody;
+//! use mmap_body::FileBody;
 //!
-//! async fn download(method: Method, headers: HeaderMap) -> Result<Response<MmapBody>, StatusCode> {
-//!     // SAFETY: the served files are written once, then never changed or
-//!     // truncated while they may be mapped.
-//!     let body = unsafe { MmapBody::open("/srv/files/big.iso") }
-//!         .map_err(|_| StatusCode::NOT_FOUND)?;
+//! async fn download(method: Method, headers: HeaderMap) -> Result<Response<FileBody>, StatusCode> {
+//!     // Safe whoever rewrites the file: see `FileBody`.
+//!     let body = FileBody::open("/srv/files/big.iso").map_err(|_| StatusCode::NOT_FOUND)?;
 //!     Ok(mmap_body::serve::respond(&method, &headers, body))
 //! }
 //!
@@ -27,7 +26,8 @@
 //!   The length is exact, so hyper sends `Content-Length`.
 //! - A single byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`) on a
 //!   `GET`: `206 Partial Content` with `Content-Range`, and a
-//!   [`slice`](MmapBody::slice) of the body: no byte copied. A range past
+//!   [`slice`](FileBody::slice) of the body: no byte copied where it is
+//!   mapped. A range past
 //!   the end is cut to the end.
 //! - A range that starts at or past the end: `416 Range Not Satisfiable`
 //!   with `Content-Range: bytes */<size>`.
@@ -75,7 +75,7 @@ use http::{Method, Response, StatusCode};
 
 pub use body::ServeBody;
 
-use crate::MmapBody;
+use crate::{FileBody, MmapBody};
 use body::Segment;
 use conditional::Validators;
 use range::{parse_range, plan, Plan, Wanted};
@@ -94,12 +94,10 @@ const DEFAULT_MAX_RANGES: usize = 16;
 /// ```no_run
 /// use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 /// use mmap_body::serve::{Serve, ServeBody};
-/// use mmap_body::MmapBody;
+/// use mmap_body::FileBody;
 ///
 /// async fn download(method: Method, headers: HeaderMap) -> Result<Response<ServeBody>, StatusCode> {
-///     // SAFETY: the served files are never changed while they may be mapped.
-///     let body = unsafe { MmapBody::open("/srv/files/manual.pdf") }
-///         .map_err(|_| StatusCode::NOT_FOUND)?;
+///     let body = FileBody::open("/srv/files/manual.pdf").map_err(|_| StatusCode::NOT_FOUND)?;
 ///     let serve = Serve::new().content_type(HeaderValue::from_static("application/pdf"));
 ///     Ok(serve.respond(&method, &headers, body))
 /// }
@@ -157,10 +155,36 @@ impl Serve {
         &self,
         method: &Method,
         headers: &HeaderMap,
-        body: MmapBody,
+        body: impl Into<FileBody>,
     ) -> Response<ServeBody> {
-        respond_core(method, headers, body, SystemTime::now(), Some(self))
+        respond_core(method, headers, body.into(), SystemTime::now(), Some(self))
     }
+}
+
+/// A file body [`respond`] answers with: [`FileBody`] or [`MmapBody`].
+/// Sealed: only the crate's file bodies are answered from.
+pub trait Servable: Into<FileBody> + Clone + sealed::Sealed {
+    /// The answer's body back as `Self` (a slice of the body given).
+    #[doc(hidden)]
+    fn from_answer(body: FileBody) -> Option<Self>;
+}
+
+impl Servable for FileBody {
+    fn from_answer(body: FileBody) -> Option<FileBody> {
+        Some(body)
+    }
+}
+
+impl Servable for MmapBody {
+    fn from_answer(body: FileBody) -> Option<MmapBody> {
+        body.into_mmap()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::FileBody {}
+    impl Sealed for crate::MmapBody {}
 }
 
 /// The response to a request for the file sent by `body`, honouring
@@ -170,27 +194,31 @@ impl Serve {
 /// Never panics, whatever the headers, and never reads the file: every
 /// answer is a zero-copy slice of `body` (empty for `HEAD`, `304`, `405`,
 /// `412` and `416`).
-pub fn respond(method: &Method, headers: &HeaderMap, body: MmapBody) -> Response<MmapBody> {
+pub fn respond<F: Servable>(method: &Method, headers: &HeaderMap, body: F) -> Response<F> {
     respond_at(method, headers, body, SystemTime::now())
 }
 
 /// [`respond`] as of `now` (when the response is sent), which decides
 /// whether `Last-Modified` is a strong validator for `If-Range`.
-fn respond_at(
+fn respond_at<F: Servable>(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: F,
     now: SystemTime,
-) -> Response<MmapBody> {
+) -> Response<F> {
     let whole = body.clone();
-    respond_core(method, headers, body, now, None).map(|served| served.into_file().unwrap_or(whole))
+    // Without `Serve` the answer is always one slice of the body, which
+    // comes back as an `F`; should that ever be wrong, the whole file is
+    // still a correct answer.
+    respond_core(method, headers, body.into(), now, None)
+        .map(|served| served.into_file().and_then(F::from_answer).unwrap_or(whole))
 }
 
 /// The answer; a multipart one only with `serve`.
 fn respond_core(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: FileBody,
     now: SystemTime,
     serve: Option<&Serve>,
 ) -> Response<ServeBody> {
@@ -212,7 +240,7 @@ fn respond_core(
 fn respond_plain(
     method: &Method,
     headers: &HeaderMap,
-    body: MmapBody,
+    body: FileBody,
     now: SystemTime,
     serve: Option<&Serve>,
 ) -> Response<ServeBody> {
@@ -308,7 +336,7 @@ fn respond_plain(
     response
 }
 
-fn with_status(status: StatusCode, body: MmapBody) -> Response<ServeBody> {
+fn with_status(status: StatusCode, body: FileBody) -> Response<ServeBody> {
     let mut response = Response::new(ServeBody::file(body));
     *response.status_mut() = status;
     response
@@ -318,7 +346,7 @@ fn with_status(status: StatusCode, body: MmapBody) -> Response<ServeBody> {
 /// and its boundary. `None` if a range is outside the body (the plan never
 /// makes one).
 fn multipart(
-    body: &MmapBody,
+    body: &FileBody,
     ranges: &[(u64, u64)],
     media_type: Option<&HeaderValue>,
 ) -> Option<(ServeBody, String)> {
@@ -397,7 +425,7 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let later = t + Duration::from_secs(3600);
         let (body, _file) = body_modified(t);
-        let etag = strong_etag(&body).unwrap();
+        let etag = strong_etag(&body.clone().into()).unwrap();
         let date = httpdate::fmt_http_date(t);
         let before = httpdate::fmt_http_date(t - Duration::from_secs(1));
         let weak = format!("W/{etag}");

@@ -156,3 +156,33 @@ async fn a_restartable_body_is_still_held_to_its_content_length() {
     assert_eq!(err.kind(), ErrorKind::ContentLengthMismatch);
     assert!(server.seen().is_empty(), "nothing was sent");
 }
+
+/// A `FileBody`, on both of its paths, passes `ReplayLayer(64 KiB)` as
+/// cheap to clone: retried whole at 16 times the cap, never recorded.
+#[tokio::test]
+async fn a_file_body_is_retried_past_the_cap_on_both_paths() {
+    use mmap_body::FileBody;
+    let file = mmap_body_devkit::files::test_file(1024 * KIB);
+    for (http2, pread) in [(false, false), (true, false), (false, true), (true, true)] {
+        let _writer = pread.then(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file.path)
+                .unwrap()
+        });
+        let body = FileBody::open(&file.path).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(body.is_mapped(), !pread);
+        }
+        let server = Faulty::start([Fault::StatusAfter(503, 200 * KIB, None)]).await;
+        let req = Request::put(server.uri("/")).body(body).unwrap();
+        let res = send(http2, req).await.expect("retried");
+        let seen = received(&res);
+        assert_eq!(
+            (seen.len, seen.sha256.as_str()),
+            (1024 * KIB, file.sha256.as_str()),
+            "http2: {http2}, pread: {pread}"
+        );
+        assert_eq!(server.seen().len(), 2);
+    }
+}

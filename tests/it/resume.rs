@@ -37,8 +37,10 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use crate::fault_matrix::{Proto, GIB, MIB};
 
+mod dialects;
 mod hostile;
 mod hostile_store;
+mod tus;
 
 /// No upload of this module takes longer, all attempts together.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -104,6 +106,9 @@ struct Ctx {
     lie: Arc<Mutex<Option<u64>>>,
     /// How many `Completed` uploads reached the handler.
     completed: Arc<AtomicUsize>,
+    /// Answer `OPTIONS` as the newest draft does: `Upload-Limit`, no
+    /// `Accept-Patch`.
+    newest_options: Arc<AtomicBool>,
 }
 
 /// Starts the server. `resumable: false` is a server that knows nothing of
@@ -134,6 +139,7 @@ async fn server_with(
         ids: Arc::default(),
         lie: Arc::default(),
         completed: Arc::default(),
+        newest_options: Arc::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -251,7 +257,11 @@ async fn handle(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         ctx.uploads.handle(&id, req).await
     } else if req.method() == Method::OPTIONS {
         if ctx.resumable {
-            Handled::Respond(ctx.uploads.options())
+            let mut res = ctx.uploads.options();
+            if ctx.newest_options.load(Ordering::SeqCst) {
+                res.headers_mut().remove("accept-patch");
+            }
+            Handled::Respond(res)
         } else {
             Handled::Respond(Response::new(Full::new(Bytes::new())))
         }

@@ -509,3 +509,63 @@ mod untrusted_headers {
         }
     }
 }
+
+/// `FileBody` answers as `MmapBody` does, on either path: mapped under a
+/// lease, and read with `pread` while another handle has the file open for
+/// writing (no lease then). No `unsafe` in the handler.
+#[tokio::test]
+async fn a_file_body_is_served_the_same_on_both_paths() {
+    use mmap_body::serve::{Serve, ServeBody};
+    use mmap_body::FileBody;
+
+    async fn handler(
+        State(path): State<Arc<PathBuf>>,
+        method: Method,
+        headers: HeaderMap,
+    ) -> Result<Response<ServeBody>, StatusCode> {
+        let body = FileBody::open(&*path).map_err(|_| StatusCode::NOT_FOUND)?;
+        let mapped = if body.is_mapped() { "mapped" } else { "pread" };
+        let mut response = Serve::new().respond(&method, &headers, body);
+        response
+            .headers_mut()
+            .insert("x-path", header::HeaderValue::from_static(mapped));
+        Ok(response)
+    }
+
+    let file = test_file(LEN);
+    let bytes = file_bytes(&file);
+    let app = axum::Router::new()
+        .route("/file", axum::routing::get(handler))
+        .with_state(Arc::new(file.path.clone()));
+    let addr = mmap_body_devkit::server::serve_axum(app).await;
+    let url = format!("http://{addr}/file");
+    for path in ["mapped", "pread"] {
+        // A handle open for writing makes the kernel refuse the lease.
+        let _writer = (path == "pread").then(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file.path)
+                .unwrap()
+        });
+        let whole = reqwest_client().get(&url).send().await.unwrap();
+        assert_eq!(whole.status(), StatusCode::OK);
+        if cfg!(target_os = "linux") {
+            assert_eq!(header_str(&whole, "x-path".parse().unwrap()), path);
+        }
+        assert_eq!(header_str(&whole, header::CONTENT_LENGTH), LEN.to_string());
+        assert_eq!(sha256(&whole.bytes().await.unwrap()), file.sha256);
+
+        let range = get_range(&url, "bytes=1000-1048575").await;
+        assert_eq!(range.status(), StatusCode::PARTIAL_CONTENT);
+        assert!(range.bytes().await.unwrap()[..] == bytes[1000..1_048_576]);
+
+        let two = get_range(&url, "bytes=0-9,2000000-2000009").await;
+        assert_eq!(two.status(), StatusCode::PARTIAL_CONTENT);
+        let text = two.bytes().await.unwrap();
+        let find = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            find(&bytes[..10]) && find(&bytes[2_000_000..2_000_010]),
+            "{path}"
+        );
+    }
+}

@@ -27,9 +27,9 @@ pub(super) use detach::detach;
 #[cfg(all(unix, not(mmap_body_portable)))]
 mod unix;
 #[cfg(all(unix, not(mmap_body_portable)))]
-pub(super) use unix::*;
+pub(crate) use unix::*;
 
 #[cfg(any(not(unix), mmap_body_portable))]
 mod portable;
 #[cfg(any(not(unix), mmap_body_portable))]
-pub(super) use portable::*;
+pub(crate) use portable::*;

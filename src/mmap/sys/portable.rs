@@ -74,13 +74,47 @@ pub(crate) fn changed_in_place(_before: Option<Stamp>, _now: Option<Stamp>) -> b
     false
 }
 
-/// Never called here: no thread blocks a `SIGBUS` this build handles
-/// (`guard::blocks_sigbus` is always `false`).
-pub(crate) fn read_exact_at(_file: &File, _buf: &mut [u8], _offset: u64) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "frames are read from the mapping on this platform",
-    ))
+/// Reads `buf.len()` bytes of `file` at `offset`, for a
+/// [`FileBody`](crate::FileBody) without a lease (every one, here); a file
+/// that ends first is `UnexpectedEof`. Unix: `pread`; Windows: positioned
+/// reads (which move the cursor, through which nothing in this crate
+/// reads); elsewhere a seek and reads, under a lock, since they share the
+/// cursor.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let (mut buf, mut offset) = (buf, offset);
+        while !buf.is_empty() {
+            match std::os::windows::fs::FileExt::seek_read(file, buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file ended before the bytes asked for",
+                    ))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        static CURSOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _cursor = crate::sync::lock(&CURSOR);
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
 }
 
 /// Pages are never swapped in place here (and no `SIGBUS` guard makes it

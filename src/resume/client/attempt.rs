@@ -12,7 +12,8 @@ use tower_service::Service;
 
 use super::super::fields::{
     accepts_partial_upload, boolean, integer, sf_bool, sf_int, Limits, INTEROP_VERSION,
-    PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
+    PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION, UPLOAD_LENGTH, UPLOAD_LIMIT,
+    UPLOAD_OFFSET,
 };
 use super::super::session::{Session, Stage};
 use super::super::ResumeBody;
@@ -187,6 +188,7 @@ where
             res.extensions_mut().insert(Resumed {
                 location,
                 appends: session.appends(),
+                interop_version: INTEROP_VERSION.parse().unwrap_or(0),
             });
         }
         return Ok(res);
@@ -231,8 +233,10 @@ enum Created<ResB> {
     Unsupported,
 }
 
-/// Asks the target whether it takes resumable uploads (`OPTIONS`, draft
-/// §4.1: `Accept-Patch` names `application/partial-upload`), then creates
+/// Asks the target whether it takes resumable uploads (`OPTIONS`: its
+/// answer carries `Upload-Limit`, as the newest draft asks, or an
+/// `Accept-Patch` naming `application/partial-upload`, as -10 and -11
+/// did), then creates
 /// the upload resource with an empty request (the draft's "careful upload
 /// creation": no interim response is needed to learn its URI, which hyper
 /// and axum servers cannot send).
@@ -251,7 +255,11 @@ where
 {
     let options = control(req, Method::OPTIONS, req.uri().clone());
     let (parts, ()) = drain(send(inner, options).await?).await;
-    if !parts.status.is_success() || !accepts_partial_upload(&parts.headers) {
+    // The newest draft's sign is `Upload-Limit` (its `-10` and `-11` asked
+    // for `Accept-Patch` instead): either will do.
+    let announced =
+        accepts_partial_upload(&parts.headers) || parts.headers.contains_key(UPLOAD_LIMIT);
+    if !parts.status.is_success() || !announced {
         return Ok(Created::Unsupported);
     }
     if Limits::from_headers(&parts.headers)

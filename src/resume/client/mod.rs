@@ -131,6 +131,9 @@ pub struct Resumed {
     pub location: Uri,
     /// The first byte of each append, in order.
     pub appends: Vec<u64>,
+    /// The draft's interop version the upload was made in
+    /// ([`INTEROP_VERSION`](super::INTEROP_VERSION)).
+    pub interop_version: u64,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -10,15 +10,14 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
-use super::super::fields::{
-    boolean, integer, sf_bool, sf_int, Problem, UPLOAD_COMPLETE, UPLOAD_LENGTH, UPLOAD_OFFSET,
-};
+use super::super::fields::{integer, sf_int, Problem, UPLOAD_LENGTH, UPLOAD_OFFSET};
 use super::append::Stopped;
 use super::dialect::{
     answer, bad_request, content_length, declared_length, is_append, location_value,
     problem_answer, respond, server_error,
 };
 use super::store::Upload;
+use super::version::{Dialect, VERSIONS};
 use super::{Handled, Uploads};
 use crate::error::BoxError;
 use crate::sync::lock;
@@ -34,8 +33,13 @@ impl Uploads {
         B::Error: Into<BoxError>,
     {
         self.sweep_some().await;
-        let Some(complete) = boolean(req.headers(), &UPLOAD_COMPLETE) else {
-            return respond(bad_request("Upload-Complete must be ?0 or ?1"));
+        let Some(dialect) = Dialect::of(req.headers()) else {
+            return respond(unknown_version());
+        };
+        let Some(complete) = dialect.completes(req.headers(), false) else {
+            return respond(bad_request(
+                "Upload-Complete must be ?0 or ?1 (Upload-Incomplete in interop version 3)",
+            ));
         };
         let content = content_length(req.headers()).or(req.body().size_hint().exact());
         let length = match declared_length(req.headers(), 0, complete, content) {
@@ -68,14 +72,14 @@ impl Uploads {
             return respond(res);
         }
         if complete {
-            return self.finish(&upload, generation);
+            return self.finish(&upload, generation, dialect);
         }
-        let mut res = answer(StatusCode::CREATED, Bytes::new());
+        let mut res = answer(dialect.incomplete_status(true), Bytes::new());
         let headers = res.headers_mut();
         headers.insert(header::LOCATION, location_value(&location));
-        headers.insert(UPLOAD_COMPLETE, sf_bool(false));
+        dialect.mark(headers, false);
         headers.insert(UPLOAD_OFFSET, sf_int(lock(&upload.state).offset));
-        self.advertise(headers);
+        self.advertise_to(headers, dialect);
         respond(res)
     }
 
@@ -92,12 +96,15 @@ impl Uploads {
             return respond(self.options());
         }
         self.sweep_some().await;
+        let Some(dialect) = Dialect::of(req.headers()) else {
+            return respond(unknown_version());
+        };
         let Some(upload) = self.find(id) else {
             return respond(answer(StatusCode::NOT_FOUND, Bytes::from("no such upload")));
         };
         match *req.method() {
-            Method::HEAD => respond(self.offset(&upload)),
-            Method::PATCH => self.patch(&upload, req).await,
+            Method::HEAD => respond(self.offset(&upload, dialect)),
+            Method::PATCH => self.patch(&upload, req, dialect).await,
             Method::DELETE => {
                 self.inner.store.forget(id, &upload);
                 respond(answer(StatusCode::NO_CONTENT, Bytes::new()))
@@ -113,7 +120,7 @@ impl Uploads {
         }
     }
 
-    fn offset(&self, upload: &Upload) -> Response<Full<Bytes>> {
+    fn offset(&self, upload: &Upload, dialect: Dialect) -> Response<Full<Bytes>> {
         let mut state = lock(&upload.state);
         // An append still running for an earlier attempt stops here, so the
         // offset below is the one the next append must name.
@@ -121,23 +128,23 @@ impl Uploads {
         let mut res = answer(StatusCode::NO_CONTENT, Bytes::new());
         let headers = res.headers_mut();
         headers.insert(UPLOAD_OFFSET, sf_int(state.offset));
-        headers.insert(UPLOAD_COMPLETE, sf_bool(state.complete));
+        dialect.mark(headers, state.complete);
         if let Some(length) = state.length {
             headers.insert(UPLOAD_LENGTH, sf_int(length));
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         drop(state);
-        self.advertise(res.headers_mut());
+        self.advertise_to(res.headers_mut(), dialect);
         res
     }
 
-    async fn patch<B>(&self, upload: &Arc<Upload>, req: Request<B>) -> Handled
+    async fn patch<B>(&self, upload: &Arc<Upload>, req: Request<B>, dialect: Dialect) -> Handled
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         let headers = req.headers();
-        if !is_append(headers) {
+        if dialect.needs_media_type() && !is_append(headers) {
             let mut res = answer(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Bytes::from("an append is a PATCH of application/partial-upload"),
@@ -147,7 +154,7 @@ impl Uploads {
         }
         let (Some(at), Some(complete)) = (
             integer(headers, &UPLOAD_OFFSET),
-            boolean(headers, &UPLOAD_COMPLETE),
+            dialect.completes(headers, true),
         ) else {
             return respond(bad_request(
                 "an append needs Upload-Offset (an integer) and Upload-Complete (?0 or ?1)",
@@ -175,6 +182,7 @@ impl Uploads {
                 );
                 res.headers_mut()
                     .insert(UPLOAD_OFFSET, sf_int(state.offset));
+                dialect.mark(res.headers_mut(), false);
                 return respond(res);
             }
             match declared_length(headers, at, complete, content) {
@@ -197,10 +205,10 @@ impl Uploads {
             return respond(self.stopped(stopped, upload));
         }
         if complete {
-            return self.finish(upload, generation);
+            return self.finish(upload, generation, dialect);
         }
-        let mut res = answer(StatusCode::NO_CONTENT, Bytes::new());
-        res.headers_mut().insert(UPLOAD_COMPLETE, sf_bool(false));
+        let mut res = answer(dialect.incomplete_status(false), Bytes::new());
+        dialect.mark(res.headers_mut(), false);
         res.headers_mut()
             .insert(UPLOAD_OFFSET, sf_int(lock(&upload.state).offset));
         respond(res)
@@ -210,7 +218,7 @@ impl Uploads {
     /// the append of `generation` is still the upload's: one that a newer
     /// request took over, or a cancellation, never completes it, even
     /// when its body ended with nothing left to write (the draft's §4.6).
-    fn finish(&self, upload: &Upload, generation: u64) -> Handled {
+    fn finish(&self, upload: &Upload, generation: u64, dialect: Dialect) -> Handled {
         let mut state = lock(&upload.state);
         let stopped = if state.gone {
             Some(Stopped::Gone)
@@ -235,7 +243,7 @@ impl Uploads {
         // The application has `max-age` from now to move the file away.
         let max_age = self.inner.limits.max_age;
         state.deadline = max_age.and_then(|age| Instant::now().checked_add(age));
-        Handled::Complete(upload.completed(state.offset))
+        Handled::Complete(upload.completed(state.offset, dialect))
     }
 
     /// Whether a representation of `length` or a request with `content`
@@ -283,4 +291,17 @@ impl Uploads {
             Stopped::Io(err) => server_error(&err),
         }
     }
+}
+
+/// `400` to a request in an interop version this server does not speak.
+fn unknown_version() -> Response<Full<Bytes>> {
+    let versions: Vec<String> = VERSIONS.iter().map(u64::to_string).collect();
+    answer(
+        StatusCode::BAD_REQUEST,
+        Bytes::from(format!(
+            "Upload-Draft-Interop-Version names a version this server does not speak; it \
+             speaks {}",
+            versions.join(", ")
+        )),
+    )
 }

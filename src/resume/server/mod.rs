@@ -7,14 +7,15 @@
 //! `handle.rs` answers each request; `append.rs` streams a request's
 //! content into the store; `store.rs` keeps the uploads and their files;
 //! `expiry.rs` forgets expired uploads; `dialect.rs` reads and writes the
-//! draft's fields (interop version 8), the one place a new interop version
-//! changes.
+//! draft's fields; `version.rs` is how each interop version (3 to 9) says
+//! them, the one place a new interop version changes.
 
 mod append;
 mod dialect;
 mod expiry;
 mod handle;
 mod store;
+mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,9 +27,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 
-use super::fields::{sf_bool, Limits, PARTIAL_UPLOAD, UPLOAD_COMPLETE, UPLOAD_LIMIT};
+use super::fields::{sf_int, Limits, PARTIAL_UPLOAD, UPLOAD_LIMIT, UPLOAD_OFFSET};
 use dialect::answer;
 use store::Store;
+use version::Dialect;
 
 /// How long an upload resource lives by default (`max-age`).
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -97,6 +99,8 @@ pub enum Handled {
 /// An upload whose every byte arrived.
 #[derive(Debug, Clone)]
 pub struct Completed {
+    /// How the request that completed it speaks.
+    dialect: Dialect,
     path: PathBuf,
     len: u64,
     location: String,
@@ -147,9 +151,13 @@ impl Completed {
     }
 
     /// The application's answer to the upload, marked as the answer to a
-    /// completed upload (`Upload-Complete: ?1`, which the draft requires).
+    /// completed upload in the dialect of the request that completed it
+    /// (`Upload-Complete: ?1`, which the draft requires; `Upload-Incomplete:
+    /// ?0` for interop version 3), with its `Upload-Offset`.
     pub fn respond<B>(&self, mut res: Response<B>) -> Response<B> {
-        res.headers_mut().insert(UPLOAD_COMPLETE, sf_bool(true));
+        let headers = res.headers_mut();
+        self.dialect.mark(headers, true);
+        headers.insert(UPLOAD_OFFSET, sf_int(self.len));
         res
     }
 }
@@ -193,10 +201,15 @@ impl Uploads {
         self.inner.received.load(Ordering::Relaxed)
     }
 
-    /// Whether `req` asks to create a resumable upload (it carries
-    /// `Upload-Complete`); otherwise handle it as a plain upload.
+    /// Whether `req` asks to create a resumable upload: it says whether its
+    /// content completes the upload (`Upload-Complete`, or
+    /// `Upload-Incomplete` in interop version 3), in an interop version
+    /// answered here (3 to 9; none is the newest). Otherwise handle it as a
+    /// plain upload, as the draft asks of a server that does not speak the
+    /// client's version.
     pub fn is_creation<B>(req: &Request<B>) -> bool {
-        req.headers().contains_key(UPLOAD_COMPLETE)
+        let headers = req.headers();
+        Dialect::of(headers).is_some_and(|dialect| dialect.is_creation(headers))
     }
 
     /// The answer to `OPTIONS` on a resource that takes resumable uploads
@@ -208,14 +221,20 @@ impl Uploads {
         res
     }
 
-    /// Adds `Accept-Patch` and `Upload-Limit` to an answer of the
-    /// handler's own (an `OPTIONS` that says more).
+    /// Adds `Accept-Patch` and `Upload-Limit` (`min-size=0` when there is
+    /// no limit, as the newest draft asks) to an answer of the handler's
+    /// own (an `OPTIONS` that says more).
     pub fn advertise(&self, headers: &mut HeaderMap) {
+        self.advertise_to(headers, Dialect::NEWEST);
+    }
+
+    /// [`advertise`](Uploads::advertise) as `dialect` spells it.
+    fn advertise_to(&self, headers: &mut HeaderMap, dialect: Dialect) {
         headers.insert(
             header::HeaderName::from_static("accept-patch"),
             HeaderValue::from_static(PARTIAL_UPLOAD),
         );
-        if let Some(limits) = self.inner.limits.to_header() {
+        if let Some(limits) = dialect.limits(self.inner.limits) {
             headers.insert(UPLOAD_LIMIT, limits);
         }
     }

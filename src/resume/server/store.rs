@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 
 use super::append::Stopped;
+use super::version::Dialect;
 use super::Completed;
 use crate::sync::lock;
 
@@ -202,8 +203,9 @@ impl Store {
 
 impl Upload {
     /// The upload as the application gets it, `len` bytes long.
-    pub(super) fn completed(&self, len: u64) -> Completed {
+    pub(super) fn completed(&self, len: u64, dialect: Dialect) -> Completed {
         Completed {
+            dialect,
             path: self.path.clone(),
             len,
             location: self.location.clone(),

@@ -1,6 +1,7 @@
 //! Hostile servers (issue #30): a server that sends the client elsewhere,
 //! lies about completion, or loses the upload under an append, scripted
-//! on 127.0.0.1 and 127.0.0.2. Hostile clients are in `hostile_store`.
+//! on 127.0.0.1 (other origins: other ports, and a host name never
+//! connected to). Hostile clients are in `hostile_store`.
 //! Each test failed before its fix.
 
 use std::net::SocketAddr;
@@ -143,9 +144,11 @@ async fn accepting(ip: &str) -> (SocketAddr, Hits) {
 /// port: nothing reaches it, not the body, not the credentials.
 #[tokio::test]
 async fn a_location_on_another_origin_is_refused() {
-    for ip in ["127.0.0.2", "127.0.0.1"] {
-        let (elsewhere, stolen) = accepting(ip).await;
-        let location = format!("http://{elsewhere}/u/1");
+    // Another port, and another host name (refused before any connection:
+    // every test stays on 127.0.0.1).
+    for ip in ["localhost", "127.0.0.1"] {
+        let (elsewhere, stolen) = accepting("127.0.0.1").await;
+        let location = format!("http://{ip}:{}/u/1", elsewhere.port());
         let (origin, seen) = scripted("127.0.0.1", move |hit| {
             resumable(hit, &location).unwrap_or_else(|| reply(500, &[]))
         })
@@ -178,7 +181,8 @@ async fn a_location_on_another_origin_is_refused() {
 /// `Authorization`, `Cookie` and `Proxy-Authorization`.
 #[tokio::test]
 async fn allow_cross_origin_follows_without_credentials() {
-    let (elsewhere, hits) = accepting("127.0.0.2").await;
+    // Another port of 127.0.0.1: another origin.
+    let (elsewhere, hits) = accepting("127.0.0.1").await;
     let location = format!("http://{elsewhere}/u/1");
     let (origin, seen) = scripted("127.0.0.1", move |hit| {
         resumable(hit, &location).unwrap_or_else(|| reply(500, &[]))
