@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::future::poll_fn;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -383,14 +384,68 @@ fn write_meta(path: &Path, meta: &Meta) -> Result<(), BoxError> {
         .map_err(io(format!("write {}", path.display())))
 }
 
+/// Whether a piece of blocking work has finished.
+#[derive(Default)]
+struct Done {
+    finished: Mutex<bool>,
+    changed: Condvar,
+}
+
+/// Marks the work finished when dropped (its end, or its panic).
+struct Finished(Arc<Done>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        *crate::sync::lock(&self.0.finished) = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Waits, when dropped, until the work has finished.
+struct WaitOnDrop(Arc<Done>);
+
+impl Drop for WaitOnDrop {
+    fn drop(&mut self) {
+        let mut finished = crate::sync::lock(&self.0.finished);
+        while !*finished {
+            finished = self
+                .0
+                .changed
+                .wait(finished)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
 /// Runs `work` on tokio's blocking pool when there is a runtime, else here.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => match handle.spawn_blocking(work).await {
-            Ok(done) => done,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        },
-        Err(_) => work(),
+///
+/// A `save` dropped while its write runs (its caller gave up, a timeout)
+/// waits for that write in its drop (one batch, milliseconds): no write of
+/// a dropped call lands after it, in a `.part` that the next call may
+/// already have started over.
+/// `Err` only when the runtime shut down before the work ran.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BoxError> {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return Ok(work());
+    };
+    let done = Arc::new(Done::default());
+    let finished = Finished(done.clone());
+    let task = handle.spawn_blocking(move || {
+        let _finished = finished;
+        work()
+    });
+    let _wait = WaitOnDrop(done);
+    match task.await {
+        Ok(out) => Ok(out),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(Error::new(
+            ErrorKind::Io,
+            "the runtime shut down before the download's file was written: the .part keeps \
+             what was written before",
+        )
+        .into()),
     }
 }
 
@@ -432,7 +487,7 @@ where
             let result = batch.iter().try_for_each(|b| file.write_all(b));
             (file, result)
         })
-        .await;
+        .await?;
         file = back;
         result.map_err(io(what))?;
         written += size as u64;
@@ -467,7 +522,7 @@ async fn finish(file: File, part: &Path, path: &Path, meta: &Path) -> Result<(),
         }
         Ok(())
     })
-    .await
+    .await?
 }
 
 #[cfg(test)]
@@ -496,6 +551,26 @@ mod tests {
         }
         assert_eq!(Meta::parse(&format!("{text}more\n")), None);
         assert_eq!(Meta::parse(&text.replace("etag", "crc")), None);
+    }
+
+    /// A call dropped while its write runs on the blocking pool waits for
+    /// it: nothing it wrote can land after it is gone.
+    #[tokio::test]
+    async fn a_dropped_call_waits_for_its_write() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let written = Arc::new(AtomicBool::new(false));
+        let flag = written.clone();
+        let mut call = Box::pin(blocking(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            flag.store(true, Ordering::SeqCst);
+        }));
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(20), &mut call).await;
+        assert!(gave_up.is_err(), "still writing");
+        drop(call);
+        assert!(
+            written.load(Ordering::SeqCst),
+            "the drop waited for the write"
+        );
     }
 
     #[test]

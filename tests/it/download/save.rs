@@ -58,6 +58,15 @@ async fn save_until_killed(uri: &str, path: &Path, bytes: u64) {
     })
     .await
     .expect("the .part grew");
+    // The call is gone: nothing of it writes any more (a write it had on
+    // the blocking pool finished in its drop).
+    let held = std::fs::metadata(&part).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        held,
+        "a write of the dropped call landed after it"
+    );
 }
 
 async fn save_ok(uri: &str, path: &Path) -> Saved {
