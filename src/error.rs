@@ -21,7 +21,9 @@ pub enum ErrorKind {
     Truncated,
     /// The mapped file's size or modification time changed since it was
     /// mapped, so the bytes a retry would send may differ from the first
-    /// attempt's.
+    /// attempt's. Or (feature `download`) a download's representation
+    /// changed between a dropped connection and its resume: the server's
+    /// answer to the range request was not the rest of the same version.
     Modified,
     /// A replay was asked of a [`ReplayBody`] whose
     /// recording passed its `max_replay_bytes` cap.
@@ -80,7 +82,7 @@ impl ErrorKind {
     fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Truncated => "file truncated while mapped",
-            ErrorKind::Modified => "file modified while mapped",
+            ErrorKind::Modified => "modified since the body began",
             ErrorKind::ReplayBufferExceeded => "replay buffer exceeded",
             ErrorKind::SpillFailed => "replay spill to disk failed",
             ErrorKind::ContentLengthMismatch => "content-length mismatch",

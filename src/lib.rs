@@ -84,6 +84,10 @@
 //!   download of a file body, with `Range`, `If-Range`, `If-Match`,
 //!   `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` and `HEAD`,
 //!   for axum, hyper or any tower service.
+//! - [`download`] (feature `download`): downloads that survive a dropped
+//!   or stalled connection: a layer whose response body resumes with
+//!   `Range` and `If-Range`, never mixing two versions, and `save` into a
+//!   `.part` file that the next run resumes.
 //! - [`proxy`] (feature `proxy`): what a handler forwarding requests
 //!   upstream needs: hop-by-hop headers removed both ways, `Via`, the
 //!   upstream URI, and `502` / `504` answers when the upstream fails.
@@ -243,12 +247,19 @@
     doc = "[`multipart::Form`]: https://docs.rs/mmap-body/latest/mmap_body/multipart/struct.Form.html"
 )]
 #![cfg_attr(
+    not(feature = "download"),
+    doc = "[`download`]: https://docs.rs/mmap-body/latest/mmap_body/download/index.html"
+)]
+#![cfg_attr(
     not(feature = "proxy"),
     doc = "[`proxy`]: https://docs.rs/mmap-body/latest/mmap_body/proxy/index.html"
 )]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "download")]
+#[cfg_attr(docsrs, doc(cfg(feature = "download")))]
+pub mod download;
 mod error;
 mod file;
 mod mmap;

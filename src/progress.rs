@@ -176,7 +176,19 @@ impl Progress {
         }
     }
 
-    fn add(&self, attempt: u32, bytes: u64) {
+    /// Starts a new attempt that goes on from byte `offset` of `total`
+    /// without a body to wrap (a resumed download counts the bytes it
+    /// hands out itself); returns the attempt's number for [`add`](Self::add).
+    #[cfg(feature = "download")]
+    pub(crate) fn begin(&self, offset: u64, total: Option<u64>) -> u32 {
+        let mut state = self.state();
+        state.attempt = state.attempt.saturating_add(1);
+        state.sent = offset;
+        state.total = total;
+        state.attempt
+    }
+
+    pub(crate) fn add(&self, attempt: u32, bytes: u64) {
         let mut state = self.state();
         state.sent_in_all = state.sent_in_all.saturating_add(bytes);
         if state.attempt == attempt {

@@ -40,6 +40,10 @@
 //! proxy in its own process, with and without a drop at 50%; see
 //! `compare.rs`.
 //!
+//! `--download` (with `--features download`): one download cut three
+//! times by a relay, resumed by `ResumeDownloadLayer` against restarted
+//! from zero; and the layer's CPU with no cut; see `download.rs`.
+//!
 //! `--resume` (with `--features resume`): one upload dropped at 70%,
 //! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
 //!
@@ -86,6 +90,8 @@ mod cases;
 mod child;
 #[cfg(all(feature = "proxy", feature = "spill"))]
 mod compare;
+#[cfg(feature = "download")]
+mod download;
 mod file_body;
 #[cfg(all(feature = "multipart", feature = "reqwest"))]
 mod forms;

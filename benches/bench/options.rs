@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--forms] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--forms] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -24,6 +24,10 @@ pub(crate) const USAGE: &str =
   --forms  instead of the rest: the file as a multipart/form-data part,
            multipart::Form against reqwest's multipart, and dropped at 50%
            (--features multipart,reqwest)
+  --download instead of the rest: one download cut three times (a
+           relay), resumed (ResumeDownloadLayer) against restarted from
+           zero, bytes on the wire and time; and the layer's CPU with no
+           cut against the bare client (--features download)
   --proxies instead of the rest: ReverseProxy against axum-reverse-proxy
            and plain forwarding, with and without a drop at 50%
            (--features proxy,spill)
@@ -57,6 +61,7 @@ pub(crate) struct Options {
     pub(crate) lease_break: bool,
     pub(crate) resume: bool,
     pub(crate) forms: bool,
+    pub(crate) download: bool,
     pub(crate) proxies: bool,
     pub(crate) only: Option<Vec<Sender>>,
 }
@@ -69,6 +74,7 @@ impl Options {
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
         let (mut resume, mut proxies, mut lease_break, mut forms) = (false, false, false, false);
+        let mut download = false;
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -77,6 +83,7 @@ impl Options {
                 Long("h2-large") => h2_large = true,
                 Long("small") => small = true,
                 Long("resume") => resume = true,
+                Long("download") => download = true,
                 Long("lease-break") => lease_break = true,
                 Long("forms") => forms = true,
                 Long("proxies") => proxies = true,
@@ -120,6 +127,7 @@ impl Options {
             lease_break,
             resume,
             forms,
+            download,
             proxies,
             only,
         })

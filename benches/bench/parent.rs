@@ -39,6 +39,12 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
         #[cfg(not(all(feature = "multipart", feature = "reqwest")))]
         return Err("--forms needs --features multipart,reqwest".into());
     }
+    if options.download {
+        #[cfg(feature = "download")]
+        return crate::download::run(options.size, options.runs, options.record.as_deref());
+        #[cfg(not(feature = "download"))]
+        return Err("--download needs --features download".into());
+    }
     if options.resume {
         #[cfg(all(feature = "resume", feature = "progress"))]
         return crate::resume::run(options.size, options.runs, options.record.as_deref());

@@ -58,6 +58,7 @@ pub(crate) fn command() -> String {
         ("spill", cfg!(feature = "spill")),
         ("reqwest", cfg!(feature = "reqwest")),
         ("multipart", cfg!(feature = "multipart")),
+        ("download", cfg!(feature = "download")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

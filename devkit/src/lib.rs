@@ -16,6 +16,8 @@
 //!   (no hashing: it must not slow a measurement down);
 //! - [`faulty`]: the one misbehaving server (HTTP/1.1 and HTTP/2), following
 //!   a script of faults, logging every request and, if asked, narrating;
+//! - [`relay`]: a TCP relay that cuts or stalls connections at chosen
+//!   bytes (a network failing mid-download) and counts the bytes it passed;
 //! - [`bodies`]: test bodies (`Streamed`, `ExactStreamed`) and `poll_now`;
 //! - [`executor`]: a hyper executor on tokio that runs a hook around every
 //!   poll of what it spawns (how long a task held the worker, what a body
@@ -37,6 +39,7 @@ pub mod executor;
 pub mod faulty;
 pub mod files;
 pub mod harness;
+pub mod relay;
 pub mod rss;
 pub mod server;
 pub mod since;

@@ -33,7 +33,7 @@ use crate::ReplayBody;
 
 mod classify;
 mod idempotency;
-mod retry_after;
+pub(crate) mod retry_after;
 
 use classify::{is_permanent, unsent};
 #[cfg(feature = "progress")]
@@ -136,7 +136,7 @@ pub struct RetryPolicy {
 
 /// Tower's exponential backoff with a jitter of up to 100%. `None` only if
 /// tower refused the arguments, which the clamping here rules out.
-fn make_backoff(min: Duration, max: Duration) -> Option<ExponentialBackoff<HasherRng>> {
+pub(crate) fn make_backoff(min: Duration, max: Duration) -> Option<ExponentialBackoff<HasherRng>> {
     let min = min.max(Duration::from_millis(1));
     let max = max.max(min);
     ExponentialBackoffMaker::new(min, max, 1.0, HasherRng::default())

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 /// `Retry-After` as delay-seconds or an HTTP-date, measured from `now`; a
 /// date in the past is no wait at all. `None` when absent or malformed.
-pub(super) fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()

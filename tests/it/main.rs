@@ -6,6 +6,8 @@
 //! RSS, the process-wide SIGBUS guard) are the other files of `tests/`.
 
 mod defaults;
+#[cfg(all(target_os = "linux", feature = "download", feature = "serve"))]
+mod download;
 #[cfg(all(target_os = "linux", feature = "retry"))]
 mod fault_matrix;
 #[cfg(all(feature = "retry", feature = "progress", feature = "reqwest"))]

@@ -231,6 +231,51 @@ async fn a_spilled_replay_a_refused_length_and_a_changed_file() {
         .expect_err("a changed file");
     let changed = recorder.events("file changed under its mapping");
     assert!(!changed.is_empty());
-    assert_eq!(changed[0].field("kind"), "file modified while mapped");
+    assert_eq!(changed[0].field("kind"), "modified since the body began");
     assert_eq!(changed[0].target, "mmap_body::mmap");
+}
+
+/// A download cut once, then one whose file is replaced before its
+/// resume (feature `download`): `resuming download` with the offset and
+/// the error, `resumed download`, then `not resuming download` saying why.
+#[cfg(all(feature = "download", feature = "serve"))]
+#[tokio::test]
+async fn a_resumed_download_says_where_it_went_on() {
+    use mmap_body_devkit::relay::{Cut, Relay};
+    let (recorder, _guard) = record();
+    let file = test_file(4 * MIB);
+    let server = crate::download::own_server(file.path.clone()).await;
+    // The first download's two connections, then the second's (a client
+    // of its own: a new connection).
+    let relay = Relay::start(server, [Cut::After(MIB), Cut::Pass, Cut::After(MIB)]).await;
+    let service = crate::download::downloader(crate::download::layer());
+    let got = crate::download::fetch(service, &relay.uri("/f"), &[], || {}).await;
+    assert!(got.end.is_ok());
+    let resuming = recorder.events("resuming download");
+    assert_eq!(resuming.len(), 1, "{resuming:?}");
+    let event = &resuming[0];
+    assert_eq!(event.level, tracing::Level::DEBUG);
+    assert_eq!(event.target, "mmap_body::download");
+    assert_eq!(event.field("uri"), relay.uri("/f"));
+    assert_eq!(event.field("offset"), got.resumed_at[0].to_string());
+    assert_eq!(event.field("complete"), (4 * MIB).to_string());
+    assert_eq!(
+        (event.field("resume"), event.field("retry_after")),
+        ("1", "false")
+    );
+    assert!(!event.field("error").is_empty());
+    assert_eq!(recorder.events("resumed download").len(), 1);
+    assert!(recorder.events("not resuming download").is_empty());
+
+    let path = file.path.clone();
+    let service = crate::download::downloader(crate::download::layer());
+    let got = crate::download::fetch(service, &relay.uri("/f"), &[], move || {
+        crate::download::replace(&path, 4 * MIB);
+    })
+    .await;
+    assert!(got.end.is_err());
+    let refused = recorder.events("not resuming download");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].field("status"), "200");
+    assert!(refused[0].field("why").contains("200"), "{refused:?}");
 }

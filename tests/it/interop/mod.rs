@@ -21,6 +21,8 @@
 
 mod browser;
 mod curl;
+#[cfg(feature = "download")]
+mod download;
 #[cfg(feature = "multipart")]
 mod forms;
 mod nginx;

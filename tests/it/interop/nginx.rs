@@ -30,7 +30,7 @@ const GIB: u64 = 1024 * MIB;
 const LIMIT: Duration = Duration::from_secs(180);
 
 /// Debian's nginx, if installed.
-fn nginx() -> Option<Peer> {
+pub(super) fn nginx() -> Option<Peer> {
     // Debian puts it in /usr/sbin, which a user's PATH may lack.
     let program = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
@@ -57,7 +57,7 @@ struct Access {
 /// An nginx of its own (single process, in the foreground), in a temp dir
 /// holding its config, logs, temp files and document root; killed when
 /// dropped.
-struct Nginx {
+pub(super) struct Nginx {
     dir: tempfile::TempDir,
     port: u16,
     _child: tokio::process::Child,
@@ -67,7 +67,7 @@ impl Nginx {
     /// Starts nginx listening on a free port of 127.0.0.1 (`listen` is
     /// what follows the address: ` ssl http2`), with `server` inside its
     /// one `server {}` block; `{dir}` in it is the temp dir.
-    async fn start(nginx: &Peer, listen: &str, server: &str) -> Nginx {
+    pub(super) async fn start(nginx: &Peer, listen: &str, server: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
         std::fs::create_dir(dir.path().join("www")).unwrap();
@@ -126,12 +126,12 @@ http {{
         nginx
     }
 
-    fn url(&self, scheme: &str, path: &str) -> String {
+    pub(super) fn url(&self, scheme: &str, path: &str) -> String {
         format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     /// Where nginx keeps a file PUT at `path`.
-    fn stored(&self, path: &str) -> PathBuf {
+    pub(super) fn stored(&self, path: &str) -> PathBuf {
         self.dir
             .path()
             .join("www")

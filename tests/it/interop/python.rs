@@ -39,7 +39,7 @@ const PACKAGES: [&str; 2] = ["h2==4.4.1", "aiohttp==3.14.5"];
 
 /// The venv's Python running `script` (`script --version` prints
 /// `<package> <version>`), the venv made if missing.
-fn python_peer(name: &str, package: &str) -> Option<(Peer, PathBuf)> {
+pub(super) fn python_peer(name: &str, package: &str) -> Option<(Peer, PathBuf)> {
     let python = venv(&PACKAGES)?;
     let script = script(name);
     let script_arg = script.to_str().expect("a UTF-8 path").to_owned();
