@@ -34,11 +34,11 @@ use crate::trace::trace_event;
 /// docs](super)), and goes on with its bytes. Its consumer sees one body:
 /// no byte twice, none missing, none of another version: an answer that
 /// is not the continuation ends it with
-/// [`ErrorKind::Modified`](crate::ErrorKind::Modified).
+/// [`ErrorKind::Modified`].
 ///
 /// `size_hint` is the first answer's length less the bytes handed out.
 /// Errors are boxed: the inner body's own (when it cannot be resumed), or
-/// an [`Error`](crate::Error) (find it with
+/// an [`Error`] (find it with
 /// [`Error::find_in`](crate::Error::find_in)).
 ///
 /// It is `Send` (not `Sync`), and its timers are tokio's: poll it in a

@@ -1,5 +1,5 @@
 //! Downloads that survive a dropped connection: [`ResumeDownloadLayer`]
-//! resumes a response body where it broke off, and [`save`] resumes a
+//! resumes a response body where it broke off, and [`save()`] resumes a
 //! download into a file across runs.
 //!
 //! ```no_run
@@ -124,7 +124,7 @@
 //! `resumed download` (the `206` continues it), `not resuming download`
 //! (`why`: another version, a wrong range, a redirect, `max_resumes`...),
 //! `download not resumable` (no strong validator or length), and
-//! [`save`]'s `saving download`, `saving download from its .part` and
+//! [`save()`]'s `saving download`, `saving download from its .part` and
 //! `the .part is of another version: saving from the start`.
 
 mod body;

@@ -139,9 +139,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BoxError {
 ///
 /// The service's error, the body's (a drop the service did not resume), a
 /// status other than `200` or `206`
-/// ([`ErrorKind::Protocol`](crate::ErrorKind::Protocol)), a body shorter
+/// ([`ErrorKind::Protocol`]), a body shorter
 /// or longer than announced, or a failed write, `fsync` or rename
-/// ([`ErrorKind::Io`](crate::ErrorKind::Io): a full disk). Each keeps the
+/// ([`ErrorKind::Io`]: a full disk). Each keeps the
 /// `.part` and `.meta` with every byte received so far, for the next call
 /// to resume.
 ///

@@ -1,7 +1,7 @@
 //! [`ResumeDownload`]: the service of [`ResumeDownloadLayer`]. It keeps
 //! what a range request needs (the request's method, URI, headers and
 //! extensions, and a clone of the service) and hands it to the response's
-//! [`DownloadBody`].
+//! [`DownloadBody`](super::DownloadBody).
 
 use std::future::poll_fn;
 use std::marker::PhantomData;
