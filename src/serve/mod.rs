@@ -64,6 +64,7 @@
 
 mod body;
 mod conditional;
+mod dir;
 mod range;
 
 use std::hash::{BuildHasher, Hasher};
@@ -74,6 +75,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 pub use body::ServeBody;
+pub use dir::{
+    DefaultServeDirFallback, ResponseFuture, ServeDir, ServeFile, SetStatus, SetStatusFuture,
+};
 
 use crate::{FileBody, MmapBody};
 use body::Segment;

@@ -1,0 +1,423 @@
+//! [`ServeDir`] and [`ServeFile`]: tower-http 0.7's services of the same
+//! names, answering the same requests the same way, with this crate's
+//! file bodies, several ranges, `If-Range`, and files kept open across
+//! requests.
+//!
+//! Changing the `use` line is the whole migration:
+//!
+//! ```no_run
+//! use axum::Router;
+//! use mmap_body::serve::{ServeDir, ServeFile}; // was: tower_http::services::{...}
+//!
+//! let app: Router = Router::new()
+//!     .nest_service("/assets", ServeDir::new("assets").precompressed_gzip())
+//!     .route_service("/favicon.ico", ServeFile::new("assets/favicon.ico"));
+//! ```
+//!
+//! # What it answers, as tower-http does
+//!
+//! - The request's path, percent-decoded, under the root: `..`, a root or
+//!   a drive prefix in it (however encoded), or bytes that are not UTF-8,
+//!   answer `404` (or call the fallback). `%2F` separates components as
+//!   `/` does, and symbolic links are followed wherever they lead; both
+//!   can be refused ([`encoded_slash_as_separator`],
+//!   [`follow_symlinks_out_of_root`]).
+//! - A directory: `307 Temporary Redirect` to its path with a `/` (the
+//!   request's URI with [`redirect_path_prefix`] before it, the query
+//!   kept); with the `/`, its `index.html`.
+//!   [`append_index_html_on_directories`]`(false)` answers `404` instead,
+//!   [`redirect_to_trailing_slash`]`(false)` sends the index without the
+//!   redirect, [`html_as_default_extension`] tries `name.html` for a
+//!   missing `name`. A path ending in `/` that is no directory: `404`.
+//! - `Content-Type` guessed from the extension by `mime_guess`
+//!   (`application/octet-stream` when unknown); `Accept-Ranges`, `ETag`,
+//!   `Last-Modified` and an exact `Content-Length`.
+//! - Precompressed variants ([`precompressed_gzip`] and the others): the
+//!   `.gz`, `.br`, `.zst` or `.zz` file next to the one asked for, the one
+//!   the client prefers by `Accept-Encoding` (by `q`, then `zstd`, `br`,
+//!   `gzip`, `deflate`) among those that exist, with `Content-Encoding` and
+//!   the plain file's `Content-Type`; every answer from a file then
+//!   carries `Vary: accept-encoding`.
+//! - `If-Match`, `If-Unmodified-Since` (`412`), `If-None-Match`,
+//!   `If-Modified-Since` (`304`), one `Range` (`206`, or `416` with
+//!   `Content-Range: bytes */len`).
+//! - Other methods than `GET` and `HEAD`: `405` with `Allow: GET,HEAD`, or
+//!   the fallback with [`call_fallback_on_method_not_allowed`].
+//! - No file (not found, permission denied, a file where a directory was
+//!   expected): the [`fallback`] (its status kept) or the
+//!   [`not_found_service`] (status `404`), else an empty `404`. Other I/O
+//!   errors: an empty `500`.
+//!
+//! # Deliberate differences
+//!
+//! Each is a case where tower-http's answer breaks RFC 9110 or this
+//! crate's rule that hostile input gets a `4xx`; `tests/it/serve_dir.rs`
+//! checks every one of them against tower-http itself.
+//!
+//! | Request | tower-http 0.7 | here | why |
+//! |---|---|---|---|
+//! | several ranges (`bytes=0-1,5-6`) | `416` | `206 multipart/byteranges` ([`max_ranges`], 16; more, or more bytes than the file: `200`) | RFC 9110 §14.6; tower-http #725 |
+//! | several ranges of a precompressed variant | `416` | `200`, the whole variant | a multipart body is not the variant's coding |
+//! | a `Range` that is not `bytes=` or is malformed | `416` | `200`, the whole file | RFC 9110 §14.2: a server MUST ignore a range unit it does not understand |
+//! | `Range` on a `HEAD` | `206` with the range's headers | `200` with the whole file's | RFC 9110 §14.2: range handling is defined for `GET` only |
+//! | `If-Range` that no longer matches | `206` (ignored) | `200`, the whole file | RFC 9110 §13.1.5: else a resumed download mixes two versions |
+//! | `304 Not Modified` | no `Vary` | `Vary: accept-encoding` (with precompressed variants) | RFC 9110 §15.4.5: a `304` carries the `Vary` a `200` would |
+//! | `ETag` | `"<mtime>-<size>"` | `"<size>-<mtime>"` | this crate's format (`serve::respond`'s); opaque to clients either way |
+//! | `HEAD` of a path with a NUL byte | `500` | `404` | hostile input gets a `4xx` |
+//! | a path longer than 4096 bytes, or a name longer than 255 | `500` (`ENAMETOOLONG`) | `404` | hostile input gets a `4xx` |
+//! | a FIFO, socket or device at the path | waits or fails mid-body | `404` | never blocks on a file |
+//!
+//! Not provided: tower-http's `Backend` (`with_backend`: files from
+//! elsewhere than the file system) and `try_call`.
+//!
+//! # Beyond tower-http
+//!
+//! - **Bodies** are [`FileBody`](crate::FileBody)s: zero-copy slices of a
+//!   mapping of the file under a read lease where the kernel gives one
+//!   (Linux, files this process owns), `pread` in 1 MiB reads elsewhere.
+//!   A file rewritten while it is sent never yields a mixed body: the
+//!   body ends with an error (the client sees the response cut short)
+//!   rather than send bytes of two versions.
+//! - **Open files are kept** ([`open_file_cache`], 256 by default) as
+//!   nginx's `open_file_cache` keeps them: a request for a file already
+//!   open costs one `stat` of its path (to see a change: inode, size,
+//!   modification and change times) and no `open`, `fstat` or `mmap`.
+//! - **Off the workers**: files are opened, checked and mapped on tokio's
+//!   blocking pool, once per file while it is kept, where tower-http makes
+//!   four or more round trips to it per request (a `stat`, an `open`, an
+//!   `fstat`, then one per 64 KiB read).
+//!
+//! # Hazards
+//!
+//! - **The `stat` on the worker.** A request whose file is kept open is
+//!   answered on the runtime's worker, at the cost of one `stat` of each
+//!   path it looks at (the directory check, each precompressed variant
+//!   tried): microseconds on a local file system, as nginx does on its
+//!   event loop. On a network file system, where a `stat` may wait on the
+//!   server, [`check_on_worker`]`(false)` moves every request to the
+//!   blocking pool.
+//! - **Descriptors.** Each kept file holds a descriptor (and its mapping,
+//!   which costs address space, not memory): count
+//!   [`open_file_cache`] against `ulimit -n`.
+//! - **Writers wait for the lease.** A program that opens a kept file for
+//!   writing waits until this process let go of its lease: milliseconds
+//!   (see [`FileBody`](crate::FileBody)'s hazards for a stopped process).
+//!   The next request sees the change and opens the file again.
+//! - **Files this process does not own** get no lease: they are read
+//!   with `pread` on the blocking pool, one read per MiB (still never a
+//!   mixed body: a change is seen by the reads' checks).
+//!
+//! [`encoded_slash_as_separator`]: ServeDir::encoded_slash_as_separator
+//! [`follow_symlinks_out_of_root`]: ServeDir::follow_symlinks_out_of_root
+//! [`redirect_path_prefix`]: ServeDir::redirect_path_prefix
+//! [`append_index_html_on_directories`]: ServeDir::append_index_html_on_directories
+//! [`redirect_to_trailing_slash`]: ServeDir::redirect_to_trailing_slash
+//! [`html_as_default_extension`]: ServeDir::html_as_default_extension
+//! [`precompressed_gzip`]: ServeDir::precompressed_gzip
+//! [`call_fallback_on_method_not_allowed`]: ServeDir::call_fallback_on_method_not_allowed
+//! [`fallback`]: ServeDir::fallback
+//! [`not_found_service`]: ServeDir::not_found_service
+//! [`max_ranges`]: ServeDir::max_ranges
+//! [`open_file_cache`]: ServeDir::open_file_cache
+//! [`check_on_worker`]: ServeDir::check_on_worker
+
+mod answer;
+mod cache;
+mod encoding;
+mod fallback;
+mod file;
+mod future;
+mod lookup;
+mod path;
+mod service;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderValue, StatusCode};
+
+pub use fallback::{DefaultServeDirFallback, SetStatus, SetStatusFuture};
+pub use file::ServeFile;
+pub use future::ResponseFuture;
+
+use cache::{OpenFiles, DEFAULT_OPEN_FILES};
+use encoding::Variants;
+use path::Rules;
+
+/// Serves the files of a directory and its subdirectories: a drop-in for
+/// tower-http 0.7's `ServeDir` (see the [module docs](self) for what it
+/// answers, and the few deliberate differences).
+///
+/// A tower [`Service`](tower_service::Service) of `Request<B>` for any
+/// `B`, whose error is [`Infallible`](std::convert::Infallible) and whose
+/// answers have a [`ServeBody`](crate::serve::ServeBody). Clones share the
+/// open files.
+///
+/// ```no_run
+/// use axum::Router;
+/// use mmap_body::serve::{ServeDir, ServeFile};
+///
+/// let app: Router = Router::new().nest_service(
+///     "/assets",
+///     ServeDir::new("assets").not_found_service(ServeFile::new("assets/404.html")),
+/// );
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServeDir<F = DefaultServeDirFallback> {
+    config: Arc<Config>,
+    cache: Arc<OpenFiles>,
+    fallback: Option<F>,
+    call_fallback_on_method_not_allowed: bool,
+}
+
+/// What a [`ServeDir`] (or [`ServeFile`]) was built with; one for all its
+/// clones.
+#[derive(Debug, Clone)]
+pub(super) struct Config {
+    /// The directory, or the one file.
+    root: PathBuf,
+    kind: Kind,
+    redirect_prefix: String,
+    /// Frame size of the bodies; `None`: `FileBody`'s.
+    chunk: Option<usize>,
+    max_ranges: usize,
+    variants: Variants,
+    rules: Rules,
+    follow_symlinks_out: bool,
+    check_on_worker: bool,
+    /// The root with every link resolved, for the rule against links out
+    /// of it (`None` if it cannot be resolved: nothing is served then).
+    real_root: OnceLock<Option<PathBuf>>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    Dir {
+        append_index: bool,
+        redirect_slash: bool,
+        html_default: bool,
+    },
+    File {
+        mime: HeaderValue,
+    },
+}
+
+impl Config {
+    fn new(root: PathBuf, kind: Kind) -> Config {
+        Config {
+            root,
+            kind,
+            redirect_prefix: String::new(),
+            chunk: None,
+            max_ranges: 16,
+            variants: Variants::default(),
+            rules: Rules {
+                encoded_slash: true,
+            },
+            follow_symlinks_out: true,
+            check_on_worker: true,
+            real_root: OnceLock::new(),
+        }
+    }
+
+    /// The file a request's URI path names, or `None` if refused.
+    fn path_of(&self, request: &str) -> Option<PathBuf> {
+        match self.kind {
+            Kind::Dir { .. } => path::under_root(&self.root, request, self.rules),
+            Kind::File { .. } => Some(self.root.clone()),
+        }
+    }
+
+    /// Whether `path`, every link resolved, is inside the root (resolved
+    /// too). Blocking: on the blocking pool.
+    fn inside_root(&self, path: &Path) -> io::Result<bool> {
+        let root = self.real_root.get_or_init(|| {
+            let root = match self.kind {
+                Kind::Dir { .. } => self.root.as_path(),
+                Kind::File { .. } => self.root.parent().unwrap_or(Path::new(".")),
+            };
+            std::fs::canonicalize(root).ok()
+        });
+        let Some(root) = root else {
+            return Ok(false);
+        };
+        Ok(std::fs::canonicalize(path)?.starts_with(root))
+    }
+}
+
+impl ServeDir<DefaultServeDirFallback> {
+    /// Serves the directory at `path` (relative to the working directory
+    /// unless absolute), with `index.html` for directories, the redirect
+    /// to a directory's `/`, and no precompressed variants.
+    pub fn new(path: impl AsRef<Path>) -> ServeDir {
+        let mut root = PathBuf::from(".");
+        root.push(path.as_ref());
+        ServeDir::with_config(Config::new(
+            root,
+            Kind::Dir {
+                append_index: true,
+                redirect_slash: true,
+                html_default: false,
+            },
+        ))
+    }
+
+    fn with_config(config: Config) -> ServeDir {
+        ServeDir {
+            config: Arc::new(config),
+            cache: Arc::new(OpenFiles::new(DEFAULT_OPEN_FILES)),
+            fallback: None,
+            call_fallback_on_method_not_allowed: false,
+        }
+    }
+}
+
+impl<F> ServeDir<F> {
+    fn change(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        // Files kept under the old rules are not answers under the new.
+        self.cache = Arc::new(OpenFiles::new(self.cache.max()));
+        self
+    }
+
+    fn change_dir(self, change: impl FnOnce(&mut bool, &mut bool, &mut bool)) -> Self {
+        self.change(|config| {
+            if let Kind::Dir {
+                append_index,
+                redirect_slash,
+                html_default,
+            } = &mut config.kind
+            {
+                change(append_index, redirect_slash, html_default);
+            }
+        })
+    }
+
+    /// Whether a directory's path (with its `/`) answers with its
+    /// `index.html`; `false` answers `404`. Default `true`.
+    pub fn append_index_html_on_directories(self, append: bool) -> Self {
+        self.change_dir(|append_index, _, _| *append_index = append)
+    }
+
+    /// Whether a directory's path without its `/` is redirected to it
+    /// (`307`); `false` answers with the index at once. Default `true`.
+    pub fn redirect_to_trailing_slash(self, redirect: bool) -> Self {
+        self.change_dir(|_, redirect_slash, _| *redirect_slash = redirect)
+    }
+
+    /// Whether a missing path without an extension is tried with `.html`
+    /// (`/about` answers with `about.html`). Default `false`.
+    pub fn html_as_default_extension(self, append: bool) -> Self {
+        self.change_dir(|_, _, html_default| *html_default = append)
+    }
+
+    /// What the directory redirect puts before the request's path: the
+    /// prefix this service is mounted under, where the router strips it
+    /// (axum's `nest_service` does). Default empty.
+    pub fn redirect_path_prefix(self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.change(|config| config.redirect_prefix = prefix)
+    }
+
+    /// The size of each frame of a body, in bytes (values below 1 count
+    /// as 1). Default: [`DEFAULT_CHUNK_SIZE`](crate::DEFAULT_CHUNK_SIZE),
+    /// 1 MiB, where tower-http reads 64 KiB at a time.
+    pub fn with_buf_chunk_size(self, chunk_size: usize) -> Self {
+        self.change(|config| config.chunk = Some(chunk_size.max(1)))
+    }
+
+    /// Whether requests of several ranges get the whole file (`200`)
+    /// instead of a `206 multipart/byteranges`. Default `false` (tower-http
+    /// answers them `416` then).
+    pub fn ignore_multi_range_requests(self, ignore: bool) -> Self {
+        self.change(|config| config.max_ranges = if ignore { 1 } else { 16 })
+    }
+
+    /// The most ranges one request may ask for; more get the whole file.
+    /// Default 16. Beyond tower-http.
+    pub fn max_ranges(self, ranges: usize) -> Self {
+        self.change(|config| config.max_ranges = ranges.max(1))
+    }
+
+    /// Looks for a `.gz` file next to the one asked for, sent to clients
+    /// that accept `gzip` with `Content-Encoding: gzip` (the plain file
+    /// when there is none).
+    pub fn precompressed_gzip(self) -> Self {
+        self.change(|config| config.variants.gzip = true)
+    }
+
+    /// Looks for a `.br` file next to the one asked for, sent to clients
+    /// that accept `br`.
+    pub fn precompressed_br(self) -> Self {
+        self.change(|config| config.variants.br = true)
+    }
+
+    /// Looks for a `.zz` file next to the one asked for, sent to clients
+    /// that accept `deflate`.
+    pub fn precompressed_deflate(self) -> Self {
+        self.change(|config| config.variants.deflate = true)
+    }
+
+    /// Looks for a `.zst` file next to the one asked for, sent to clients
+    /// that accept `zstd`.
+    pub fn precompressed_zstd(self) -> Self {
+        self.change(|config| config.variants.zstd = true)
+    }
+
+    /// Whether a symbolic link may lead out of the root. Default `true`,
+    /// as tower-http follows every link; `false` answers `404` for a file
+    /// whose path, every link resolved, is not under the root's. Beyond
+    /// tower-http.
+    pub fn follow_symlinks_out_of_root(self, follow: bool) -> Self {
+        self.change(|config| config.follow_symlinks_out = follow)
+    }
+
+    /// Whether `%2F` in a path separates components, as `/` does. Default
+    /// `true`, as tower-http takes it; `false` answers `404` for a path
+    /// with one. Beyond tower-http.
+    pub fn encoded_slash_as_separator(self, separator: bool) -> Self {
+        self.change(|config| config.rules.encoded_slash = separator)
+    }
+
+    /// The most files kept open across requests (`0`: none; each is
+    /// opened, checked and mapped again for every request). Default 256.
+    /// Beyond tower-http.
+    pub fn open_file_cache(mut self, max_files: usize) -> Self {
+        self.cache = Arc::new(OpenFiles::new(max_files));
+        self
+    }
+
+    /// Whether a request whose file is kept open is answered on the
+    /// runtime's worker, with one `stat` of each path it looks at (default
+    /// `true`); `false` sends every request to the blocking pool, for a
+    /// root on a file system where a `stat` may wait (NFS, FUSE). Beyond
+    /// tower-http.
+    pub fn check_on_worker(self, on_worker: bool) -> Self {
+        self.change(|config| config.check_on_worker = on_worker)
+    }
+
+    /// Answers requests for which there is no file with `fallback`, whose
+    /// status is kept: an `index.html` for a single-page app, a handler.
+    pub fn fallback<F2>(self, fallback: F2) -> ServeDir<F2> {
+        ServeDir {
+            config: self.config,
+            cache: self.cache,
+            fallback: Some(fallback),
+            call_fallback_on_method_not_allowed: self.call_fallback_on_method_not_allowed,
+        }
+    }
+
+    /// Answers requests for which there is no file with `fallback`, with
+    /// status `404 Not Found` whatever it answers.
+    pub fn not_found_service<F2>(self, fallback: F2) -> ServeDir<SetStatus<F2>> {
+        self.fallback(SetStatus::new(fallback, StatusCode::NOT_FOUND))
+    }
+
+    /// Whether methods other than `GET` and `HEAD` go to the fallback
+    /// (when there is one) instead of a `405`. Default `false`.
+    pub fn call_fallback_on_method_not_allowed(mut self, call_fallback: bool) -> Self {
+        self.call_fallback_on_method_not_allowed = call_fallback;
+        self
+    }
+}
