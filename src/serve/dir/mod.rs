@@ -58,14 +58,16 @@
 //! |---|---|---|---|
 //! | several ranges (`bytes=0-1,5-6`) | `416` | `206 multipart/byteranges` ([`max_ranges`], 16; more, or more bytes than the file: `200`) | RFC 9110 §14.6; tower-http #725 |
 //! | several ranges of a precompressed variant | `416` | `200`, the whole variant | a multipart body is not the variant's coding |
-//! | a `Range` that is not `bytes=` or is malformed | `416` | `200`, the whole file | RFC 9110 §14.2: a server MUST ignore a range unit it does not understand |
+//! | a `Range` that is not `bytes=`, or malformed (`bytes=abc`, `bytes=500-100`) | `416` | `200`, the whole file | RFC 9110 §14.2: a server MUST ignore a range unit it does not understand, and may ignore a `Range` |
 //! | `Range` on a `HEAD` | `206` with the range's headers | `200` with the whole file's | RFC 9110 §14.2: range handling is defined for `GET` only |
 //! | `If-Range` that no longer matches | `206` (ignored) | `200`, the whole file | RFC 9110 §13.1.5: else a resumed download mixes two versions |
+//! | `bytes=0-` or `bytes=0-0` of an empty file | `206`, `Content-Range: bytes 0-0/0` | `416`, `Content-Range: bytes */0` | the file has no byte 0 (RFC 9110 §14.1.1) |
+//! | `bytes=-5` of an empty file | `416` | `200`, the empty file | RFC 9110 §14.1.1: a suffix range is satisfiable; no byte to put in a `206` |
 //! | `304 Not Modified` | no `Vary` | `Vary: accept-encoding` (with precompressed variants) | RFC 9110 §15.4.5: a `304` carries the `Vary` a `200` would |
 //! | `ETag` | `"<mtime>-<size>"` | `"<size>-<mtime>"` | this crate's format (`serve::respond`'s); opaque to clients either way |
-//! | `HEAD` of a path with a NUL byte | `500` | `404` | hostile input gets a `4xx` |
-//! | a path longer than 4096 bytes, or a name longer than 255 | `500` (`ENAMETOOLONG`) | `404` | hostile input gets a `4xx` |
-//! | a FIFO, socket or device at the path | waits or fails mid-body | `404` | never blocks on a file |
+//! | `HEAD` of a path with a NUL byte (`%00`) | `500` | `404` (or the fallback) | hostile input gets a `4xx` |
+//! | a path longer than 4096 bytes, or a name longer than 255 | `500` (`ENAMETOOLONG`) | `404` (or the fallback) | hostile input gets a `4xx` |
+//! | a FIFO, socket or device at the path | a `GET` waits for a writer forever | `404` (or the fallback) | never blocks on a file |
 //!
 //! Not provided: tower-http's `Backend` (`with_backend`: files from
 //! elsewhere than the file system) and `try_call`.
