@@ -159,7 +159,10 @@ mod tests {
         assert!(cache.get(&a, &meta_a).is_some());
         cache.put(&c, &meta_c, &body_c);
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&b, &meta_b).is_none(), "b was the least recently used");
+        assert!(
+            cache.get(&b, &meta_b).is_none(),
+            "b was the least recently used"
+        );
         assert!(cache.get(&a, &meta_a).is_some());
         assert!(cache.get(&c, &meta_c).is_some());
     }

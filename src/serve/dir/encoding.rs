@@ -174,7 +174,10 @@ mod tests {
     fn preferred(variants: Variants, values: &[&str]) -> Vec<Encoding> {
         let mut headers = HeaderMap::new();
         for value in values {
-            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            headers.append(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         variants.preferred(&headers)
     }
@@ -215,7 +218,11 @@ mod tests {
             (ALL, &["gzip"], &[Gzip]),
             (ALL, &["GZIP"], &[Gzip]),
             (ALL, &["x-gzip"], &[Gzip]),
-            (ALL, &["gzip, deflate, br, zstd"], &[Zstd, Brotli, Gzip, Deflate]),
+            (
+                ALL,
+                &["gzip, deflate, br, zstd"],
+                &[Zstd, Brotli, Gzip, Deflate],
+            ),
             (gzip_br, &["gzip, deflate, br, zstd"], &[Brotli, Gzip]),
             (ALL, &["gzip;q=1, br;q=0.5"], &[Gzip, Brotli]),
             (ALL, &["gzip; q=0.5", "br;q=0.6"], &[Brotli, Gzip]),
@@ -236,8 +243,14 @@ mod tests {
 
     #[test]
     fn variant_file_names() {
-        assert_eq!(Gzip.variant_of(Path::new("/r/a.js")), Path::new("/r/a.js.gz"));
+        assert_eq!(
+            Gzip.variant_of(Path::new("/r/a.js")),
+            Path::new("/r/a.js.gz")
+        );
         assert_eq!(Zstd.variant_of(Path::new("/r/a")), Path::new("/r/a.zst"));
-        assert_eq!(Deflate.variant_of(Path::new("/r/a.txt")), Path::new("/r/a.txt.zz"));
+        assert_eq!(
+            Deflate.variant_of(Path::new("/r/a.txt")),
+            Path::new("/r/a.txt.zz")
+        );
     }
 }

@@ -96,11 +96,13 @@ pub(super) fn find(
             Err(e) => return Some(Err(e)),
         }
     }
-    Some(open(config, cache, &path, plain, may_open)?.map(|body| Found::File {
-        body,
-        encoding: None,
-        mime,
-    }))
+    Some(
+        open(config, cache, &path, plain, may_open)?.map(|body| Found::File {
+            body,
+            encoding: None,
+            mime,
+        }),
+    )
 }
 
 /// The file at `path` (`meta`: its `stat`, if taken already), from the

@@ -200,7 +200,11 @@ mod tests {
             &long_path,
         ];
         for request in refused {
-            assert_eq!(under_root(Path::new("/srv"), request, TOWER), None, "{request}");
+            assert_eq!(
+                under_root(Path::new("/srv"), request, TOWER),
+                None,
+                "{request}"
+            );
         }
     }
 

@@ -71,7 +71,14 @@ where
             return ResponseFuture::settle(outcome, fallback);
         };
         if self.config.check_on_worker {
-            let found = find(&self.config, &self.cache, path.clone(), &uri, &headers, false);
+            let found = find(
+                &self.config,
+                &self.cache,
+                path.clone(),
+                &uri,
+                &headers,
+                false,
+            );
             if let Some(found) = found {
                 let outcome = answer(found, &method, &headers, &self.config);
                 return ResponseFuture::settle(outcome, fallback);
@@ -86,4 +93,3 @@ where
         ResponseFuture::blocking(task, fallback)
     }
 }
-

@@ -154,7 +154,9 @@ fn router(root: &Path) -> Router {
         )
         .nest_service(
             "/o-pre",
-            ours::ServeDir::new(root).precompressed_gzip().precompressed_br(),
+            ours::ServeDir::new(root)
+                .precompressed_gzip()
+                .precompressed_br(),
         )
         .nest_service("/t-plain", theirs::ServeDir::new(root))
         .nest_service("/o-plain", ours::ServeDir::new(root))
@@ -220,21 +222,67 @@ fn router(root: &Path) -> Router {
 /// and a query, missing files, links, and traversal encoded every way.
 fn paths() -> Vec<String> {
     let mut paths: Vec<String> = [
-        "/", "/index.html", "/a.txt", "/style.css", "/data.json", "/script.js", "/image.png",
-        "/noext", "/empty.txt", "/.hidden", "/big.bin", "/only.txt", "/a%20b.txt", "/about",
-        "/dir", "/dir/", "/dir?x=1&y", "/dir/?x=1", "/dir//", "/dir/index.html", "/dir/sub.txt",
-        "/dir/sub.txt/", "/a.txt/", "/a.txt/x", "/noindex", "/noindex/", "/noindex/x.txt",
-        "/missing", "/missing/", "/dir/missing.txt", "/dir%2Fsub.txt", "/dir%2fsub.txt",
-        "/link-out", "/link-in", "/./a.txt", "/dir/./sub.txt", "/A.TXT",
+        "/",
+        "/index.html",
+        "/a.txt",
+        "/style.css",
+        "/data.json",
+        "/script.js",
+        "/image.png",
+        "/noext",
+        "/empty.txt",
+        "/.hidden",
+        "/big.bin",
+        "/only.txt",
+        "/a%20b.txt",
+        "/about",
+        "/dir",
+        "/dir/",
+        "/dir?x=1&y",
+        "/dir/?x=1",
+        "/dir//",
+        "/dir/index.html",
+        "/dir/sub.txt",
+        "/dir/sub.txt/",
+        "/a.txt/",
+        "/a.txt/x",
+        "/noindex",
+        "/noindex/",
+        "/noindex/x.txt",
+        "/missing",
+        "/missing/",
+        "/dir/missing.txt",
+        "/dir%2Fsub.txt",
+        "/dir%2fsub.txt",
+        "/link-out",
+        "/link-in",
+        "/./a.txt",
+        "/dir/./sub.txt",
+        "/A.TXT",
         // Out of the root, every way.
-        "/../outside/secret.txt", "/..", "/%2e%2e/outside/secret.txt",
-        "/%2E%2E/outside/secret.txt", "/.%2e/outside/secret.txt", "/%2e./outside/secret.txt",
-        "/dir/../../outside/secret.txt", "/dir/%2e%2e/%2e%2e/outside/secret.txt",
-        "/%2e%2e%2foutside%2fsecret.txt", "/..%2Foutside%2Fsecret.txt",
-        "/..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd", "/%2Fetc%2Fpasswd", "//etc/passwd",
-        "/..%5Coutside%5Csecret.txt", "/%5C..%5Coutside%5Csecret.txt",
-        "/%c0%ae%c0%ae/outside/secret.txt", "/%252e%252e/outside/secret.txt", "/a%00.txt",
-        "/%00", "/%ff", "/%", "/a.txt%", "/%zz",
+        "/../outside/secret.txt",
+        "/..",
+        "/%2e%2e/outside/secret.txt",
+        "/%2E%2E/outside/secret.txt",
+        "/.%2e/outside/secret.txt",
+        "/%2e./outside/secret.txt",
+        "/dir/../../outside/secret.txt",
+        "/dir/%2e%2e/%2e%2e/outside/secret.txt",
+        "/%2e%2e%2foutside%2fsecret.txt",
+        "/..%2Foutside%2Fsecret.txt",
+        "/..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/%2Fetc%2Fpasswd",
+        "//etc/passwd",
+        "/..%5Coutside%5Csecret.txt",
+        "/%5C..%5Coutside%5Csecret.txt",
+        "/%c0%ae%c0%ae/outside/secret.txt",
+        "/%252e%252e/outside/secret.txt",
+        "/a%00.txt",
+        "/%00",
+        "/%ff",
+        "/%",
+        "/a.txt%",
+        "/%zz",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -267,9 +315,22 @@ fn main_matrix() -> Vec<Case> {
         }
     }
     let encodings = [
-        "gzip", "br", "gzip, br", "br;q=0.5, gzip", "gzip;q=0.5, br;q=0.9", "identity",
-        "gzip;q=0", "*", "x-gzip", "deflate", "zstd", "GZIP", "identity;q=1, gzip;q=0.5",
-        "br;q=0, gzip;q=0", "gzip;q=bad", "gzip, deflate, br, zstd",
+        "gzip",
+        "br",
+        "gzip, br",
+        "br;q=0.5, gzip",
+        "gzip;q=0.5, br;q=0.9",
+        "identity",
+        "gzip;q=0",
+        "*",
+        "x-gzip",
+        "deflate",
+        "zstd",
+        "GZIP",
+        "identity;q=1, gzip;q=0.5",
+        "br;q=0, gzip;q=0",
+        "gzip;q=bad",
+        "gzip, deflate, br, zstd",
     ];
     for path in ["/a.txt", "/style.css", "/only.txt", "/dir/", "/missing"] {
         for ae in encodings {
@@ -297,11 +358,32 @@ fn main_matrix() -> Vec<Case> {
         case.diff = *diff;
         cases.push(case);
     }
-    cases.push(get("/big.bin").with("range", "bytes=0-99").head().differs(HeadRange));
-    cases.push(get("/empty.txt").with("range", "bytes=0-").differs(EmptyFileRange));
-    cases.push(get("/empty.txt").with("range", "bytes=-5").differs(EmptyFileRange));
-    cases.push(get("/empty.txt").with("range", "bytes=0-0").differs(EmptyFileRange));
-    cases.push(get("/a.txt").with("accept-encoding", "gzip").with("range", "bytes=0-9"));
+    cases.push(
+        get("/big.bin")
+            .with("range", "bytes=0-99")
+            .head()
+            .differs(HeadRange),
+    );
+    cases.push(
+        get("/empty.txt")
+            .with("range", "bytes=0-")
+            .differs(EmptyFileRange),
+    );
+    cases.push(
+        get("/empty.txt")
+            .with("range", "bytes=-5")
+            .differs(EmptyFileRange),
+    );
+    cases.push(
+        get("/empty.txt")
+            .with("range", "bytes=0-0")
+            .differs(EmptyFileRange),
+    );
+    cases.push(
+        get("/a.txt")
+            .with("accept-encoding", "gzip")
+            .with("range", "bytes=0-9"),
+    );
     cases.push(
         get("/a.txt")
             .with("accept-encoding", "gzip")
@@ -337,7 +419,9 @@ fn main_matrix() -> Vec<Case> {
             ("Thu, 01 Jan 1970 00:00:00 GMT", Some(StaleIfRange)),
         ];
         for (value, diff) in if_range {
-            let mut case = get(path).with("if-range", *value).with("range", "bytes=0-9");
+            let mut case = get(path)
+                .with("if-range", *value)
+                .with("range", "bytes=0-9");
             case.diff = *diff;
             cases.push(case);
         }
@@ -349,8 +433,23 @@ fn main_matrix() -> Vec<Case> {
 fn other_matrix() -> Vec<Case> {
     let mut cases = Vec::new();
     let paths = [
-        "/", "/missing", "/../x", "/%2e%2e/x", "/a.txt", "/dir", "/dir/", "/dir?q=1", "/a.txt/",
-        "/a.txt/x", "/noindex", "/noindex/", "/%ff", "/a%00b", "/about", "/about.html", "/dir/sub",
+        "/",
+        "/missing",
+        "/../x",
+        "/%2e%2e/x",
+        "/a.txt",
+        "/dir",
+        "/dir/",
+        "/dir?q=1",
+        "/a.txt/",
+        "/a.txt/x",
+        "/noindex",
+        "/noindex/",
+        "/%ff",
+        "/a%00b",
+        "/about",
+        "/about.html",
+        "/dir/sub",
         "/any/thing",
     ];
     for path in paths {
@@ -369,7 +468,11 @@ fn other_matrix() -> Vec<Case> {
         }
     }
     cases.push(get("/a.txt").with("range", "bytes=3-5"));
-    cases.push(get("/a.txt").with("if-none-match", "{etag}").differs(Diff::VaryOn304));
+    cases.push(
+        get("/a.txt")
+            .with("if-none-match", "{etag}")
+            .differs(Diff::VaryOn304),
+    );
     cases
 }
 
@@ -429,7 +532,10 @@ async fn run(
     let what = format!("{pair}: {} {} {:?}", case.method, case.path, case.headers);
     match case.diff {
         None if t == o => (None, None),
-        None => (Some(format!("{what}\n  tower-http: {t:?}\n  ours:       {o:?}")), None),
+        None => (
+            Some(format!("{what}\n  tower-http: {t:?}\n  ours:       {o:?}")),
+            None,
+        ),
         Some(diff) if diff.holds(t, o, precompressed) => (None, Some(diff)),
         Some(diff) => (
             Some(format!(
@@ -489,7 +595,11 @@ async fn the_same_answers_as_tower_http() {
         let _ = writeln!(report, "{failure}");
     }
     println!("{report}");
-    assert!(failures.is_empty(), "{} failures:\n{report}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{report}",
+        failures.len()
+    );
     // Every documented difference was met at least once.
     for diff in [
         "SeveralRanges",

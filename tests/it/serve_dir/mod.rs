@@ -10,7 +10,10 @@
 //! stricter options, no runtime, and small answers on `axum::serve`'s
 //! defaults.
 
+#[cfg(target_os = "linux")]
+mod changes;
 mod differential;
+mod hostile;
 
 use std::path::PathBuf;
 use std::time::Duration;
