@@ -18,6 +18,8 @@ use crate::serve::{Serve, ServeBody};
 /// A request's answer, or "no file here", which the fallback answers when
 /// there is one (else `404`).
 #[derive(Debug)]
+// One a request, moved once: boxing the answer would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Outcome {
     Answer(Response<ServeBody>),
     NotFound,
@@ -87,7 +89,7 @@ pub(super) fn answer(
             response.headers_mut().insert(header::LOCATION, location);
             Outcome::Answer(response)
         }
-        Found::NotFound => Outcome::NotFound,
+        Found::Nothing => Outcome::NotFound,
         Found::BadRedirect => Outcome::Answer(status(StatusCode::INTERNAL_SERVER_ERROR)),
     }
 }

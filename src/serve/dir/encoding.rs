@@ -122,7 +122,7 @@ impl Variants {
                 None => best.push((coding, q)),
             }
         }
-        best.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+        best.sort_by_key(|&(coding, q)| std::cmp::Reverse((q, coding)));
         best.into_iter()
             .map(|(coding, _)| coding)
             .take_while(|coding| *coding != Encoding::Identity)

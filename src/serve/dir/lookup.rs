@@ -29,8 +29,8 @@ pub(super) enum Found {
     },
     /// `307` to the directory's path with a `/`.
     Redirect(HeaderValue),
-    /// `404`, or the fallback.
-    NotFound,
+    /// No file: `404`, or the fallback.
+    Nothing,
     /// The redirect's URI could not be built (a bad
     /// `redirect_path_prefix`): `500`, as tower-http answers.
     BadRedirect,
@@ -63,13 +63,13 @@ pub(super) fn find(
             let is_dir = meta.as_ref().map(Metadata::is_dir);
             let uri_path = uri.path();
             if uri_path.ends_with('/') && uri_path != "/" && is_dir != Some(true) {
-                return Some(Ok(Found::NotFound));
+                return Some(Ok(Found::Nothing));
             }
             if *html_default && is_dir.is_none() && path.extension().is_none() {
                 path.set_extension("html");
             } else if is_dir == Some(true) {
                 if !append_index {
-                    return Some(Ok(Found::NotFound));
+                    return Some(Ok(Found::Nothing));
                 }
                 if uri_path.ends_with('/') || !redirect_slash {
                     path.push("index.html");
