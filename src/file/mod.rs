@@ -254,7 +254,7 @@ impl FileBody {
     }
 
     /// Sets the size of each frame, in bytes (values below 1 count as 1);
-    /// [`DEFAULT_CHUNK_SIZE`](crate::DEFAULT_CHUNK_SIZE) by default. On the
+    /// [`DEFAULT_CHUNK_SIZE`] by default. On the
     /// `pread` path it is also the size of each read.
     pub fn chunk_size(mut self, bytes: usize) -> FileBody {
         self.inner = match self.inner {
