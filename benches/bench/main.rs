@@ -40,6 +40,10 @@
 //! proxy in its own process, with and without a drop at 50%; see
 //! `compare.rs`.
 //!
+//! `--serve-dir`: a directory served by `serve::ServeDir`, tower-http's
+//! `ServeDir` and nginx, each in its own process, loaded by `wrk`,
+//! `h2load` and `curl`; see `serve_dir.rs`.
+//!
 //! `--resume` (with `--features resume`): one upload dropped at 70%,
 //! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
 //!
@@ -81,6 +85,7 @@ mod cases;
 mod child;
 #[cfg(all(feature = "proxy", feature = "spill"))]
 mod compare;
+mod dir_servers;
 mod measure;
 mod neighbour;
 mod options;
@@ -94,6 +99,7 @@ mod reqwest;
 #[cfg(all(feature = "resume", feature = "progress"))]
 mod resume;
 mod sendfile;
+mod serve_dir;
 mod slow_disk;
 mod small;
 
@@ -113,6 +119,9 @@ fn main() -> Result<(), BoxError> {
         #[cfg(all(feature = "proxy", feature = "spill"))]
         if args.get(1).map(String::as_str) == Some("proxy") {
             return compare::child(&args[2..]);
+        }
+        if args.get(1).map(String::as_str) == Some("serve-dir") {
+            return dir_servers::child(&args[2..]);
         }
         slow_disk::join_if_asked()?;
         return child::child(&args[1..]);

@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--resume] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--serve-dir] [--resume] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -16,6 +16,10 @@ pub(crate) const USAGE: &str =
            root, cgroup v1)
   --small  instead of the rest: small files (4 KiB, 64 KiB, 1 MiB) served
            by serve::respond and by ServeFile, requests per second
+  --serve-dir  instead of the rest: a directory served by serve::ServeDir,
+           tower-http's ServeDir and nginx, each in its own process: small
+           files (1, 16, 64 KiB) requests per second from wrk and h2load
+           with 64 connections, one 1 GiB file (curl) GiB/s and CPU
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
   --proxies instead of the rest: ReverseProxy against axum-reverse-proxy
@@ -47,6 +51,7 @@ pub(crate) struct Options {
     pub(crate) record: Option<std::path::PathBuf>,
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
+    pub(crate) serve_dir: bool,
     pub(crate) resume: bool,
     pub(crate) proxies: bool,
     pub(crate) only: Option<Vec<Sender>>,
@@ -59,7 +64,7 @@ impl Options {
         let (mut size, mut runs, mut only, mut slow_disk) = (None, None, None, None);
         let mut record = None;
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
-        let (mut resume, mut proxies) = (false, false);
+        let (mut resume, mut proxies, mut serve_dir) = (false, false, false);
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -67,6 +72,7 @@ impl Options {
                 Long("cold") => cold = true,
                 Long("h2-large") => h2_large = true,
                 Long("small") => small = true,
+                Long("serve-dir") => serve_dir = true,
                 Long("resume") => resume = true,
                 Long("proxies") => proxies = true,
                 Long("bench") => {}
@@ -106,6 +112,7 @@ impl Options {
             record,
             h2_large,
             small,
+            serve_dir,
             resume,
             proxies,
             only,
