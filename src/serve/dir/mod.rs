@@ -149,6 +149,13 @@ use path::Rules;
 ///   writing waits until this process let go of its lease: milliseconds
 ///   (see [`FileBody`](crate::FileBody)'s hazards for a stopped process).
 ///   The next request sees the change and opens the file again.
+/// - **HTTP/2 on `axum::serve`'s defaults** (no `TCP_NODELAY`): an answer
+///   of about 64 KiB waits for the client's delayed ACK (40 ms) after its
+///   last `DATA` frame, as any hyper HTTP/2 answer of that size does
+///   (axum's from memory too; the repository's bench, `--serve-dir`,
+///   shows it). Set `TCP_NODELAY` on accepted sockets
+///   (`ListenerExt::tap_io`). Over HTTP/1.1, bodies up to 64 KiB go out
+///   in one write and wait for nothing.
 /// - **Files this process does not own** get no lease: they are read
 ///   with `pread` on the blocking pool, one read per MiB (still never a
 ///   mixed body: a change is seen by the reads' checks).
