@@ -22,6 +22,9 @@ use mmap_body::serve::{ServeDir, ServeFile};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request to make: method, path, headers.
+type Ask<'a> = (Method, &'a str, &'a [(header::HeaderName, &'a str)]);
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     // The site: an index, a stylesheet and its gzip'd copy, a subdirectory.
@@ -47,7 +50,7 @@ async fn main() -> Result<(), BoxError> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let asks: &[(Method, &str, &[(header::HeaderName, &str)])] = &[
+    let asks: &[Ask] = &[
         (Method::GET, "/assets/", &[]),
         (Method::GET, "/assets/docs", &[]),
         (
