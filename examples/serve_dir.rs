@@ -38,11 +38,14 @@ async fn main() -> Result<(), BoxError> {
     std::fs::write(site.join("site.css.gz"), b"\x1f\x8b pretend gzip")?;
     std::fs::write(site.join("404.html"), "<h1>Not here</h1>\n")?;
 
-    // The one line: the same as with tower-http's ServeDir.
+    // The one line: the same as with tower-http's ServeDir. (`nest_service`
+    // takes `/assets` off the path the service sees; the directory
+    // redirect puts it back with `redirect_path_prefix`.)
     let app = Router::new().nest_service(
         "/assets",
         ServeDir::new(site)
             .precompressed_gzip()
+            .redirect_path_prefix("/assets")
             .not_found_service(ServeFile::new(site.join("404.html"))),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -156,6 +156,10 @@ use path::Rules;
 ///   shows it). Set `TCP_NODELAY` on accepted sockets
 ///   (`ListenerExt::tap_io`). Over HTTP/1.1, bodies up to 64 KiB go out
 ///   in one write and wait for nothing.
+/// - **The redirect under a prefix.** axum's `nest_service` takes its
+///   prefix off the path the service sees, so a directory's redirect
+///   points to `/dir/`, not `/assets/dir/`, as tower-http's does: give
+///   the prefix to [`redirect_path_prefix`].
 /// - **Files this process does not own** get no lease: they are read
 ///   with `pread` on the blocking pool, one read per MiB (still never a
 ///   mixed body: a change is seen by the reads' checks).
