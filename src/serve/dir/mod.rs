@@ -113,8 +113,15 @@ use path::Rules;
 /// | a path longer than 4096 bytes, or a name longer than 255 | `500` (`ENAMETOOLONG`) | `404` (or the fallback) | hostile input gets a `4xx` |
 /// | a FIFO, socket or device at the path | a `GET` waits for a writer forever | `404` (or the fallback) | never blocks on a file |
 ///
-/// Not provided: tower-http's `Backend` (`with_backend`: files from
-/// elsewhere than the file system) and `try_call`.
+/// # Migrating from tower-http
+///
+/// The `use` line, and only where a type is named:
+/// `ServeFileSystemResponseBody` is [`ServeBody`](crate::serve::ServeBody)
+/// (its error [`mmap_body::Error`](crate::Error), not `io::Error`),
+/// `ServeFileSystemResponseFuture` is [`ResponseFuture`], and
+/// `tower_http::set_status::SetStatus` is [`SetStatus`]. Not provided:
+/// tower-http's `Backend` (`with_backend`: files from elsewhere than the
+/// file system) and `try_call`.
 ///
 /// # Beyond tower-http
 ///
