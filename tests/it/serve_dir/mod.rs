@@ -14,6 +14,7 @@
 mod changes;
 mod differential;
 mod hostile;
+mod matrix;
 
 use std::path::PathBuf;
 use std::time::Duration;
