@@ -14,7 +14,7 @@ pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `mutex`'s value through `&mut` (no locking), poisoned or not.
-#[cfg_attr(not(feature = "replay"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "replay", feature = "serve")), allow(dead_code))]
 pub(crate) fn get_mut<T: ?Sized>(mutex: &mut Mutex<T>) -> &mut T {
     mutex.get_mut().unwrap_or_else(PoisonError::into_inner)
 }

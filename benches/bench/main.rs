@@ -43,6 +43,9 @@
 //! `--download` (with `--features download`): one download cut three
 //! times by a relay, resumed by `ResumeDownloadLayer` against restarted
 //! from zero; and the layer's CPU with no cut; see `download.rs`.
+//! `--serve-dir`: a directory served by `serve::ServeDir`, tower-http's
+//! `ServeDir` and nginx, each in its own process, loaded by `wrk`,
+//! `h2load` and `curl`; see `serve_dir.rs`.
 //!
 //! `--resume` (with `--features resume`): one upload dropped at 70%,
 //! resumed by `ResumeLayer` against resent whole; see `resume.rs`.
@@ -90,6 +93,7 @@ mod cases;
 mod child;
 #[cfg(all(feature = "proxy", feature = "spill"))]
 mod compare;
+mod dir_servers;
 #[cfg(feature = "download")]
 mod download;
 mod file_body;
@@ -108,6 +112,7 @@ mod reqwest;
 #[cfg(all(feature = "resume", feature = "progress"))]
 mod resume;
 mod sendfile;
+mod serve_dir;
 mod slow_disk;
 mod small;
 
@@ -131,6 +136,9 @@ fn main() -> Result<(), BoxError> {
         #[cfg(all(feature = "multipart", feature = "reqwest"))]
         if args.get(1).map(String::as_str) == Some("forms-server") {
             return forms::server_child();
+        }
+        if args.get(1).map(String::as_str) == Some("serve-dir") {
+            return dir_servers::child(&args[2..]);
         }
         slow_disk::join_if_asked()?;
         return child::child(&args[1..]);

@@ -7,7 +7,7 @@ use mmap_body_devkit::BoxError;
 use crate::cases::Sender;
 
 pub(crate) const USAGE: &str =
-    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--lease-break] [--resume] [--forms] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
+    "usage: bench [--size 1GiB] [--runs 5] [--quick] [--cold] [--slow-disk 100MB] [--small] [--serve-dir] [--lease-break] [--resume] [--forms] [--download] [--proxies] [--h2-large] [--record FILE] [--only NAME,NAME...]
   --size   the file size (default 1GiB)
   --cold   drop the file's pages from the page cache before each case, so
            every sender reads it from disk (Linux)
@@ -19,6 +19,10 @@ pub(crate) const USAGE: &str =
   --lease-break  instead of the rest: a FileBody of --size with every
            frame held, then another process opens the file for writing:
            how long it waited for the lease break (Linux)
+  --serve-dir  instead of the rest: a directory served by serve::ServeDir,
+           tower-http's ServeDir and nginx, each in its own process: small
+           files (1, 16, 64 KiB) requests per second from wrk and h2load
+           with 64 connections, one 1 GiB file (curl) GiB/s and CPU
   --resume instead of the rest: one upload dropped at 70%, resumed
            (ResumeLayer) against resent, bytes and time (--features resume)
   --forms  instead of the rest: the file as a multipart/form-data part,
@@ -59,6 +63,7 @@ pub(crate) struct Options {
     pub(crate) h2_large: bool,
     pub(crate) small: bool,
     pub(crate) lease_break: bool,
+    pub(crate) serve_dir: bool,
     pub(crate) resume: bool,
     pub(crate) forms: bool,
     pub(crate) download: bool,
@@ -75,6 +80,7 @@ impl Options {
         let (mut quick, mut cold, mut h2_large, mut small) = (false, false, false, false);
         let (mut resume, mut proxies, mut lease_break, mut forms) = (false, false, false, false);
         let mut download = false;
+        let mut serve_dir = false;
         let mut parser = lexopt::Parser::from_env();
         while let Some(arg) = parser.next()? {
             match arg {
@@ -82,6 +88,7 @@ impl Options {
                 Long("cold") => cold = true,
                 Long("h2-large") => h2_large = true,
                 Long("small") => small = true,
+                Long("serve-dir") => serve_dir = true,
                 Long("resume") => resume = true,
                 Long("download") => download = true,
                 Long("lease-break") => lease_break = true,
@@ -125,6 +132,7 @@ impl Options {
             h2_large,
             small,
             lease_break,
+            serve_dir,
             resume,
             forms,
             download,

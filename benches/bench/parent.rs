@@ -58,6 +58,14 @@ pub(crate) fn parent(options: Options) -> Result<(), BoxError> {
             options.record.as_deref(),
         );
     }
+    if options.serve_dir {
+        let runs = if options.quick {
+            1
+        } else {
+            options.runs.min(3)
+        };
+        return crate::serve_dir::run(options.quick, runs, options.record.as_deref());
+    }
     if options.small {
         let requests = if options.quick { 400 } else { 4000 };
         return crate::small::run(options.runs, requests, options.record.as_deref());

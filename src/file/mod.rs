@@ -146,6 +146,28 @@ impl FileBody {
         FileBody::new(FileOrigin::of(file, None)?)
     }
 
+    /// [`open`](FileBody::open), and the file's metadata from the same
+    /// descriptor (what `serve::ServeDir`'s cache compares a path with).
+    /// The `open`'s error is the system's own (its kind and code decide
+    /// the status a server answers with).
+    #[cfg(feature = "serve")]
+    pub(crate) fn open_with_metadata(path: &Path) -> io::Result<(FileBody, std::fs::Metadata)> {
+        let file = open_read(path)?;
+        let meta = file.metadata()?;
+        let body = FileBody::new(FileOrigin::of(file, Some(path.to_owned()))?)?;
+        Ok((body, meta))
+    }
+
+    /// `true` unless this body's lease was broken or its mapping lost a
+    /// page (no system call): a clone of it can still be sent.
+    #[cfg(feature = "serve")]
+    pub(crate) fn intact(&self) -> bool {
+        match &self.inner {
+            Inner::Mapped(body) => body.intact(),
+            Inner::Read(_) => true,
+        }
+    }
+
     fn new(origin: FileOrigin) -> io::Result<FileBody> {
         let inner = match MmapBody::map_leased(origin)? {
             Ok(body) => Inner::Mapped(body),

@@ -286,6 +286,13 @@ impl Mapping {
         Ok(bytes::Bytes::from(buf))
     }
 
+    /// `true` while no break of the lease came and no page was lost: a
+    /// new body of the mapping can still send it (no system call).
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(super) fn intact(&self) -> bool {
+        !crate::sync::lock(&self.leased).is_broken() && !self.poisoned()
+    }
+
     /// `true` once the SIGBUS guard replaced a page of this mapping with
     /// zeros: some bytes read from it were not the file's.
     fn poisoned(&self) -> bool {

@@ -408,6 +408,14 @@ impl MmapBody {
         self.start as u64
     }
 
+    /// `true` unless the mapping's lease was broken or a page of it lost:
+    /// a clone would still send the file (no system call; the file's own
+    /// changes are [`verify`](MmapBody::verify)'s).
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn intact(&self) -> bool {
+        self.mapping.intact()
+    }
+
     /// A zero-copy body for a sub-range of this one, relative to its start:
     /// for HTTP `Range` responses, multipart parts or resuming an upload.
     ///

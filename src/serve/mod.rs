@@ -1,6 +1,8 @@
 //! Serving a file from a handler: `Range` requests, conditional requests and
 //! `HEAD`, answered with a [`FileBody`] (or an [`MmapBody`]) or a slice of
-//! it.
+//! it; and serving a directory: [`ServeDir`] and [`ServeFile`], drop-ins
+//! for tower-http's services of the same names
+//! (`Router::new().nest_service("/assets", ServeDir::new("assets"))`).
 //!
 //! [`respond`] turns a request's method and headers and the file's body into
 //! the response a download needs. It depends only on `http`, so the same
@@ -64,6 +66,7 @@
 
 mod body;
 mod conditional;
+mod dir;
 mod range;
 
 use std::hash::{BuildHasher, Hasher};
@@ -74,6 +77,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 pub use body::ServeBody;
+pub use dir::{
+    DefaultServeDirFallback, ResponseFuture, ServeDir, ServeFile, SetStatus, SetStatusFuture,
+};
 
 use crate::{FileBody, MmapBody};
 use body::Segment;

@@ -49,6 +49,8 @@ mod runtime;
 mod send_through;
 #[cfg(feature = "serve")]
 mod serve;
+#[cfg(feature = "serve")]
+mod serve_dir;
 #[cfg(all(feature = "spill", feature = "retry", unix))]
 mod spill;
 mod tls;
