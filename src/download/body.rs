@@ -166,51 +166,26 @@ impl<B> DownloadBody<B> {
         let at = resume.extent.start + self.delivered;
         let made = resume.resumed_at.len();
         if made >= resume.settings.max_resumes as usize {
-            trace_event!(
-                target: "mmap_body::download",
-                tracing::Level::DEBUG,
-                uri = %resume.uri,
-                offset = at,
-                resumes = made,
-                why = "max_resumes reached",
-                error = %err,
-                "not resuming download"
-            );
             self.phase = Phase::Ended;
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!(
-                    "the download of {} broke off at byte {at} of {} and {made} resumes did \
-                     not finish it (ResumeDownloadLayer::max_resumes)",
-                    resume.uri, resume.extent.complete
-                ),
-            )
-            .with_source(err)
-            .into());
+            let message = format!(
+                "the download of {} broke off at byte {at} of {} and {made} resumes did not \
+                 finish it (ResumeDownloadLayer::max_resumes)",
+                resume.uri, resume.extent.complete
+            );
+            let stop = Stop::new(ErrorKind::Io, "max_resumes reached", message);
+            return Err(stop.traced(&resume.uri, at, None, Some(err)));
         }
         let sleep = match after {
             Some(wait) if wait > resume.settings.max_retry_after => {
-                trace_event!(
-                    target: "mmap_body::download",
-                    tracing::Level::DEBUG,
-                    uri = %resume.uri,
-                    offset = at,
-                    resumes = made,
-                    why = "Retry-After longer than max_retry_after",
-                    error = %err,
-                    "not resuming download"
-                );
                 self.phase = Phase::Ended;
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "the server asks to wait {wait:?} before the download of {} goes on \
-                         from byte {at}, longer than max_retry_after ({:?})",
-                        resume.uri, resume.settings.max_retry_after
-                    ),
-                )
-                .with_source(err)
-                .into());
+                let message = format!(
+                    "the server asks to wait {wait:?} before the download of {} goes on from \
+                     byte {at}, longer than max_retry_after ({:?})",
+                    resume.uri, resume.settings.max_retry_after
+                );
+                let why = "Retry-After longer than max_retry_after";
+                let stop = Stop::new(ErrorKind::Io, why, message);
+                return Err(stop.traced(&resume.uri, at, None, Some(err)));
             }
             Some(wait) => Box::pin(tokio::time::sleep(wait)),
             None => {
@@ -307,41 +282,19 @@ impl<B> DownloadBody<B> {
                 self.dropped(err.into(), after)
             }
             Verdict::Modified(why) => {
-                trace_event!(
-                    target: "mmap_body::download",
-                    tracing::Level::DEBUG,
-                    uri = %uri,
-                    offset = at,
-                    status = status.as_u16(),
-                    why = %why,
-                    "not resuming download"
-                );
                 self.phase = Phase::Ended;
-                Err(Error::new(
-                    ErrorKind::Modified,
-                    format!(
-                        "{why}; the download of {uri} stopped at byte {at}, every byte handed \
-                         out is of the first version: download it again from the start"
-                    ),
-                )
-                .into())
+                let message = format!(
+                    "{why}; the download of {uri} stopped at byte {at}, every byte handed out \
+                     is of the first version: download it again from the start"
+                );
+                let stop = Stop::new(ErrorKind::Modified, &why, message);
+                Err(stop.traced(uri, at, Some(status.as_u16()), None))
             }
             Verdict::Protocol(why) => {
-                trace_event!(
-                    target: "mmap_body::download",
-                    tracing::Level::DEBUG,
-                    uri = %uri,
-                    offset = at,
-                    status = status.as_u16(),
-                    why = %why,
-                    "not resuming download"
-                );
                 self.phase = Phase::Ended;
-                Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("{why}; the download of {uri} stopped at byte {at}"),
-                )
-                .into())
+                let message = format!("{why}; the download of {uri} stopped at byte {at}");
+                let stop = Stop::new(ErrorKind::Protocol, &why, message);
+                Err(stop.traced(uri, at, Some(status.as_u16()), None))
             }
         }
     }
@@ -499,5 +452,41 @@ impl<B> fmt::Debug for DownloadBody<B> {
             .field("extent", &self.extent)
             .field("resumed_at", &self.resumed_at())
             .finish()
+    }
+}
+
+/// Why a download is not resumed: its error, and the `not resuming
+/// download` event that says so.
+struct Stop<'a> {
+    kind: ErrorKind,
+    why: &'a str,
+    message: String,
+}
+
+impl<'a> Stop<'a> {
+    fn new(kind: ErrorKind, why: &'a str, message: String) -> Stop<'a> {
+        Stop { kind, why, message }
+    }
+
+    /// The error (with `source`, the failure that asked for a resume), after
+    /// the event (feature `tracing`): `uri`, `offset`, the range answer's
+    /// `status` where there was one, `why`.
+    fn traced(self, uri: &Uri, at: u64, status: Option<u16>, source: Option<BoxError>) -> BoxError {
+        trace_event!(
+            target: "mmap_body::download",
+            tracing::Level::DEBUG,
+            uri = %uri,
+            offset = at,
+            status = status,
+            why = %self.why,
+            error = source.as_ref().map(tracing::field::display),
+            "not resuming download"
+        );
+        let _ = (uri, at, status, self.why);
+        let err = Error::new(self.kind, self.message);
+        match source {
+            Some(source) => err.with_source(source).into(),
+            None => err.into(),
+        }
     }
 }
