@@ -327,3 +327,91 @@ async fn the_client_finds_the_newest_servers_by_upload_limit() {
     assert_eq!(resumed.appends.len(), 2, "{resumed:?}");
     assert!(resumed.appends[1] > 0, "{resumed:?}");
 }
+
+/// The same dialects over HTTP/2 (URLSession and browsers speak it): a
+/// careful creation, half the content in an append that says more is to
+/// come, `HEAD`, the rest; each answer in the request's dialect, the file
+/// stored whole.
+#[tokio::test]
+async fn the_dialects_over_http2() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let (server, _ctx) = server(true, None).await;
+    let client = mmap_body_devkit::server::client::<Full<Bytes>>(true);
+    let data: Vec<u8> = (0..(1u32 << 20) + 9).map(|i| (i % 241) as u8).collect();
+    let len = data.len();
+    let half = len / 2;
+    for version in [3u64, 5, 6, 8] {
+        let send = |method: &str, path: &str, fields: Vec<(String, String)>, body: &[u8]| {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("http://{}{path}", server.addr))
+                .header("upload-draft-interop-version", version.to_string());
+            for (name, value) in fields {
+                req = req.header(name, value);
+            }
+            let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+            let client = client.clone();
+            async move {
+                let res = tokio::time::timeout(LIMIT, client.request(req))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(res.version(), http::Version::HTTP_2);
+                let (parts, body) = res.into_parts();
+                body.collect().await.unwrap();
+                let head = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                Raw {
+                    status: parts.status.as_u16(),
+                    head: format!("HTTP/2 {}\r\n{head}", parts.status.as_u16()),
+                }
+            }
+        };
+        let flag = |complete: bool| -> Vec<(String, String)> {
+            match (version, complete) {
+                (3, true) => vec![],
+                (3, false) => vec![("upload-incomplete".into(), "?1".into())],
+                (_, c) => vec![("upload-complete".into(), format!("?{}", u8::from(c)))],
+            }
+        };
+        let media = || -> Vec<(String, String)> {
+            if version >= 6 {
+                vec![("content-type".into(), "application/partial-upload".into())]
+            } else {
+                vec![]
+            }
+        };
+        let mut fields = flag(false);
+        fields.push(("upload-length".into(), len.to_string()));
+        let created = send("POST", "/files", fields, b"").await;
+        assert_eq!(created.status, 201, "version {version}: {created:?}");
+        assert_eq!(says_complete(version, &created), Some(false), "{created:?}");
+        let location = created.header("location").unwrap().to_owned();
+
+        let mut fields = flag(false);
+        fields.extend(media());
+        fields.push(("upload-offset".into(), "0".into()));
+        let first = send("PATCH", &location, fields, &data[..half]).await;
+        let expected = if version <= 6 { 201 } else { 204 };
+        assert_eq!(first.status, expected, "version {version}: {first:?}");
+        assert_eq!(says_complete(version, &first), Some(false), "{first:?}");
+
+        let head = send("HEAD", &location, vec![], b"").await;
+        assert_eq!(head.status, 204, "{head:?}");
+        let half_text = half.to_string();
+        assert_eq!(head.header("upload-offset"), Some(half_text.as_str()));
+
+        let mut fields = flag(true);
+        fields.extend(media());
+        fields.push(("upload-offset".into(), half_text.clone()));
+        let done = send("PATCH", &location, fields, &data[half..]).await;
+        assert_eq!(done.status, 200, "version {version}: {done:?}");
+        assert_eq!(says_complete(version, &done), Some(true), "{done:?}");
+        assert_eq!(done.header("x-sha256"), Some(sha256(&data).as_str()));
+    }
+}
