@@ -737,6 +737,27 @@ mod tests {
         assert!(Bytes::from(body).is_empty());
     }
 
+    /// A file written between its `fstat` and the lease is not mapped:
+    /// the sizes recorded would not be the file's. It comes back as it is
+    /// now, for `FileBody` to read with `pread`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_changed_between_its_fstat_and_the_lease_is_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let origin = Origin::of(open_read(&path).unwrap(), Some(path.clone())).unwrap();
+        // A writer comes and goes before the lease is asked for.
+        std::fs::write(&path, b"a longer file now").unwrap();
+        match MmapBody::map_leased(origin).unwrap() {
+            Ok(_) => panic!("mapped with the old size"),
+            Err(now) => assert_eq!(now.len, 17),
+        }
+        // Unchanged, the same call maps it under a lease.
+        let origin = Origin::of(open_read(&path).unwrap(), Some(path)).unwrap();
+        assert!(MmapBody::map_leased(origin).unwrap().is_ok());
+    }
+
     #[test]
     fn slice_bounds_are_checked_without_panics() {
         let mut file = tempfile::tempfile().unwrap();
