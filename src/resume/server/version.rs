@@ -160,6 +160,16 @@ mod tests {
             assert_eq!(of(v), None, "{v}");
         }
         assert_eq!(Dialect::of(&HeaderMap::new()), Some(Dialect::NEWEST));
+        // Said twice, even the same: not one version.
+        let mut twice = HeaderMap::new();
+        twice.append("upload-draft-interop-version", "6".parse().unwrap());
+        twice.append("upload-draft-interop-version", "6".parse().unwrap());
+        assert_eq!(Dialect::of(&twice), None);
+        // A completeness field given twice says nothing readable.
+        let mut flags = HeaderMap::new();
+        flags.append("upload-complete", "?1".parse().unwrap());
+        flags.append("upload-complete", "?0".parse().unwrap());
+        assert_eq!(Dialect::NEWEST.completes(&flags, true), None);
         assert_eq!(of("9").unwrap().version, 8);
     }
 
