@@ -10,6 +10,7 @@ use memmap2::Mmap;
 
 use super::lease::{Lease, Leased};
 use super::open::{maybe_with_path, reject_non_regular, reject_pseudo_file};
+use super::release::Pending;
 use super::{guard, sys};
 use crate::error::{Error, ErrorKind};
 
@@ -131,6 +132,8 @@ pub(super) struct Mapping {
     /// the release while it is taken exclusive); [`detach`](Mapping::detach)
     /// takes it exclusive.
     detached: RwLock<Vec<(usize, usize)>>,
+    /// Dropped frames whose pages wait to be given back in one batch.
+    sent: Pending,
 }
 
 impl Mapping {
@@ -157,6 +160,7 @@ impl Mapping {
             map,
             origin,
             detached: RwLock::new(Vec::new()),
+            sent: Pending::default(),
         }
     }
 
@@ -168,8 +172,10 @@ impl Mapping {
         self.lease.get_or_init(|| Lease::take(self)).is_some()
     }
 
-    /// Gives the pages of the frame `start..end` back to the kernel, in
-    /// whole [`RELEASE_STEP`]s: those from the step `start` is in up to the
+    /// Gives the pages of the dropped frame `start..end` back to the
+    /// kernel, with those of adjacent frames dropped before it, once they
+    /// add up to a [batch](super::release::BATCH) or reach the mapping's
+    /// end. Ranges are given back in whole [`RELEASE_STEP`]s: those from the step `start` is in up to the
     /// one `end` is in, which the next frame gives back. Unless one of them
     /// was detached (or a detach is under way: not releasing a page is
     /// always safe, and a frame's drop never waits for a copy).
@@ -185,6 +191,24 @@ impl Mapping {
     /// The mapping is a shared, read-only mapping of a file (see
     /// [`sys::release`]).
     pub(super) unsafe fn release(&self, start: usize, end: usize) {
+        for (from, to) in self
+            .sent
+            .add(start, end, self.map.len())
+            .into_iter()
+            .flatten()
+        {
+            // SAFETY: the caller's promise.
+            unsafe { self.release_now(from, to) };
+        }
+    }
+
+    /// Gives the pages of `start..end` back at once, as
+    /// [`release`](Mapping::release) describes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`release`](Mapping::release).
+    unsafe fn release_now(&self, start: usize, end: usize) {
         let step = RELEASE_STEP.max(sys::page_size());
         let (from, to) = (start & !(step - 1), end & !(step - 1));
         if from >= to {

@@ -6,6 +6,7 @@ mod hold;
 mod lease;
 mod mapping;
 mod open;
+mod release;
 mod sys;
 mod warm;
 
