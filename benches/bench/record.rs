@@ -80,9 +80,14 @@ pub(crate) fn command() -> String {
     )
 }
 
-/// What moved since the last run of this command recorded in `record`
-/// (or in the project's `BENCHMARKS.md`), for the report's end.
+/// What moved since the last run of this command on this machine recorded
+/// in `record` (or in the project's `BENCHMARKS.md`), for the report's end.
 pub(crate) fn since_last(record: Option<&Path>, tables: &str) -> String {
     let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    mmap_body_devkit::since::report(record.unwrap_or(&default), &command(), tables)
+    mmap_body_devkit::since::report(
+        record.unwrap_or(&default),
+        &command(),
+        &crate::report::machine(),
+        tables,
+    )
 }
