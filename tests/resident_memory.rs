@@ -24,19 +24,23 @@ async fn upload_peak_rss_growth_mib(addr: std::net::SocketAddr, body: MmapBody) 
 }
 
 /// 32 uploads at once of 16 MiB slices of the file at `path` (over
-/// HTTP/2: 32 streams of one connection).
+/// HTTP/2: 32 streams of one connection): slices of one mapping, or
+/// (`apart`) each of its own mapping, as 32 files would be.
 async fn many_at_once_peak_rss_growth_mib(
     addr: std::net::SocketAddr,
     path: &std::path::Path,
     http2: bool,
+    apart: bool,
 ) -> u64 {
     // SAFETY: the temp file is private to this test.
-    let body = unsafe { MmapBody::open(path) }.unwrap();
+    let open = || unsafe { MmapBody::open(path) }.unwrap();
+    let body = open();
     let client = client(http2);
     reset_peak_rss().expect("reset VmHWM");
     let before = status_kib("VmRSS:").expect("VmRSS:");
     let uploads = (0..32u64).map(|i| {
-        let slice = body.slice(i * (16 << 20)..(i + 1) * (16 << 20)).unwrap();
+        let whole = if apart { open() } else { body.clone() };
+        let slice = whole.slice(i * (16 << 20)..(i + 1) * (16 << 20)).unwrap();
         let req = http::Request::put(format!("http://{addr}/"))
             .body(slice)
             .unwrap();
@@ -57,8 +61,10 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     let body = unsafe { MmapBody::open(&file.path) }.unwrap();
 
     let released = upload_peak_rss_growth_mib(addr, body.clone()).await;
-    let many = many_at_once_peak_rss_growth_mib(addr, &file.path, false).await;
-    let many_h2 = many_at_once_peak_rss_growth_mib(addr, &file.path, true).await;
+    let many = many_at_once_peak_rss_growth_mib(addr, &file.path, false, false).await;
+    let many_h2 = many_at_once_peak_rss_growth_mib(addr, &file.path, true, false).await;
+    let apart = many_at_once_peak_rss_growth_mib(addr, &file.path, false, true).await;
+    let apart_h2 = many_at_once_peak_rss_growth_mib(addr, &file.path, true, true).await;
 
     // Frames of a length that is no multiple of a page: 207 MiB stayed
     // resident when each frame gave back its own pages.
@@ -66,7 +72,8 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     let kept = upload_peak_rss_growth_mib(addr, body.clone().release_sent_pages(false)).await;
     eprintln!(
         "peak RSS growth: {released} MiB released, {kept} MiB kept, \
-         {many} MiB for 32 slices at once ({many_h2} MiB over one HTTP/2 connection), {odd} MiB in 1,000,000-byte frames"
+         {many} MiB for 32 slices at once ({many_h2} MiB over one HTTP/2 connection), \
+         {apart} MiB for 32 mappings at once ({apart_h2} MiB over HTTP/2), {odd} MiB in 1,000,000-byte frames"
     );
     assert!(released < 64, "RSS grew by {released} MiB");
     assert!(odd < 64, "1,000,000-byte frames: RSS grew by {odd} MiB");
@@ -77,6 +84,13 @@ async fn peak_rss_stays_bounded_while_sending_512_mib() {
     assert!(
         many_h2 < 96,
         "32 at once over HTTP/2: RSS grew by {many_h2} MiB"
+    );
+    // Each mapping gathers its sent frames and gives them back a batch
+    // at a time: at most a batch more each.
+    assert!(apart < 96, "32 mappings at once: RSS grew by {apart} MiB");
+    assert!(
+        apart_h2 < 96,
+        "32 mappings at once over HTTP/2: RSS grew by {apart_h2} MiB"
     );
     // The measurement can see the difference: without release the whole
     // file ends up resident.
