@@ -6,29 +6,26 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, Uri};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
-use tower::retry::backoff::{Backoff, ExponentialBackoff};
-use tower::util::rng::HasherRng;
 
-use super::continuation::{continuation, Extent, Validator, Verdict};
-use super::plan::{BoxFuture, Refetch};
+use super::continuation::Extent;
+use super::plan::BoxFuture;
+use super::resume_body::Resume;
 use super::stall::Stall;
-use super::ResumeDownloadLayer;
 use crate::error::{BoxError, Error, ErrorKind};
 #[cfg(feature = "progress")]
 use crate::progress::Progress;
-use crate::trace::trace_event;
 
 /// The response body of [`ResumeDownload`](super::ResumeDownload).
 ///
 /// It yields the first answer's bytes; when that body fails (the
 /// connection dropped), ends short of its length, or brings no byte for
-/// the [stall timeout](ResumeDownloadLayer::stall_timeout), it sends the
+/// the [stall timeout](super::ResumeDownloadLayer::stall_timeout), it sends the
 /// request again with `Range: bytes=N-` and `If-Range`, checks that the
 /// answer continues the same representation from byte N (see the [module
 /// docs](super)), and goes on with its bytes. Its consumer sees one body:
@@ -44,55 +41,24 @@ use crate::trace::trace_event;
 /// It is `Send` (not `Sync`), and its timers are tokio's: poll it in a
 /// tokio runtime with its time driver, as hyper-util's client needs.
 pub struct DownloadBody<B> {
-    phase: Phase<B>,
+    pub(super) phase: Phase<B>,
     /// Bytes handed to the consumer.
-    delivered: u64,
+    pub(super) delivered: u64,
     /// What the first answer carries, when it said (a resumable body).
-    extent: Option<Extent>,
-    stall: Option<Stall>,
-    resume: Option<Box<Resume<B>>>,
+    pub(super) extent: Option<Extent>,
+    pub(super) stall: Option<Stall>,
+    pub(super) resume: Option<Box<Resume<B>>>,
     #[cfg(feature = "progress")]
-    progress: Option<(Progress, u32)>,
+    pub(super) progress: Option<(Progress, u32)>,
 }
 
-enum Phase<B> {
+pub(super) enum Phase<B> {
     Body(Pin<Box<B>>),
     /// The backoff (or `Retry-After`) before a range request.
     Wait(Pin<Box<Sleep>>),
     /// A range request, waiting for its answer's head.
     Ask(BoxFuture<Result<Response<B>, BoxError>>),
     Ended,
-}
-
-pub(super) struct Resume<B> {
-    refetch: Box<dyn Refetch<B>>,
-    validator: Validator,
-    extent: Extent,
-    settings: ResumeDownloadLayer,
-    /// Made at the first drop: most bodies never need one.
-    backoff: Option<ExponentialBackoff<HasherRng>>,
-    resumed_at: Vec<u64>,
-    uri: Uri,
-}
-
-impl<B> Resume<B> {
-    pub(super) fn new(
-        refetch: Box<dyn Refetch<B>>,
-        validator: Validator,
-        extent: Extent,
-        settings: ResumeDownloadLayer,
-        uri: Uri,
-    ) -> Box<Resume<B>> {
-        Box::new(Resume {
-            refetch,
-            validator,
-            extent,
-            settings,
-            backoff: None,
-            resumed_at: Vec::new(),
-            uri,
-        })
-    }
 }
 
 impl<B> DownloadBody<B> {
@@ -151,164 +117,12 @@ impl<B> DownloadBody<B> {
     }
 
     /// Ends the body with `err`.
-    fn fail(&mut self, err: impl Into<BoxError>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    pub(super) fn fail(
+        &mut self,
+        err: impl Into<BoxError>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.phase = Phase::Ended;
         Poll::Ready(Some(Err(err.into())))
-    }
-
-    /// The body broke off with `err`: wait, then ask for the rest, or give
-    /// `err` back when it cannot be resumed. `after`: a `Retry-After`.
-    fn dropped(&mut self, err: BoxError, after: Option<Duration>) -> Result<(), BoxError> {
-        let Some(resume) = self.resume.as_mut() else {
-            self.phase = Phase::Ended;
-            return Err(err);
-        };
-        let at = resume.extent.start + self.delivered;
-        let made = resume.resumed_at.len();
-        if made >= resume.settings.max_resumes as usize {
-            self.phase = Phase::Ended;
-            let message = format!(
-                "the download of {} broke off at byte {at} of {} and {made} resumes did not \
-                 finish it (ResumeDownloadLayer::max_resumes)",
-                resume.uri, resume.extent.complete
-            );
-            let stop = Stop::new(ErrorKind::Io, "max_resumes reached", message);
-            return Err(stop.traced(&resume.uri, at, None, Some(err)));
-        }
-        let sleep = match after {
-            Some(wait) if wait > resume.settings.max_retry_after => {
-                self.phase = Phase::Ended;
-                let message = format!(
-                    "the server asks to wait {wait:?} before the download of {} goes on from \
-                     byte {at}, longer than max_retry_after ({:?})",
-                    resume.uri, resume.settings.max_retry_after
-                );
-                let why = "Retry-After longer than max_retry_after";
-                let stop = Stop::new(ErrorKind::Io, why, message);
-                return Err(stop.traced(&resume.uri, at, None, Some(err)));
-            }
-            Some(wait) => Box::pin(tokio::time::sleep(wait)),
-            None => {
-                let (min, max) = resume.settings.backoff;
-                if resume.backoff.is_none() {
-                    resume.backoff = crate::retry::make_backoff(min, max);
-                }
-                match &mut resume.backoff {
-                    Some(backoff) => Box::pin(backoff.next_backoff()),
-                    // (tower refused the clamped arguments: never seen)
-                    None => Box::pin(tokio::time::sleep(min)),
-                }
-            }
-        };
-        trace_event!(
-            target: "mmap_body::download",
-            tracing::Level::DEBUG,
-            uri = %resume.uri,
-            offset = at,
-            complete = resume.extent.complete,
-            resume = made + 1,
-            retry_after = after.is_some(),
-            wait_ms = sleep.deadline().saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
-            error = %err,
-            "resuming download"
-        );
-        self.phase = Phase::Wait(sleep);
-        Ok(())
-    }
-
-    /// Sends the range request for the bytes from where the body stopped.
-    fn ask(&mut self) {
-        let Some(resume) = self.resume.as_mut() else {
-            // (only a resumable body waits)
-            self.phase = Phase::Ended;
-            return;
-        };
-        let at = resume.extent.start + self.delivered;
-        resume.resumed_at.push(at);
-        let range = resume.extent.range_from(at);
-        self.phase = Phase::Ask(
-            resume
-                .refetch
-                .refetch(range, resume.validator.value().clone()),
-        );
-        if let Some(stall) = &mut self.stall {
-            stall.touch();
-        }
-    }
-
-    /// The answer to a range request: its body goes on, or the download
-    /// ends, or another request is made.
-    fn answer(&mut self, response: Response<B>) -> Result<(), BoxError> {
-        let Some(resume) = self.resume.as_mut() else {
-            // (only a resumable body asks)
-            self.phase = Phase::Ended;
-            return Ok(());
-        };
-        let at = resume.extent.start + self.delivered;
-        let status = response.status();
-        let verdict = continuation(
-            status,
-            response.headers(),
-            &resume.extent,
-            at,
-            &resume.validator,
-            SystemTime::now(),
-        );
-        let uri = &resume.uri;
-        match verdict {
-            Verdict::Continue => {
-                trace_event!(
-                    target: "mmap_body::download",
-                    tracing::Level::DEBUG,
-                    uri = %uri,
-                    offset = at,
-                    "resumed download"
-                );
-                #[cfg(feature = "progress")]
-                if let Some((progress, attempt)) = &mut self.progress {
-                    *attempt = progress.begin(at, Some(resume.extent.end));
-                }
-                self.phase = Phase::Body(Box::pin(response.into_body()));
-                if let Some(stall) = &mut self.stall {
-                    stall.touch();
-                }
-                Ok(())
-            }
-            Verdict::AskAgain(after) => {
-                let err = Error::new(
-                    ErrorKind::Io,
-                    format!("the range request from byte {at} was answered {status}"),
-                );
-                self.dropped(err.into(), after)
-            }
-            Verdict::Modified(why) => {
-                self.phase = Phase::Ended;
-                let message = format!(
-                    "{why}; the download of {uri} stopped at byte {at}, every byte handed out \
-                     is of the first version: download it again from the start"
-                );
-                let stop = Stop::new(ErrorKind::Modified, &why, message);
-                Err(stop.traced(uri, at, Some(status.as_u16()), None))
-            }
-            Verdict::Protocol(why) => {
-                self.phase = Phase::Ended;
-                let message = format!("{why}; the download of {uri} stopped at byte {at}");
-                let stop = Stop::new(ErrorKind::Protocol, &why, message);
-                Err(stop.traced(uri, at, Some(status.as_u16()), None))
-            }
-        }
-    }
-
-    fn stall_error(&self) -> BoxError {
-        let timeout = self.stall.as_ref().map_or(Duration::ZERO, |s| s.timeout);
-        Error::new(
-            ErrorKind::Io,
-            format!(
-                "no byte for {timeout:?} after byte {} of the body (stall_timeout)",
-                self.delivered
-            ),
-        )
-        .into()
     }
 }
 
@@ -452,41 +266,5 @@ impl<B> fmt::Debug for DownloadBody<B> {
             .field("extent", &self.extent)
             .field("resumed_at", &self.resumed_at())
             .finish()
-    }
-}
-
-/// Why a download is not resumed: its error, and the `not resuming
-/// download` event that says so.
-struct Stop<'a> {
-    kind: ErrorKind,
-    why: &'a str,
-    message: String,
-}
-
-impl<'a> Stop<'a> {
-    fn new(kind: ErrorKind, why: &'a str, message: String) -> Stop<'a> {
-        Stop { kind, why, message }
-    }
-
-    /// The error (with `source`, the failure that asked for a resume), after
-    /// the event (feature `tracing`): `uri`, `offset`, the range answer's
-    /// `status` where there was one, `why`.
-    fn traced(self, uri: &Uri, at: u64, status: Option<u16>, source: Option<BoxError>) -> BoxError {
-        trace_event!(
-            target: "mmap_body::download",
-            tracing::Level::DEBUG,
-            uri = %uri,
-            offset = at,
-            status = status,
-            why = %self.why,
-            error = source.as_ref().map(tracing::field::display),
-            "not resuming download"
-        );
-        let _ = (uri, at, status, self.why);
-        let err = Error::new(self.kind, self.message);
-        match source {
-            Some(source) => err.with_source(source).into(),
-            None => err.into(),
-        }
     }
 }

@@ -127,11 +127,14 @@
 //! [`save()`]'s `saving download`, `saving download from its .part` and
 //! `the .part is of another version: saving from the start`.
 
+mod blocking;
 mod body;
 mod continuation;
 mod future;
 mod layer;
+mod part;
 mod plan;
+mod resume_body;
 mod save;
 mod service;
 mod stall;

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, Uri};
 use http_body::Body;
 
-use super::body::{DownloadBody, Resume};
+use super::body::DownloadBody;
 use super::continuation::{extent_of, strong_validator};
+use super::resume_body::Resume;
 use super::ResumeDownloadLayer;
 use crate::error::BoxError;
 #[cfg(feature = "progress")]
