@@ -70,8 +70,44 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
     }
 }
 
+/// The process's global subscriber while these tests run: it takes no
+/// event, but keeps every callsite's interest at "sometimes", so that each
+/// event asks the subscriber of its thread. Without it `tracing` can
+/// cache "never" for a callsite that another test thread registers while
+/// this one installs its recorder (the callsite's interest computed from
+/// the subscribers before, stored after the recorder's rebuild), and the
+/// recorder misses that event (seen: 1 run in 15 of the download tests).
+struct AskEachTime;
+
+impl tracing::Subscriber for AskEachTime {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 /// Records this crate's events on this thread until the guard goes.
 fn record() -> (Recorder, tracing::subscriber::DefaultGuard) {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(AskEachTime);
+    });
     let recorder = Recorder::default();
     let subscriber = tracing_subscriber::registry().with(recorder.clone());
     (recorder, tracing::subscriber::set_default(subscriber))
