@@ -434,6 +434,14 @@ mod retried {
     /// A file part truncated between attempts: the form is not sent
     /// again (it would no longer be the form declared), the server sees
     /// one request, and the caller learns why.
+    ///
+    /// The server truncates the file, then answers 503 while the client
+    /// is still sending. Which the client sees first is a race of two
+    /// processes' threads: the file's break (the body fails mid-send, and
+    /// the caller gets the file's error, which `ReplayLayer` keeps), or
+    /// the 503 (the policy finds the body can no longer be replayed and,
+    /// as `RetryPolicy` says, hands back that response unchanged). Both
+    /// are checked, and neither sends the form twice.
     #[tokio::test]
     async fn a_form_whose_file_changed_is_not_sent_again() {
         let len = 16u64 << 20;
@@ -441,6 +449,8 @@ mod retried {
         let (url, log) = axum_server().await;
         let (form, _) = big_form(&file.path, &file.sha256, len, false);
         let content_type = form.content_type();
+        let body = form.into_body();
+        let kept = body.clone();
         let service = ServiceBuilder::new()
             .layer(ReplayLayer::new(CAP))
             .layer(RetryLayer::new(policy()))
@@ -449,14 +459,24 @@ mod retried {
         *log.truncate_on_503.lock().unwrap() = Some((file.path.clone(), len / 2));
         let request = http::Request::post(&url)
             .header(CONTENT_TYPE, content_type)
-            .body(form.into_body())
+            .body(body)
             .unwrap();
         let outcome = service.oneshot(request).await;
         assert_eq!(log.requests().len(), 1);
-        // The caller gets the file's error (ReplayLayer keeps it), not the
-        // 503 nor a connection error.
-        let err = outcome.expect_err("the file's error");
-        let ours = mmap_body::Error::find_in(&*err).expect("the crate's error");
-        assert_eq!(ours.kind(), mmap_body::ErrorKind::Truncated);
+        match outcome {
+            // The break came first: the file's error, not a connection
+            // error.
+            Err(err) => {
+                let ours = mmap_body::Error::find_in(&*err).expect("the crate's error");
+                assert_eq!(ours.kind(), mmap_body::ErrorKind::Truncated);
+            }
+            // The 503 came first: handed back, not retried, because the
+            // form's file no longer is the one declared.
+            Ok(res) => {
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+                let changed = kept.verify().expect_err("the file was truncated");
+                assert_eq!(changed.kind(), mmap_body::ErrorKind::Truncated);
+            }
+        }
     }
 }
