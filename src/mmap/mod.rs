@@ -491,10 +491,13 @@ impl MmapBody {
     /// The file is mapped shared and read-only, so the pages stay in the
     /// page cache and a later read (by a clone, a retry or another body)
     /// faults the same bytes back in. It is what keeps the resident memory
-    /// of a 1 GiB upload to 2–3 MiB instead of 1 GiB. At the default frame
-    /// size its cost (one `madvise` per frame) was within the run-to-run
-    /// noise of our measurements, about 10%; turn it off to keep a small,
-    /// hot file mapped in for many sends.
+    /// of a 1 GiB upload to 2–3 MiB instead of 1 GiB. Adjacent frames are
+    /// given back together, a megabyte at a time (each `madvise` makes the
+    /// kernel flush the TLB of every CPU the process runs on), so a body
+    /// keeps up to 1 MiB of sent pages mapped beyond its frames in flight.
+    /// Its cost at the default frame size is within the noise of our
+    /// measurements; turn it off to keep a small, hot file mapped in for
+    /// many sends.
     ///
     /// Bodies made with [`from_mmap`](MmapBody::from_mmap) never release
     /// pages: that mapping may be private or anonymous, where
