@@ -175,8 +175,9 @@ impl Mapping {
     /// Gives the pages of the dropped frame `start..end` back to the
     /// kernel, with those of adjacent frames dropped before it, once they
     /// add up to a [batch](super::release::BATCH) or reach the mapping's
-    /// end. Ranges are given back in whole [`RELEASE_STEP`]s: those from the step `start` is in up to the
-    /// one `end` is in, which the next frame gives back. Unless one of them
+    /// end. Ranges are given back in whole [`RELEASE_STEP`]s: those from
+    /// the step `start` is in up to the one `end` is in, which the next
+    /// frame gives back. Unless one of them
     /// was detached (or a detach is under way: not releasing a page is
     /// always safe, and a frame's drop never waits for a copy).
     ///
