@@ -1,4 +1,4 @@
-//! Blocking file work for [`save`](super::save), on tokio's blocking pool:
+//! Blocking file work for [`save`](fn@super::save), on tokio's blocking pool:
 //! a call dropped while its work runs waits for it.
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -1,4 +1,4 @@
-//! The files [`save`](super::save) keeps beside its target: the bytes in
+//! The files [`save`](fn@super::save) keeps beside its target: the bytes in
 //! `<name>.part`, written off the async worker a batch at a time, and the
 //! version they belong to in `<name>.part.meta`; and the last step that
 //! makes the `.part` the file.
