@@ -5,7 +5,7 @@
 //! and HTTP/2. Its own binary: the lease's listening thread and the SIGBUS
 //! guard are the process's. Linux, where this process may lease its own
 //! temp files.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "retry"))]
 
 use std::convert::Infallible;
 use std::path::Path;
