@@ -176,10 +176,11 @@ impl Mapping {
     /// kernel, with those of adjacent frames dropped before it, once they
     /// add up to a [batch](super::release::BATCH) or reach the mapping's
     /// end. Ranges are given back in whole [`RELEASE_STEP`]s: those from
-    /// the step `start` is in up to the one `end` is in, which the next
-    /// frame gives back. Unless one of them
-    /// was detached (or a detach is under way: not releasing a page is
-    /// always safe, and a frame's drop never waits for a copy).
+    /// the step `start` is in up to the one `end` is in, which the range
+    /// after it gives back. Steps that hold a detached page are left
+    /// mapped, and nothing is given back while a detach is under way (not
+    /// releasing a page is always safe, and a frame's drop never waits for
+    /// a copy).
     ///
     /// The kernel maps a file's pages in by aligned 64 KiB windows
     /// (fault-around): a frame whose first page shares such a window with
@@ -209,7 +210,7 @@ impl Mapping {
     /// # Safety
     ///
     /// As for [`release`](Mapping::release).
-    unsafe fn release_now(&self, start: usize, end: usize) {
+    pub(super) unsafe fn release_now(&self, start: usize, end: usize) {
         let step = RELEASE_STEP.max(sys::page_size());
         let (from, to) = (start & !(step - 1), end & !(step - 1));
         if from >= to {
@@ -218,10 +219,24 @@ impl Mapping {
         let Ok(detached) = self.detached.try_read() else {
             return;
         };
-        if detached.iter().all(|&(a, b)| to <= a || b <= from) {
-            // SAFETY: the caller's promise; no page of the range is
-            // private, and none becomes private while `detached` is held.
-            unsafe { sys::release(&self.map, from, to - from) };
+        // The detached ranges (page-aligned) inside this one, in order:
+        // only the whole steps between them are given back.
+        let mut private: Vec<(usize, usize)> = detached
+            .iter()
+            .copied()
+            .filter(|&(a, b)| a < to && from < b)
+            .collect();
+        private.sort_unstable();
+        let mut at = from;
+        for (a, b) in private.into_iter().chain([(to, to)]) {
+            let (first, last) = ((at + step - 1) & !(step - 1), a.min(to) & !(step - 1));
+            if first < last {
+                // SAFETY: the caller's promise; `first..last` lies between
+                // detached ranges, so no page of it is private, and none
+                // becomes private while `detached` is held.
+                unsafe { sys::release(&self.map, first, last - first) };
+            }
+            at = at.max(b);
         }
     }
 

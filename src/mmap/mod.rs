@@ -493,8 +493,9 @@ impl MmapBody {
     /// faults the same bytes back in. It is what keeps the resident memory
     /// of a 1 GiB upload to 2–3 MiB instead of 1 GiB. Adjacent frames are
     /// given back together, a megabyte at a time (each `madvise` makes the
-    /// kernel flush the TLB of every CPU the process runs on), so a body
-    /// keeps up to 1 MiB of sent pages mapped beyond its frames in flight.
+    /// kernel flush the TLB of every CPU the process runs on), so a mapping
+    /// keeps a few ranges of sent pages mapped (at most 8, each under
+    /// 1 MiB and a frame) beyond the frames in flight.
     /// Its cost at the default frame size is within the noise of our
     /// measurements; turn it off to keep a small, hot file mapped in for
     /// many sends.

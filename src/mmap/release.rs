@@ -5,8 +5,9 @@
 //! than one thread (tokio's blocking pool, the lease listener) that flush
 //! interrupts every other CPU the process ran on and waits for it. With
 //! small frames (many bodies sharing a worker hand out 64 KiB each) that
-//! wait was a sixth of the sending thread's time; in batches it is gone,
-//! and a body keeps at most one batch more mapped.
+//! wait was a sixth of the sending thread's time; in batches it is gone.
+//! A mapping keeps at most [`SLOTS`] ranges of sent pages mapped, each
+//! under a batch plus a frame, beyond the frames still held.
 
 use crate::sync::lock;
 use std::sync::Mutex;
@@ -18,48 +19,48 @@ pub(super) const BATCH: usize = 1 << 20;
 
 /// Ranges gathered at once: one per body streaming from the mapping (a
 /// file served to several clients, slices of it sent at once), up to
-/// this many; past it the oldest is given back as it is.
+/// this many; past it the range least recently added to is given back as
+/// it is (more bodies than this on one mapping give back about one frame
+/// at a time, as without batches).
 const SLOTS: usize = 8;
 
 /// The ranges of a mapping whose frames were dropped but whose pages
-/// were not given back yet, oldest first.
+/// were not given back yet, the one added to last at the end.
 #[derive(Debug, Default)]
 pub(super) struct Pending(Mutex<Vec<(usize, usize)>>);
 
-/// What to give back now: up to two ranges (the oldest one gathered, when
-/// no slot is left for a range apart, and the one the new frame joined,
-/// once it is full).
+/// What to give back now: up to two ranges (the one least recently added
+/// to, when no slot is left for a range apart, and the one the new frame
+/// joined, once it is full).
 pub(super) type Due = [Option<(usize, usize)>; 2];
 
 impl Pending {
     /// Adds the dropped frame `start..end` of a mapping `len` long to the
-    /// range it touches (or to a range of its own), and says what to give
+    /// ranges it touches (joining two that it bridges, as frames dropped
+    /// out of order do) or to a range of its own, and says what to give
     /// back now: that range once it holds [`BATCH`] bytes or reaches the
-    /// mapping's end (nothing comes after it), and the oldest range when
-    /// a new one finds no slot.
+    /// mapping's end (nothing comes after it), and the range least
+    /// recently added to when a new one finds no slot.
     pub(super) fn add(&self, start: usize, end: usize, len: usize) -> Due {
         let mut pending = lock(&self.0);
         let mut due = [None, None];
-        let at = match pending
-            .iter()
-            .position(|&(from, to)| start <= to && from <= end)
-        {
-            Some(at) => {
-                let (from, to) = pending[at];
-                pending[at] = (from.min(start), to.max(end));
-                at
+        let (mut from, mut to) = (start, end);
+        let before = pending.len();
+        // Every range the frame touches joins it.
+        pending.retain(|&(a, b)| {
+            let touches = start <= b && a <= end;
+            if touches {
+                (from, to) = (from.min(a), to.max(b));
             }
-            None => {
-                if pending.len() == SLOTS {
-                    due[0] = Some(pending.remove(0));
-                }
-                pending.push((start, end));
-                pending.len() - 1
-            }
-        };
-        let (from, to) = pending[at];
+            !touches
+        });
+        if pending.len() == before && pending.len() == SLOTS {
+            due[0] = Some(pending.remove(0));
+        }
         if to - from >= BATCH || to >= len {
-            due[1] = Some(pending.remove(at));
+            due[1] = Some((from, to));
+        } else {
+            pending.push((from, to));
         }
         due
     }
@@ -111,15 +112,47 @@ mod tests {
                 [None, None]
             );
         }
-        // Out of order but touching: joined to its range.
+        // Out of order but touching: joined to its range, now the one
+        // added to last.
         assert_eq!(pending.add(BATCH - frame, BATCH, len), [None, None]);
-        assert_eq!(lock(&pending.0)[1], (BATCH - frame, BATCH + frame));
-        // One body more: the oldest range is given back as it is.
+        assert_eq!(
+            lock(&pending.0).last(),
+            Some(&(BATCH - frame, BATCH + frame))
+        );
+        // Body 0 goes on; then one body more: the range least recently
+        // added to (body 2's) is given back as it is, not body 0's.
+        assert_eq!(pending.add(frame, 2 * frame, len), [None, None]);
         assert_eq!(
             pending.add(40 * BATCH, 40 * BATCH + frame, len),
-            [Some((0, frame)), None]
+            [Some((2 * BATCH, 2 * BATCH + frame)), None]
         );
         assert_eq!(lock(&pending.0).len(), SLOTS);
+        assert!(lock(&pending.0).contains(&(0, 2 * frame)));
+    }
+
+    #[test]
+    fn a_frame_dropped_late_joins_the_ranges_on_both_sides() {
+        let pending = Pending::default();
+        let len = 64 * BATCH;
+        let frame = 64 * K;
+        assert_eq!(pending.add(0, frame, len), [None, None]);
+        assert_eq!(pending.add(2 * frame, 3 * frame, len), [None, None]);
+        assert_eq!(lock(&pending.0).len(), 2);
+        // The frame between them, dropped last: one range again, which
+        // goes on growing to a batch.
+        assert_eq!(pending.add(frame, 2 * frame, len), [None, None]);
+        assert_eq!(*lock(&pending.0), [(0, 3 * frame)]);
+        let mut given = Vec::new();
+        for i in 3..(BATCH / frame) {
+            given.extend(
+                pending
+                    .add(i * frame, (i + 1) * frame, len)
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        assert_eq!(given, [(0, BATCH)]);
+        assert!(lock(&pending.0).is_empty());
     }
 
     #[test]
@@ -159,5 +192,66 @@ mod tests {
             }
         }
         assert!(covered.iter().all(|&c| c), "a frame was never given back");
+    }
+
+    /// Kilobytes resident of the mapping at `base..base + len` (all its
+    /// pieces: a detach splits it), from `/proc/self/smaps`.
+    #[cfg(target_os = "linux")]
+    fn resident_kib(base: usize, len: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut kib = 0;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    inside = base <= a && b <= base + len;
+                    continue;
+                }
+            }
+            if let (true, Some(rss)) = (inside, line.strip_prefix("Rss:")) {
+                kib += rss
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap();
+            }
+        }
+        kib
+    }
+
+    /// Pages detached from the file (private copies that frames still
+    /// hold) are never given back: `MADV_DONTNEED` would turn them into
+    /// zeros under those frames. The whole steps around them are.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn giving_back_skips_the_detached_pages_and_only_them() {
+        let len = 1 << 20;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        // SAFETY: the temp file is private to this test.
+        let body = unsafe { crate::MmapBody::from_file(file) }.unwrap();
+        let mapping = &body.mapping;
+        let base = mapping.map.as_ptr() as usize;
+        assert!(mapping.map[..] == bytes[..]);
+        let (a, b) = (200 << 10, 300 << 10);
+        mapping.detach(&[(a, b)]).unwrap();
+        assert!(resident_kib(base, len) >= 1000, "all of it was read");
+        // SAFETY: `MmapBody`'s own shared, read-only mapping of a file.
+        unsafe { mapping.release_now(0, len) };
+        // The detached pages keep their bytes; the steps that hold none of
+        // them were given back: what stays is the detached range and the
+        // two 64 KiB steps it shares with the file's pages.
+        assert!(
+            mapping.map[a..b] == bytes[a..b],
+            "a detached page was given back"
+        );
+        let kept = resident_kib(base, len);
+        assert!(kept <= 100 + 2 * 64, "{kept} KiB still mapped");
+        // The rest reads back from the file.
+        assert!(mapping.map[..] == bytes[..], "the file's bytes read back");
     }
 }

@@ -432,8 +432,8 @@ mod retried {
     }
 
     /// A file part truncated between attempts: the form is not sent
-    /// again (it would no longer be the form declared), the server sees
-    /// one request, and the caller learns why.
+    /// again (it would no longer be the form declared) and the server sees
+    /// one request.
     ///
     /// The server truncates the file, then answers 503 while the client
     /// is still sending. Which the client sees first is a race of two

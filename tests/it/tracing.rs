@@ -106,7 +106,8 @@ impl tracing::Subscriber for AskEachTime {
 fn record() -> (Recorder, tracing::subscriber::DefaultGuard) {
     static GLOBAL: std::sync::Once = std::sync::Once::new();
     GLOBAL.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(AskEachTime);
+        tracing::subscriber::set_global_default(AskEachTime)
+            .expect("no other global subscriber in this test binary");
     });
     let recorder = Recorder::default();
     let subscriber = tracing_subscriber::registry().with(recorder.clone());
