@@ -196,7 +196,7 @@ mod tests {
 
     /// Kilobytes resident of the mapping at `base..base + len` (all its
     /// pieces: a detach splits it), from `/proc/self/smaps`.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(mmap_body_portable)))]
     fn resident_kib(base: usize, len: usize) -> usize {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut inside = false;
@@ -225,7 +225,7 @@ mod tests {
     /// Pages detached from the file (private copies that frames still
     /// hold) are never given back: `MADV_DONTNEED` would turn them into
     /// zeros under those frames. The whole steps around them are.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(mmap_body_portable)))]
     #[test]
     fn giving_back_skips_the_detached_pages_and_only_them() {
         let len = 1 << 20;
