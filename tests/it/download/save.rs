@@ -12,7 +12,7 @@ use http::Request;
 use http_body_util::Empty;
 use mmap_body::download::{save, Saved};
 use mmap_body::ErrorKind;
-use mmap_body_devkit::files::{sha256_file, test_file};
+use mmap_body_devkit::files::{sha256_file, test_file, TestFile};
 use mmap_body_devkit::harness::chain;
 use mmap_body_devkit::relay::{Cut, Relay};
 use mmap_body_devkit::server::client;
@@ -77,9 +77,17 @@ async fn save_ok(uri: &str, path: &Path) -> Saved {
     }
 }
 
-/// Served from `src` (own server or `ServeFile`), saved into a dir of
-/// its own.
-async fn killed_then_resumed(serve_file_server: bool) {
+/// A save of a 16 MiB file, served by this crate's server or by
+/// `ServeFile` through a relay that stalls after 10 MiB, killed once it
+/// wrote 4 MiB into `out/big.bin.part`.
+struct Killed {
+    file: TestFile,
+    relay: Relay,
+    out: tempfile::TempDir,
+    path: PathBuf,
+}
+
+async fn killed(serve_file_server: bool) -> Killed {
     let file = test_file(16 * MIB);
     let server = if serve_file_server {
         serve_file(file.path.clone()).await
@@ -90,6 +98,23 @@ async fn killed_then_resumed(serve_file_server: bool) {
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("big.bin");
     save_until_killed(&relay.uri("/f"), &path, 4 * MIB).await;
+    Killed {
+        file,
+        relay,
+        out,
+        path,
+    }
+}
+
+/// Served from `src` (own server or `ServeFile`), saved into a dir of
+/// its own.
+async fn killed_then_resumed(serve_file_server: bool) {
+    let Killed {
+        file,
+        relay,
+        out,
+        path,
+    } = killed(serve_file_server).await;
     assert_eq!(names(out.path()), ["big.bin.part", "big.bin.part.meta"]);
     let held = std::fs::metadata(part(&path)).unwrap().len();
     assert!(held >= 4 * MIB && held < file.len);
@@ -117,16 +142,12 @@ async fn a_killed_save_is_resumed_serve_file() {
 /// ignores `If-Range`, and its `206` of another `ETag` makes `save` ask
 /// again from zero), never mixed.
 async fn changed_starts_over(serve_file_server: bool) {
-    let file = test_file(16 * MIB);
-    let server = if serve_file_server {
-        serve_file(file.path.clone()).await
-    } else {
-        own_server(file.path.clone()).await
-    };
-    let relay = Relay::start(server, [Cut::StallAfter(10 * MIB)]).await;
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("big.bin");
-    save_until_killed(&relay.uri("/f"), &path, 4 * MIB).await;
+    let Killed {
+        file,
+        relay,
+        out,
+        path,
+    } = killed(serve_file_server).await;
     let new = replace(&file.path, file.len);
     let saved = save_ok(&relay.uri("/f"), &path).await;
     assert_eq!(saved.resumed_from, 0, "started over");
