@@ -90,6 +90,8 @@ pub(crate) struct Fetched {
     pub(crate) bytes: Vec<u8>,
     pub(crate) end: Result<(), BoxError>,
     pub(crate) resumed_at: Vec<u64>,
+    /// The first answer's `ETag`.
+    pub(crate) etag: Option<String>,
 }
 
 impl Fetched {
@@ -147,6 +149,10 @@ where
             bytes,
             end,
             resumed_at: body.resumed_at().to_vec(),
+            etag: parts
+                .headers
+                .get(http::header::ETAG)
+                .map(|v| v.to_str().expect("an ASCII ETag").to_owned()),
         }
     })
     .await

@@ -10,28 +10,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use mmap_body::download::ResumeDownloadLayer;
 use mmap_body::ErrorKind;
 use mmap_body_devkit::files::{sha256, test_file};
 use mmap_body_devkit::harness::chain;
 use mmap_body_devkit::relay::{Cut, Relay};
 use mmap_body_devkit::server::client;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 use super::nginx::{nginx, Nginx};
 use super::python::python_peer;
 use super::{record, spawn_listening};
 
 const MIB: u64 = 1024 * 1024;
-const LIMIT: Duration = Duration::from_secs(120);
-
-struct Got {
-    bytes: Vec<u8>,
-    end: Result<(), mmap_body_devkit::BoxError>,
-    resumed_at: Vec<u64>,
-    etag: Option<String>,
-}
+/// What a download handed out, and how it ended.
+type Got = crate::download::Fetched;
 
 /// GETs `uri` through the layer; `after_first` runs after the first frame.
 async fn download(uri: &str, after_first: impl FnOnce()) -> Got {
@@ -39,41 +33,9 @@ async fn download(uri: &str, after_first: impl FnOnce()) -> Got {
         .backoff(Duration::from_millis(1), Duration::from_millis(20))
         .stall_timeout(Some(Duration::from_secs(5)))
         .layer(client::<Empty<Bytes>>(false));
-    let request = http::Request::get(uri).body(Empty::new()).unwrap();
-    tokio::time::timeout(LIMIT, async move {
-        let response = service.oneshot(request).await.expect("a response");
-        assert_eq!(response.status(), 200, "{uri}");
-        let etag = response
-            .headers()
-            .get("etag")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let mut body = response.into_body();
-        let (mut bytes, mut end, mut after_first) = (Vec::new(), Ok(()), Some(after_first));
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        bytes.extend_from_slice(&data);
-                    }
-                    if let Some(f) = after_first.take() {
-                        f();
-                    }
-                }
-                Err(err) => {
-                    end = Err(err);
-                    break;
-                }
-            }
-        }
-        Got {
-            bytes,
-            end,
-            resumed_at: body.resumed_at().to_vec(),
-            etag,
-        }
-    })
-    .await
-    .expect("the download ended within its bound")
+    let got = crate::download::fetch(service, uri, &[], after_first).await;
+    assert_eq!(got.status, 200, "{uri}");
+    got
 }
 
 /// Three cuts in one download of the file the server has at `path`.
